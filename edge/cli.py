@@ -1,0 +1,366 @@
+"""`yizhan` command line: enrolment, identification, members, keys and QR tokens.
+
+Exit codes are part of the contract installers and scripts rely on:
+  0  done (for `identify` and `qr check` also when the decision is a refusal: the JSON says which)
+  2  refused: bad input, bad configuration, a photo that cannot be enrolled; nothing was stored
+  3  the stored data cannot be used (wrong template key, corrupted row, database from a newer version)
+  1  anything else (a bug: the message and a traceback go to the log)
+`--json` prints exactly one JSON value on standard output; messages and logs go to standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge.config import Config, ConfigError, load_config
+from edge.logging_setup import configure_logging
+
+log = logging.getLogger("yizhan")
+
+EXIT_OK, EXIT_BUG, EXIT_REFUSED, EXIT_DATA = 0, 1, 2, 3
+WORKER_KINDS = ("courier", "rider", "sanitation", "driver", "other")
+
+
+class CliRefusal(Exception):
+    """Ends the command with exit code 2 and the message."""
+
+
+def _emit(args: argparse.Namespace, value: Any, text: str | Callable[[], str]) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write((text() if callable(text) else text) + "\n")
+
+
+def _datetime(value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {value!r} (e.g. 2026-12-31 or 2026-12-31T18:00+08:00)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
+    from edge.station import RefusedError, Station
+
+    station = Station(config)
+    try:
+        outcome = station.enroll(
+            member_id=args.member_id,
+            name=args.name,
+            photos=[Path(p) for p in args.photos],
+            groups=args.group or [],
+            kind=args.kind,
+            phone=args.phone,
+            consent_cross_station=args.consent_cross_station,
+            force=args.force,
+        )
+    except RefusedError as exc:
+        if args.json:
+            _emit(args, {"ok": False, "error": str(exc), "problems": exc.problems}, "")
+        sys.stderr.write(f"yizhan enroll: {exc}\n" + "".join(f"  - {p}\n" for p in exc.problems))
+        return EXIT_REFUSED
+    finally:
+        station.close()
+    value = {
+        "ok": True,
+        "member_id": outcome.member_id,
+        "created": outcome.created,
+        "templates_added": len(outcome.template_ids),
+        "lookalikes": [
+            {"photo": look.source, "member_id": look.member_id, "distance": round(look.distance, 4)}
+            for look in outcome.plan.lookalikes
+        ],
+        "quality": [p.quality for p in outcome.plan.photos],
+    }
+    lines = [f"enrolled {outcome.member_id} ({'new member' if outcome.created else 'existing member'}): "
+             f"{len(outcome.template_ids)} photo(s)"]
+    lines += [f"  warning (--force): {look.describe()}" for look in outcome.plan.lookalikes]
+    _emit(args, value, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_identify(args: argparse.Namespace, config: Config) -> int:
+    from edge.station import RefusedError, Station, read_photo
+
+    try:
+        rgb = read_photo(Path(args.photo))
+    except RefusedError as exc:
+        raise CliRefusal(str(exc)) from None
+    station = Station(config)
+    try:
+        result = station.identify(rgb)
+        name = None
+        if result.member_id:
+            member = station.get_member(result.member_id)
+            name = member["name"] if member else None
+    finally:
+        station.close()
+    value = result.to_json()
+    value["name"] = name
+    distance = "-" if result.distance is None else f"{result.distance:.3f}"
+    margin = "-" if result.margin is None else f"{result.margin:.3f}"
+    _emit(
+        args,
+        value,
+        f"{result.decision.value}: member={result.member_id or '-'} name={name or '-'} "
+        f"distance={distance} margin={margin} reason={result.reason or '-'} "
+        f"total={result.timings_ms.get('total', 0):.0f} ms",
+    )
+    return EXIT_OK
+
+
+def cmd_members(args: argparse.Namespace, config: Config) -> int:
+    from edge.station import Station
+
+    station = Station(config)
+    try:
+        if args.members_cmd == "add":
+            member = station.add_member(
+                member_id=args.member_id, name=args.name, phone=args.phone, groups=tuple(args.group or ()),
+                kind=args.kind, valid_from=args.valid_from, valid_until=args.valid_until,
+                consent_face=False, consent_cross_station=args.consent_cross_station,
+            )
+            _emit(args, member, f"added member {member['member_id']} ({member['name']}), QR only until a face is enrolled")
+        elif args.members_cmd == "list":
+            rows = station.list_members()
+            _emit(args, rows, lambda: "\n".join(
+                f"{m['member_id']:<20} {m['status']:<9} templates={m['templates']:<2} {m['name']}" for m in rows
+            ) or "(no members)")
+        elif args.members_cmd == "show":
+            found = station.get_member(args.member_id)
+            if found is None:
+                raise CliRefusal(f"no member {args.member_id!r}")
+            _emit(args, found, lambda: "\n".join(f"{k}: {v}" for k, v in found.items()))
+        elif args.members_cmd == "remove":
+            if not station.remove_member(args.member_id):
+                raise CliRefusal(f"no member {args.member_id!r}")
+            _emit(args, {"removed": args.member_id}, f"removed member {args.member_id} and their face templates")
+        elif args.members_cmd in ("suspend", "activate"):
+            status = "suspended" if args.members_cmd == "suspend" else "active"
+            if station.get_member(args.member_id) is None:
+                raise CliRefusal(f"no member {args.member_id!r}")
+            member = station.update_member(args.member_id, status=status)
+            _emit(args, member, f"member {args.member_id} is now {status}")
+    finally:
+        station.close()
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace, config: Config) -> int:
+    from edge.station import Station
+    from models import qr_store
+
+    station = Station(config)
+    try:
+        if args.keys_cmd == "init":
+            kid = station.init_keys(force=args.force)
+            _emit(args, {"kid": kid, "private_key": str(station.signing_key_path)},
+                  f"signing key {kid} written to {station.signing_key_path} (mode 0600); its public key is trusted here")
+        elif args.keys_cmd == "add":
+            try:
+                pem = Path(args.pem).read_bytes()
+            except OSError as exc:
+                raise CliRefusal(f"{args.pem}: cannot read ({exc.strerror or exc})") from None
+            kid = station.add_public_key(pem, label=args.label)
+            _emit(args, {"kid": kid}, f"trusted public key {kid}")
+        elif args.keys_cmd == "list":
+            with station.sessions() as session:
+                keys = sorted(qr_store.public_keys(session))
+                revoked = sorted(qr_store.revoked_kids(session))
+            _emit(args, {"trusted": keys, "revoked": revoked},
+                  "\n".join([f"{k} trusted" for k in keys] + [f"{k} revoked" for k in revoked]) or "(no keys)")
+        elif args.keys_cmd == "revoke":
+            with station.sessions() as session, session.begin():
+                qr_store.revoke_key(session, args.kid)
+            _emit(args, {"revoked": args.kid}, f"key {args.kid} revoked: tokens it signed are refused")
+    finally:
+        station.close()
+    return EXIT_OK
+
+
+def cmd_qr(args: argparse.Namespace, config: Config) -> int:
+    from edge.station import RefusedError, Station, read_photo
+
+    station = Station(config)
+    try:
+        if args.qr_cmd == "issue":
+            token = station.issue_qr(
+                member_id=args.member_id, ttl_s=args.ttl, station=args.station, group=args.group,
+                single_use=args.single_use,
+            )
+            if args.png:
+                from recognizer.qr_decode import render_png
+
+                render_png(token, Path(args.png))
+            sys.stdout.write(token + "\n")
+        elif args.qr_cmd == "check":
+            candidate = Path(args.token_or_image)
+            is_file = len(args.token_or_image) < 4096 and candidate.is_file()
+            if is_file:
+                try:
+                    rgb = read_photo(candidate)
+                except RefusedError as exc:
+                    raise CliRefusal(str(exc)) from None
+                result = station.check_qr_image(rgb)
+                if result is None:
+                    from recognizer.results import Decision, QrResult
+
+                    result = QrResult(Decision.QR_REFUSED, reason="no_qr_code")
+            else:
+                result = station.check_qr_text(args.token_or_image.strip())
+            _emit(args, result.to_json(),
+                  f"{result.decision.value}: member={result.member_id or '-'} reason={result.reason or '-'}")
+        elif args.qr_cmd == "revoke":
+            nonce = station.revoke_qr(args.token.strip(), args.reason)
+            _emit(args, {"revoked_nonce": nonce}, f"token {nonce} revoked")
+    except RefusedError as exc:
+        raise CliRefusal(str(exc)) from None
+    finally:
+        station.close()
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace, config: Config) -> int:
+    _emit(args, json.loads(config.model_dump_json()), config.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    from edge.demo import run_demo
+
+    return run_demo(config, data_dir=Path(args.data_dir) if args.data_dir else None)
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yizhan", description="Door controller for union rest stations.")
+    parser.add_argument("--config", type=Path, help="TOML config (default: $YIZHAN_CONFIG, ./yizhan.toml, built-in)")
+    parser.add_argument("--log-format", choices=["json", "text"], help="override [logging] format")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace, Config], int], help_text: str,
+            json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print one JSON value")
+        return p
+
+    enroll = add("enroll", cmd_enroll, "enrol a member's face from one or more photos")
+    enroll.add_argument("--member-id", required=True)
+    enroll.add_argument("--name", required=True)
+    enroll.add_argument("--group", action="append", help="member group (repeatable)")
+    enroll.add_argument("--kind", choices=WORKER_KINDS)
+    enroll.add_argument("--phone")
+    enroll.add_argument("--consent-cross-station", action="store_true",
+                        help="the member agreed in writing that their face template may go to other stations")
+    enroll.add_argument("--force", action="store_true", help="enrol although the face resembles another member")
+    enroll.add_argument("photos", nargs="+", metavar="PHOTO")
+
+    identify = add("identify", cmd_identify, "who does the face in this photo belong to?")
+    identify.add_argument("photo", metavar="PHOTO")
+
+    members = sub.add_parser("members", help="manage members")
+    members.set_defaults(handler=cmd_members)
+    msub = members.add_subparsers(dest="members_cmd", required=True)
+    madd = msub.add_parser("add", help="add a member without a face (QR only)")
+    madd.add_argument("--member-id", required=True)
+    madd.add_argument("--name", required=True)
+    madd.add_argument("--phone")
+    madd.add_argument("--group", action="append")
+    madd.add_argument("--kind", choices=WORKER_KINDS)
+    madd.add_argument("--valid-from", type=_datetime)
+    madd.add_argument("--valid-until", type=_datetime)
+    madd.add_argument("--consent-cross-station", action="store_true")
+    for name, help_text in (("list", "list members"), ("show", "show one member"),
+                            ("remove", "remove a member and their face templates"),
+                            ("suspend", "refuse a member until re-activated"), ("activate", "re-activate a member")):
+        mp = msub.add_parser(name, help=help_text)
+        if name != "list":
+            mp.add_argument("member_id", metavar="ID")
+    for mp in msub.choices.values():
+        mp.add_argument("--json", action="store_true", help="print one JSON value")
+
+    keys = sub.add_parser("keys", help="QR signing keys")
+    keys.set_defaults(handler=cmd_keys)
+    ksub = keys.add_subparsers(dest="keys_cmd", required=True)
+    kinit = ksub.add_parser("init", help="create a signing keypair (standalone station or the centre)")
+    kinit.add_argument("--force", action="store_true", help="replace an existing signing key")
+    kadd = ksub.add_parser("add", help="trust a public key (PEM) of the centre")
+    kadd.add_argument("pem", metavar="PEM_FILE")
+    kadd.add_argument("--label", default="")
+    ksub.add_parser("list", help="list trusted and revoked keys")
+    krev = ksub.add_parser("revoke", help="stop trusting a key")
+    krev.add_argument("kid", metavar="KID")
+    for kp in ksub.choices.values():
+        kp.add_argument("--json", action="store_true", help="print one JSON value")
+
+    qr = sub.add_parser("qr", help="QR access tokens")
+    qr.set_defaults(handler=cmd_qr)
+    qsub = qr.add_subparsers(dest="qr_cmd", required=True)
+    issue = qsub.add_parser("issue", help="issue a signed token; prints it as the only line of output")
+    issue.add_argument("--member-id", required=True)
+    issue.add_argument("--ttl", type=int, help="validity in seconds (default [qr] default_ttl_s)")
+    issue.add_argument("--station", help="valid only at this station id")
+    issue.add_argument("--group", help="valid only for members of this group")
+    issue.add_argument("--single-use", action="store_true", help="refused after its first use")
+    issue.add_argument("--png", help="also write the QR code as a PNG image")
+    check = qsub.add_parser("check", help="check a token (text) or a photo of a QR code")
+    check.add_argument("token_or_image", metavar="TOKEN_OR_IMAGE")
+    check.add_argument("--json", action="store_true", help="print one JSON value")
+    revoke = qsub.add_parser("revoke", help="revoke one token (lost phone or card)")
+    revoke.add_argument("token", metavar="TOKEN")
+    revoke.add_argument("--reason", default="revoked")
+    revoke.add_argument("--json", action="store_true", help="print one JSON value")
+
+    add("config", cmd_config, "print the effective configuration")
+    demo = add("demo", cmd_demo, "enrol the fixture faces and show decisions (no camera needed)", json_flag=False)
+    demo.add_argument("--data-dir", help="where the demo station keeps its data (default: a fresh temporary folder)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config, source = load_config(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"yizhan: {exc}\n")
+        return EXIT_REFUSED
+    configure_logging(config.logging.level, args.log_format or config.logging.format)
+    log.debug("configuration loaded", extra={"fields": {"source": source}})
+    from models.database import StoreError, ValidationError
+
+    try:
+        return int(args.handler(args, config))
+    except CliRefusal as exc:
+        sys.stderr.write(f"yizhan {args.command}: {exc}\n")
+        return EXIT_REFUSED
+    except ValidationError as exc:
+        sys.stderr.write(f"yizhan {args.command}: {exc}\n")
+        return EXIT_REFUSED
+    except StoreError as exc:
+        sys.stderr.write(f"yizhan {args.command}: stored data cannot be used: {exc}\n")
+        return EXIT_DATA
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        log.exception("unexpected error", extra={"fields": {"command": args.command}})
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

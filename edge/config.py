@@ -1,0 +1,181 @@
+"""The station's configuration: one typed model, one small section per subsystem.
+
+Loaded from TOML (`--config PATH`, else `$YIZHAN_CONFIG`, else `./yizhan.toml`, else built-in
+defaults that work on a laptop with data under `./var/`). Unknown keys are refused: a typo such as
+`treshold` must stop the daemon at start, not silently leave the default in force at a door.
+Every field has bounds, so a value that would make the door unsafe (a negative margin, a 0 s skew
+window turned into hours) is refused with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_CONFIG = "YIZHAN_CONFIG"
+DEFAULT_CONFIG_NAME = "yizhan.toml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class StationConfig(_Section):
+    station_id: str = Field(
+        "station-dev",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="This station's id: QR tokens scoped to another station are refused.",
+    )
+    name: str = Field("yizhan dev station", max_length=200, description="Human-readable name.")
+
+
+class StorageConfig(_Section):
+    data_dir: Path = Field(Path("var"), description="Everything the station stores lives under it.")
+    key_file: Path | None = Field(
+        None,
+        description="Template encryption key (32 bytes, hex). Default: <data_dir>/template.key, "
+        "created with mode 0600 on first use. $YIZHAN_TEMPLATE_KEY overrides both.",
+    )
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "yizhan.db"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+
+class RecognitionConfig(_Section):
+    threshold: float = Field(
+        0.55, gt=0.2, lt=0.8, description="Largest distance to a member's nearest template that may match."
+    )
+    min_margin: float = Field(
+        0.10, ge=0.0, lt=0.5, description="How much closer the best member must be than the best other member."
+    )
+    duplicate_threshold: float = Field(
+        0.55,
+        gt=0.2,
+        lt=0.8,
+        description="At enrolment, a face this close to a different member is flagged as a possible duplicate.",
+    )
+    detect_max_side: int = Field(640, ge=160, le=4096, description="Detection runs on a copy this large.")
+    upsample: int = Field(0, ge=0, le=2, description="HOG upsampling for normal frames (small images get +1).")
+    min_face_px: int = Field(70, ge=40, le=1000, description="Smallest face (box side in pixels) accepted.")
+    min_sharpness: float = Field(12.0, ge=0.0, description="Laplacian variance of the face at 128x128.")
+    min_brightness: float = Field(40.0, ge=0.0, le=255.0)
+    max_brightness: float = Field(230.0, ge=0.0, le=255.0)
+    max_roll_deg: float = Field(30.0, gt=0.0, le=90.0)
+    max_yaw: float = Field(0.45, gt=0.0, le=2.0)
+    same_person_max_distance: float = Field(
+        0.65, gt=0.2, lt=1.0, description="Photos enrolled together must be this close to each other."
+    )
+    max_templates_per_member: int = Field(10, ge=1, le=50)
+
+
+class QrConfig(_Section):
+    max_clock_skew_s: int = Field(
+        120, ge=0, le=3600, description="Tolerance for the phone/issuer clock against ours (seconds)."
+    )
+    default_ttl_s: int = Field(
+        365 * 24 * 3600, ge=60, le=5 * 365 * 24 * 3600, description="Validity of issued tokens by default."
+    )
+    signing_key_file: Path | None = Field(
+        None, description="Ed25519 private key (PEM) for issuing; default <data_dir>/keys/qr_signing.pem."
+    )
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = Field("json", description="json: one object per line (the box).")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Config(_Section):
+    station: StationConfig = StationConfig()
+    storage: StorageConfig = StorageConfig()
+    recognition: RecognitionConfig = RecognitionConfig()
+    qr: QrConfig = QrConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see config.example.toml)")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML mapping; relative paths are taken relative to `base_dir`."""
+    try:
+        config = Config.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    if base_dir is not None:
+        config = _rebase(config, base_dir)
+    return config
+
+
+def _rebase(config: Config, base: Path) -> Config:
+    storage = config.storage
+    changes: dict[str, Any] = {}
+    if not storage.data_dir.is_absolute():
+        changes["data_dir"] = base / storage.data_dir
+    if storage.key_file is not None and not storage.key_file.is_absolute():
+        changes["key_file"] = base / storage.key_file
+    qr = config.qr
+    qr_changes: dict[str, Any] = {}
+    if qr.signing_key_file is not None and not qr.signing_key_file.is_absolute():
+        qr_changes["signing_key_file"] = base / qr.signing_key_file
+    return config.model_copy(
+        update={
+            "storage": storage.model_copy(update=changes),
+            "qr": qr.model_copy(update=qr_changes),
+        }
+    )
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> tuple[Config, str]:
+    """Find, read and validate the configuration. Returns (config, where it came from).
+
+    Relative paths inside a file are relative to that file's folder, so a config works the same
+    whatever directory systemd or an installer starts us from.
+    """
+    env = os.environ if env is None else env
+    if path is None and env.get(ENV_CONFIG):
+        path = Path(env[ENV_CONFIG])
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = Path(DEFAULT_CONFIG_NAME)
+    if path is None:
+        return parse_config({}, "built-in defaults", Path.cwd()), "built-in defaults"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    return parse_config(data, str(path), path.resolve().parent), str(path)

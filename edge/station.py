@@ -1,0 +1,398 @@
+"""The station's local services, wired from one config: store, keys, roster, face and QR checks.
+
+The CLI (and later the daemon and the local API) call these; they hold no hardware. Expensive parts
+are built on first use: listing members must not load dlib (~1 s) or ask for the template key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.orm import Session, sessionmaker
+
+from edge.config import Config
+from edge.enrolment import EnrolmentPlan, PhotoCheck, check_photo, plan_enrolment
+from models import members as member_store
+from models import qr_store
+from models.database import make_session_factory, migrate, open_engine
+from models.template_cipher import TemplateCipher, load_or_create_key
+from recognizer import qr_token
+from recognizer.face_pipeline import DetectionSettings, FacePipeline
+from recognizer.images import ImageError, decode_image
+from recognizer.matcher import MatchPolicy
+from recognizer.qr_check import QrChecker, QrPolicy
+from recognizer.quality import QualityPolicy
+from recognizer.results import FaceResult, QrResult
+from recognizer.roster import RosterHolder, RosterSnapshot
+
+log = logging.getLogger(__name__)
+
+ROSTER_VERSION_KEY = "roster_version"
+
+
+class StationError(Exception):
+    """A request the station refuses; the message is meant for the person at the keyboard."""
+
+
+class RefusedError(StationError):
+    """Refused input (a bad photo, a duplicate face, an unknown member): exit code 2 in the CLI."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentOutcome:
+    member_id: str
+    created: bool
+    template_ids: list[str]
+    plan: EnrolmentPlan
+
+
+def read_photo(path: Path) -> npt.NDArray[np.uint8]:
+    """Read and decode a photo file; every failure becomes a RefusedError naming the file."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise RefusedError(f"{path}: is a directory, not a photo") from None
+    except OSError as exc:
+        raise RefusedError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return decode_image(data)
+    except ImageError as exc:
+        raise RefusedError(f"{path}: {exc}") from None
+
+
+class Station:
+    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.env = dict(os.environ) if env is None else dict(env)
+        self.data_dir = config.storage.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = open_engine(config.storage.database_path)
+        self.schema_version = migrate(self.engine)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        self.roster = RosterHolder()
+        self._roster_loaded = False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- lazily built parts -------------------------------------------------------------------
+
+    @cached_property
+    def cipher(self) -> TemplateCipher:
+        key = load_or_create_key(key_file=self.config.storage.key_file, data_dir=self.data_dir, env=self.env)
+        return TemplateCipher(key)
+
+    @cached_property
+    def pipeline(self) -> FacePipeline:
+        from recognizer.encoder import DlibFaceModel
+
+        rec = self.config.recognition
+        return FacePipeline(
+            DlibFaceModel(),
+            DetectionSettings(detect_max_side=rec.detect_max_side, upsample=rec.upsample),
+            QualityPolicy(
+                min_face_px=rec.min_face_px,
+                min_sharpness=rec.min_sharpness,
+                min_brightness=rec.min_brightness,
+                max_brightness=rec.max_brightness,
+                max_roll_deg=rec.max_roll_deg,
+                max_yaw=rec.max_yaw,
+            ),
+        )
+
+    @property
+    def match_policy(self) -> MatchPolicy:
+        rec = self.config.recognition
+        return MatchPolicy(threshold=rec.threshold, min_margin=rec.min_margin)
+
+    @cached_property
+    def qr_checker(self) -> QrChecker:
+        policy = QrPolicy(max_clock_skew_s=self.config.qr.max_clock_skew_s, station_id=self.config.station.station_id)
+        return QrChecker(policy, qr_store.SqlReplayGuard(self.sessions))
+
+    # -- roster ---------------------------------------------------------------------------------
+
+    def load_roster(self) -> RosterSnapshot:
+        """Decrypt every template into a new snapshot and publish it (errors are loud)."""
+        with self.sessions() as session:
+            snapshot = member_store.load_roster(session, self.cipher)
+        self.roster.swap(snapshot)
+        self._roster_loaded = True
+        return snapshot
+
+    def _bump_roster_version(self, session: Session) -> None:
+        current = int(member_store.get_state(session, ROSTER_VERSION_KEY, "0") or 0)
+        member_store.set_state(session, ROSTER_VERSION_KEY, str(current + 1))
+
+    # -- members --------------------------------------------------------------------------------
+
+    def add_member(self, **fields: Any) -> dict[str, Any]:
+        with self.sessions() as session, session.begin():
+            member = member_store.add_member(session, **fields)
+            self._bump_roster_version(session)
+            return self._member_json(session, member)
+
+    def list_members(self) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            counts = member_store.template_counts(session)
+            return [self._member_json(session, m, counts) for m in member_store.list_members(session)]
+
+    def get_member(self, member_id: str) -> dict[str, Any] | None:
+        with self.sessions() as session:
+            member = member_store.get_member(session, member_id)
+            return None if member is None else self._member_json(session, member)
+
+    def update_member(self, member_id: str, **fields: Any) -> dict[str, Any]:
+        with self.sessions() as session, session.begin():
+            member = member_store.update_member(session, member_id, **fields)
+            self._bump_roster_version(session)
+            return self._member_json(session, member)
+
+    def remove_member(self, member_id: str) -> bool:
+        with self.sessions() as session, session.begin():
+            removed = member_store.remove_member(session, member_id)
+            if removed:
+                self._bump_roster_version(session)
+            return removed
+
+    @staticmethod
+    def _member_json(session: Session, member: Any, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+        templates = (
+            counts.get(member.member_id, 0)
+            if counts is not None
+            else member_store.template_count(session, member.member_id)
+        )
+        return {
+            "member_id": member.member_id,
+            "name": member.name,
+            "phone": member.phone,
+            "groups": list(member.groups or []),
+            "kind": member.kind,
+            "status": member.status,
+            "valid_from": _iso(member.valid_from),
+            "valid_until": _iso(member.valid_until),
+            "consent_face": member.consent_face,
+            "consent_cross_station": member.consent_cross_station,
+            "templates": templates,
+        }
+
+    # -- enrolment ------------------------------------------------------------------------------
+
+    def check_photos(self, photos: Sequence[Path]) -> list[PhotoCheck]:
+        checks = []
+        for path in photos:
+            try:
+                rgb = read_photo(path)
+            except RefusedError as exc:
+                checks.append(PhotoCheck(str(path), None, {}, str(exc).split(": ", 1)[-1]))
+                continue
+            checks.append(check_photo(self.pipeline, str(path), rgb))
+        return checks
+
+    def enroll(
+        self,
+        *,
+        member_id: str,
+        name: str,
+        photos: Sequence[Path],
+        groups: Sequence[str] = (),
+        kind: str | None = None,
+        phone: str | None = None,
+        consent_face: bool = True,
+        consent_cross_station: bool = False,
+        force: bool = False,
+    ) -> EnrolmentOutcome:
+        """Check every photo, then store the member (if new) and all templates in one transaction."""
+        if not photos:
+            raise RefusedError("no photo given")
+        limit = self.config.recognition.max_templates_per_member
+        with self.sessions() as session:
+            existing = member_store.get_member(session, member_id)
+            have = member_store.template_count(session, member_id) if existing else 0
+        if existing is not None and existing.name != name:
+            raise RefusedError(
+                f"member {member_id!r} already exists with the name {existing.name!r}; "
+                "use the same name to add photos, or another member id"
+            )
+        if have + len(photos) > limit:
+            raise RefusedError(f"member {member_id!r} would have {have + len(photos)} templates; the limit is {limit}")
+        checks = self.check_photos(photos)
+        roster = self.load_roster()
+        rec = self.config.recognition
+        plan = plan_enrolment(
+            member_id,
+            checks,
+            roster,
+            duplicate_threshold=rec.duplicate_threshold,
+            same_person_max_distance=rec.same_person_max_distance,
+            force=force,
+        )
+        if not plan.ok:
+            raise RefusedError("enrolment refused, nothing was stored", plan.all_problems())
+        now = dt.datetime.now(dt.UTC)
+        with self.sessions() as session, session.begin():
+            created = member_store.get_member(session, member_id) is None
+            if created:
+                member_store.add_member(
+                    session,
+                    member_id=member_id,
+                    name=name,
+                    phone=phone,
+                    groups=tuple(groups),
+                    kind=kind,
+                    consent_face=consent_face,
+                    consent_cross_station=consent_cross_station,
+                )
+            qualities = []
+            for photo in plan.photos:
+                quality = dict(photo.quality)
+                quality["enrolled_at"] = now.isoformat()
+                flagged = [look for look in plan.lookalikes if look.source == photo.source]
+                if flagged:
+                    quality["lookalikes"] = [{"member_id": f.member_id, "distance": round(f.distance, 4)} for f in flagged]
+                qualities.append(quality)
+            template_ids = member_store.add_templates(
+                session,
+                self.cipher,
+                member_id=member_id,
+                encodings=[p.encoding for p in plan.photos if p.encoding is not None],
+                qualities=qualities,
+                sources=[Path(p.source).name for p in plan.photos],
+            )
+            self._bump_roster_version(session)
+        log.info(
+            "enrolled",
+            extra={"fields": {"event": "enrolled", "member_id": member_id, "templates": len(template_ids),
+                              "forced_lookalikes": len(plan.lookalikes)}},
+        )
+        return EnrolmentOutcome(member_id, created, template_ids, plan)
+
+    # -- identification -------------------------------------------------------------------------
+
+    def current_roster(self) -> RosterSnapshot:
+        """The published snapshot, rebuilt first if the stored roster changed since it was built."""
+        with self.sessions() as session:
+            stored = int(member_store.get_state(session, ROSTER_VERSION_KEY, "0") or 0)
+        if not self._roster_loaded or stored != self.roster.current.version:
+            self.load_roster()
+        return self.roster.current
+
+    def identify(self, rgb: npt.NDArray[np.uint8]) -> FaceResult:
+        return self.pipeline.identify(rgb, self.current_roster(), self.match_policy)
+
+    # -- QR -------------------------------------------------------------------------------------
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.config.qr.signing_key_file or (self.config.storage.keys_dir / "qr_signing.pem")
+
+    def init_keys(self, *, force: bool = False) -> str:
+        """Create this station's (or the centre's) Ed25519 signing key and trust its public half."""
+        path = self.signing_key_path
+        if path.exists() and not force:
+            raise RefusedError(f"a signing key already exists at {path}; use --force to replace it")
+        private_raw, public_raw = qr_token.generate_signing_key()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(qr_token.private_key_to_pem(private_raw))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        kid = qr_token.kid_for(public_raw)
+        with self.sessions() as session, session.begin():
+            qr_store.add_public_key(session, kid=kid, public_key=public_raw, label="local")
+        return kid
+
+    def add_public_key(self, pem: bytes, label: str = "") -> str:
+        try:
+            raw = qr_token.public_key_from_pem(pem)
+        except qr_token.QrKeyError as exc:
+            raise RefusedError(str(exc)) from None
+        kid = qr_token.kid_for(raw)
+        with self.sessions() as session, session.begin():
+            qr_store.add_public_key(session, kid=kid, public_key=raw, label=label)
+        return kid
+
+    def issue_qr(
+        self,
+        *,
+        member_id: str,
+        ttl_s: int | None = None,
+        station: str | None = None,
+        group: str | None = None,
+        single_use: bool = False,
+    ) -> str:
+        path = self.signing_key_path
+        try:
+            private_raw = qr_token.private_key_from_pem(path.read_bytes())
+        except FileNotFoundError:
+            raise RefusedError(f"no signing key at {path}: run `yizhan keys init` first") from None
+        except (OSError, qr_token.QrKeyError) as exc:
+            raise RefusedError(f"cannot use the signing key at {path}: {exc}") from None
+        with self.sessions() as session:
+            member = member_store.get_member(session, member_id)
+            if member is None:
+                raise RefusedError(f"no member {member_id!r}")
+            if member.status != "active":
+                raise RefusedError(f"member {member_id!r} is {member.status}; no token issued")
+        ttl = ttl_s if ttl_s is not None else self.config.qr.default_ttl_s
+        try:
+            return qr_token.issue_token(
+                private_raw, member_id, now=int(time.time()), ttl_s=ttl, station=station, group=group,
+                single_use=single_use,
+            )
+        except ValueError as exc:
+            raise RefusedError(str(exc)) from None
+
+    def _qr_state(self) -> dict[str, Any]:
+        now = int(time.time())
+        with self.sessions() as session:
+            members = {m.member_id: member_store.member_info(m) for m in member_store.list_members(session)}
+            return {
+                "public_keys": qr_store.public_keys(session),
+                "revoked_kids": qr_store.revoked_kids(session),
+                "revoked_nonces": qr_store.revoked_nonces(session, now),
+                "members": members,
+            }
+
+    def check_qr_text(self, text: str) -> QrResult:
+        return self.qr_checker.check(text, now=time.time(), **self._qr_state())
+
+    def check_qr_image(self, rgb: npt.NDArray[np.uint8]) -> QrResult | None:
+        return self.qr_checker.check_image(rgb, now=time.time(), **self._qr_state())
+
+    def revoke_qr(self, text: str, reason: str) -> str:
+        try:
+            claims = qr_token.parse_token(text)
+        except qr_token.TokenError as exc:
+            raise RefusedError(f"not a token: {exc}") from None
+        with self.sessions() as session, session.begin():
+            qr_store.revoke_token(
+                session, nonce_hex=claims.nonce_hex, member_id=claims.member_id, expires_at=claims.expires_at,
+                reason=reason,
+            )
+        return claims.nonce_hex
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat()

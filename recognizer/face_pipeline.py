@@ -1,0 +1,201 @@
+"""From an RGB image to a face decision: detect, check quality, encode, match.
+
+Speed comes from doing each expensive thing once and on no more pixels than it needs:
+- detection runs on a copy scaled so its longest side is `detect_max_side` (HOG cost grows with
+  pixels; a door camera's faces are large), at upsample 0 unless the image is already small
+  (tight crops, where upsampling is what finds the face at all);
+- the encoder works on a crop around the face, resampled so the face is at most `encode_face_px`
+  wide: dlib's encoder looks at a 150x150 chip anyway, so a 2000-pixel face only costs time;
+- only the face the decision is about is encoded (the largest one at the door), and only after it
+  passed the quality gates.
+The naive `face_recognition.face_encodings(frame)` does none of this (see bench/recognition.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from recognizer.encoder import Box, Detection, FaceModel
+from recognizer.matcher import MatchPolicy, match
+from recognizer.quality import QualityPolicy, QualityReport, assess
+from recognizer.results import Decision, FaceResult
+from recognizer.roster import RosterSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionSettings:
+    """How to look for faces; defaults chosen from measurement (docs/BENCHMARKS.md)."""
+
+    detect_max_side: int = 640
+    upsample: int = 0
+    small_image_side: int = 400  # images this small (tight crops) are searched with upsample + 1
+    encode_face_px: int = 200
+    jitters: int = 1
+
+    def __post_init__(self) -> None:
+        if self.detect_max_side < 160:
+            raise ValueError("detect_max_side must be at least 160")
+        if not 0 <= self.upsample <= 2:
+            raise ValueError("upsample must be 0, 1 or 2")
+
+
+@dataclass(frozen=True, slots=True)
+class FaceObservation:
+    """One detected face: where, how good, and (if asked for and good enough) its encoding."""
+
+    box: Box
+    score: float
+    quality: QualityReport
+    encoding: npt.NDArray[np.float32] | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def area(self) -> int:
+        top, right, bottom, left = self.box
+        return (bottom - top) * (right - left)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class FacePipeline:
+    """Stateless apart from the loaded model: safe to share between threads that do not overlap."""
+
+    def __init__(
+        self,
+        model: FaceModel,
+        detection: DetectionSettings | None = None,
+        quality: QualityPolicy | None = None,
+    ) -> None:
+        self.model = model
+        self.detection = detection or DetectionSettings()
+        self.quality_policy = quality or QualityPolicy()
+
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
+        """Faces in `rgb`, boxes in `rgb`'s own pixel coordinates, largest first."""
+        height, width = rgb.shape[:2]
+        longest = max(height, width)
+        scale = min(1.0, self.detection.detect_max_side / longest)
+        small = rgb
+        if scale < 1.0:
+            small = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        upsample = self.detection.upsample
+        if longest <= self.detection.small_image_side:
+            upsample += 1
+        found = self.model.detect(small, upsample)
+        if scale < 1.0:
+            found = [
+                Detection(
+                    (
+                        int(round(t / scale)),
+                        min(width, int(round(r / scale))),
+                        min(height, int(round(b / scale))),
+                        int(round(l / scale)),
+                    ),
+                    d.score,
+                )
+                for d in found
+                for (t, r, b, l) in [d.box]
+            ]
+        return sorted(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[1] - d.box[3]), reverse=True)
+
+    def observe(self, rgb: npt.NDArray[np.uint8], detection: Detection, *, encode: bool = True) -> FaceObservation:
+        """Landmarks and quality for one detection; the encoding only when quality passes."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        crop, offset, factor = self._face_region(rgb, detection.box)
+        top, right, bottom, left = detection.box
+        oy, ox = offset
+        local_box = (
+            int((top - oy) * factor),
+            int((right - ox) * factor),
+            int((bottom - oy) * factor),
+            int((left - ox) * factor),
+        )
+        shape = self.model.shape(crop, local_box)
+        points_local = self.model.points(shape)
+        timings["landmarks"] = _ms(start)
+        start = time.perf_counter()
+        lt, lr, lb, ll = local_box
+        grey = cv2.cvtColor(crop[max(lt, 0) : lb, max(ll, 0) : lr], cv2.COLOR_RGB2GRAY)
+        # Size is judged in the source image's pixels, not the resampled crop's.
+        face_px = min(right - left, bottom - top)
+        report = assess(grey, points_local, local_box, self.quality_policy, face_px=face_px)
+        timings["quality"] = _ms(start)
+        encoding = None
+        if encode and report.ok:
+            start = time.perf_counter()
+            encoding = self.model.encode(crop, shape, self.detection.jitters)
+            timings["encode"] = _ms(start)
+        return FaceObservation(detection.box, detection.score, report, encoding, timings)
+
+    def _face_region(
+        self, rgb: npt.NDArray[np.uint8], box: Box
+    ) -> tuple[npt.NDArray[np.uint8], tuple[int, int], float]:
+        """A crop around the face with room for dlib's chip padding, shrunk if the face is large.
+
+        Returns (crop, (y, x) offset of the crop in `rgb`, scale factor applied to the crop).
+        """
+        top, right, bottom, left = box
+        height, width = rgb.shape[:2]
+        side = max(right - left, bottom - top)
+        pad = int(side * 0.6)
+        y0, y1 = max(0, top - pad), min(height, bottom + pad)
+        x0, x1 = max(0, left - pad), min(width, right + pad)
+        crop = rgb[y0:y1, x0:x1]
+        factor = min(1.0, self.detection.encode_face_px / max(side, 1))
+        if factor < 1.0:
+            crop = cv2.resize(
+                crop,
+                (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))),
+                interpolation=cv2.INTER_AREA,
+            )
+        return np.ascontiguousarray(crop), (y0, x0), factor
+
+    def analyze(self, rgb: npt.NDArray[np.uint8], *, encode: bool = True) -> list[FaceObservation]:
+        """Every face in the image, observed (enrolment wants them all to count and check)."""
+        return [self.observe(rgb, d, encode=encode) for d in self.detect(rgb)]
+
+    def identify(
+        self, rgb: npt.NDArray[np.uint8], snapshot: RosterSnapshot, policy: MatchPolicy
+    ) -> FaceResult:
+        """Decide on the largest (nearest) face in `rgb` against `snapshot`."""
+        total = time.perf_counter()
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        detections = self.detect(rgb)
+        timings["detect"] = _ms(start)
+        if not detections:
+            timings["total"] = _ms(total)
+            return FaceResult(Decision.NO_FACE, reason="no_face", timings_ms=timings)
+        observation = self.observe(rgb, detections[0])
+        timings.update(observation.timings_ms)
+        if observation.encoding is None:
+            timings["total"] = _ms(total)
+            return FaceResult(
+                Decision.POOR_QUALITY,
+                reason=observation.quality.reason,
+                box=observation.box,
+                timings_ms=timings,
+            )
+        start = time.perf_counter()
+        outcome = match(snapshot, observation.encoding, policy)
+        timings["match"] = _ms(start)
+        timings["total"] = _ms(total)
+        return FaceResult(
+            Decision.MATCH if outcome.accepted else Decision.UNKNOWN,
+            member_id=outcome.nearest_id if outcome.accepted else None,
+            distance=outcome.distance,
+            margin=outcome.margin,
+            reason=outcome.reason,
+            runner_up_id=outcome.runner_up_id,
+            box=observation.box,
+            timings_ms=timings,
+        )
+

@@ -1,0 +1,58 @@
+"""Decoding untrusted image bytes into RGB arrays, safely.
+
+Photos come from installers' phones and, later, from HTTP uploads: they may be truncated, not images
+at all, rotated by EXIF only, 16-bit, palette, or decompression bombs. Everything funnels through
+`decode_image`, which either returns a C-contiguous uint8 RGB array or raises `ImageError` with a
+message an installer can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+RgbImage = npt.NDArray[np.uint8]
+
+#: Larger than any camera frame or phone photo we expect (a 48 MP phone is ~8000x6000); a bomb is
+#: refused before its pixels are allocated.
+MAX_PIXELS = 50_000_000
+MAX_BYTES = 40 * 1024 * 1024
+
+
+class ImageError(ValueError):
+    """The bytes given are not a usable image; the message says why."""
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
+    """Decode image bytes (JPEG, PNG, WebP, BMP...) to an upright RGB uint8 array."""
+    if not data:
+        raise ImageError("the file is empty")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"the file is {len(data) // (1024 * 1024)} MiB, larger than the {MAX_BYTES >> 20} MiB limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width < 1 or height < 1:
+                    raise ImageError("the image has no pixels")
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"the image is {width}x{height} pixels, more than the {max_pixels} pixel limit"
+                    )
+                img.load()
+                upright = ImageOps.exif_transpose(img)
+                rgb = upright.convert("RGB")
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"not a readable image ({exc.__class__.__name__})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # PIL reports truncated or malformed files through these.
+        raise ImageError(f"the image is damaged or truncated: {exc}") from exc
+    array = np.asarray(rgb, dtype=np.uint8)
+    return np.ascontiguousarray(array)

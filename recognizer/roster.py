@@ -1,0 +1,154 @@
+"""The in-memory roster the door matches against: an immutable snapshot, swapped atomically.
+
+The camera thread reads `RosterHolder.current` once per decision and works on that snapshot to the
+end, so a roster change arriving mid-decision (an enrolment, a revocation from the centre) can never
+give it half an old and half a new roster. Building a snapshot is the only expensive step and happens
+off the hot path; publishing it is one attribute assignment, which is atomic in CPython.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import numpy.typing as npt
+
+EMBEDDING_DIM = 128
+
+FloatMatrix = npt.NDArray[np.float32]
+
+
+class RosterError(ValueError):
+    """A roster could not be built from the data given (wrong shape, NaN, unknown member)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """What the door needs to know about a member besides their face."""
+
+    member_id: str
+    name: str
+    status: str = "active"  # "active" | "suspended"
+    groups: tuple[str, ...] = ()
+    kind: str | None = None
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+
+    def is_valid_at(self, when: dt.datetime) -> tuple[bool, str | None]:
+        """(True, None) if the member may enter at `when`, else (False, reason)."""
+        if self.status != "active":
+            return False, f"member_{self.status}"
+        if self.valid_from is not None and when < _aware(self.valid_from):
+            return False, "member_not_yet_valid"
+        if self.valid_until is not None and when > _aware(self.valid_until):
+            return False, "member_expired"
+        return True, None
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RosterSnapshot:
+    """Templates as one float32 matrix plus the row -> member index, and member records.
+
+    `templates[i]` belongs to member `owners[i]`; `sq_norms[i] = |templates[i]|^2` is precomputed so a
+    1:N search is one matrix-vector product (see `recognizer.matcher`). Members without templates
+    (QR-only) are in `members` but own no row.
+    """
+
+    version: int
+    templates: FloatMatrix
+    sq_norms: FloatMatrix
+    owners: tuple[str, ...]
+    owner_index: npt.NDArray[np.int32]  # row -> index into member_ids
+    member_ids: tuple[str, ...]  # distinct members owning at least one row, in row order
+    members: Mapping[str, MemberInfo] = field(default_factory=lambda: MappingProxyType({}))
+
+    @staticmethod
+    def build(
+        rows: Iterable[tuple[str, npt.ArrayLike]],
+        members: Iterable[MemberInfo] = (),
+        version: int = 0,
+    ) -> RosterSnapshot:
+        """Build a snapshot from (member_id, 128-d template) rows and the member records.
+
+        Refuses NaN/inf and wrong lengths: a corrupted template must fail loudly here, never
+        become a row that silently matches nothing (or everything).
+        """
+        member_map = {m.member_id: m for m in members}
+        owners: list[str] = []
+        vectors: list[npt.NDArray[np.float32]] = []
+        for member_id, vector in rows:
+            arr = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if arr.shape != (EMBEDDING_DIM,):
+                raise RosterError(f"template of member {member_id!r} has {arr.size} values, expected 128")
+            if not np.all(np.isfinite(arr)):
+                raise RosterError(f"template of member {member_id!r} holds NaN or infinity")
+            if member_map and member_id not in member_map:
+                raise RosterError(f"template row names unknown member {member_id!r}")
+            owners.append(member_id)
+            vectors.append(arr)
+        matrix = (
+            np.ascontiguousarray(np.stack(vectors), dtype=np.float32)
+            if vectors
+            else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        )
+        matrix.setflags(write=False)
+        sq = np.einsum("ij,ij->i", matrix, matrix).astype(np.float32)
+        sq.setflags(write=False)
+        ids: list[str] = []
+        position: dict[str, int] = {}
+        index = np.empty(len(owners), dtype=np.int32)
+        for row, member_id in enumerate(owners):
+            if member_id not in position:
+                position[member_id] = len(ids)
+                ids.append(member_id)
+            index[row] = position[member_id]
+        index.setflags(write=False)
+        return RosterSnapshot(
+            version=version,
+            templates=matrix,
+            sq_norms=sq,
+            owners=tuple(owners),
+            owner_index=index,
+            member_ids=tuple(ids),
+            members=MappingProxyType(member_map),
+        )
+
+    @property
+    def size(self) -> int:
+        """Number of template rows."""
+        return int(self.templates.shape[0])
+
+    def templates_of(self, member_id: str) -> FloatMatrix:
+        rows = [i for i, owner in enumerate(self.owners) if owner == member_id]
+        return self.templates[rows]
+
+
+class RosterHolder:
+    """Holds the current snapshot; readers take it lock-free, writers swap it whole."""
+
+    def __init__(self, snapshot: RosterSnapshot | None = None) -> None:
+        self._snapshot = snapshot if snapshot is not None else RosterSnapshot.build(())
+        self._write_lock = threading.Lock()
+
+    @property
+    def current(self) -> RosterSnapshot:
+        return self._snapshot
+
+    def swap(self, snapshot: RosterSnapshot) -> RosterSnapshot:
+        """Publish `snapshot`; refuses to go back to an older version (a late, stale rebuild)."""
+        with self._write_lock:
+            previous = self._snapshot
+            if snapshot.version < previous.version:
+                raise RosterError(
+                    f"refusing to replace roster version {previous.version} with older {snapshot.version}"
+                )
+            self._snapshot = snapshot
+            return previous

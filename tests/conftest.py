@@ -1,0 +1,98 @@
+"""Shared fixtures: real photos, one loaded face model per test session, an in-process CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.dataset import ENV_FACES, FIXTURES, faces_dir
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def faces_root() -> Path:
+    """The wider labelled set. Absent locally: skip with the reason. Absent in CI: fail loudly."""
+    root = faces_dir()
+    if root is None:
+        message = f"face data set not found: set {ENV_FACES} to ../shared/data/faces"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the dataset tests)")
+        pytest.skip(message)
+    return root
+
+
+@pytest.fixture(scope="session")
+def face_model() -> Any:
+    from recognizer.encoder import DlibFaceModel
+
+    return DlibFaceModel()
+
+
+@pytest.fixture(scope="session")
+def pipeline(face_model: Any) -> Any:
+    from recognizer.face_pipeline import FacePipeline
+
+    return FacePipeline(face_model)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class Cli:
+    """Runs `yizhan` in-process against one station folder (so dlib loads once per session)."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
+        from edge.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        saved = dict(os.environ)
+        try:
+            os.environ.pop("YIZHAN_TEMPLATE_KEY", None)
+            os.environ.update(env or {})
+            with redirect_stdout(out), redirect_stderr(err):
+                code = main(["--config", str(self.config_path), "--log-format", "text", *args])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def station_dir(tmp_path: Path) -> Path:
+    config = tmp_path / "yizhan.toml"
+    config.write_text('[storage]\ndata_dir = "data"\n\n[station]\nstation_id = "st-test"\n', encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def cli(station_dir: Path, face_model: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    # Share the session's loaded dlib model with every Station the CLI builds.
+    import recognizer.encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "DlibFaceModel", lambda: face_model)
+    yield Cli(station_dir / "yizhan.toml")
