@@ -49,7 +49,9 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
                 rgb = upright.convert("RGB")
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"the image claims more pixels than the {max_pixels} pixel limit") from None
+    except UnidentifiedImageError as exc:
         raise ImageError(f"not a readable image ({exc.__class__.__name__})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # PIL reports truncated or malformed files through these.
