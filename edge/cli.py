@@ -239,6 +239,8 @@ def cmd_config(args: argparse.Namespace, config: Config) -> int:
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from edge.demo import run_demo
 
+    # The demo's own lines are the output; routine logs would drown them.
+    configure_logging("WARNING", args.log_format or "text")
     return run_demo(config, data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
@@ -342,17 +344,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     configure_logging(config.logging.level, args.log_format or config.logging.format)
     log.debug("configuration loaded", extra={"fields": {"source": source}})
-    from models.database import StoreError, ValidationError
+    from edge.station import RefusedError
+    from models.database import StoreError
 
     try:
         return int(args.handler(args, config))
-    except CliRefusal as exc:
-        sys.stderr.write(f"yizhan {args.command}: {exc}\n")
-        return EXIT_REFUSED
-    except ValidationError as exc:
-        sys.stderr.write(f"yizhan {args.command}: {exc}\n")
+    except (CliRefusal, RefusedError) as exc:
+        problems = getattr(exc, "problems", [])
+        sys.stderr.write(f"yizhan {args.command}: {exc}\n" + "".join(f"  - {p}\n" for p in problems))
         return EXIT_REFUSED
     except StoreError as exc:
+        if isinstance(exc, ValueError | LookupError):  # bad input (validation, duplicate, not found)
+            sys.stderr.write(f"yizhan {args.command}: {exc}\n")
+            return EXIT_REFUSED
         sys.stderr.write(f"yizhan {args.command}: stored data cannot be used: {exc}\n")
         return EXIT_DATA
     except KeyboardInterrupt:

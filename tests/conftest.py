@@ -75,7 +75,10 @@ class Cli:
             os.environ.pop("YIZHAN_TEMPLATE_KEY", None)
             os.environ.update(env or {})
             with redirect_stdout(out), redirect_stderr(err):
-                code = main(["--config", str(self.config_path), "--log-format", "text", *args])
+                try:
+                    code = main(["--config", str(self.config_path), "--log-format", "text", *args])
+                except SystemExit as exc:  # argparse rejecting the command line
+                    code = int(exc.code or 0)
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -1,0 +1,7 @@
+"""The station's local store: one SQLite file (WAL) with members, encrypted face templates, QR keys,
+the append-only event log and the outbox for the centre.
+
+Modules: `models.database` (engine, pragmas, schema versioning), `models.tables` (the mapping),
+`models.template_cipher` (AES-GCM for templates and the key file), `models.members`,
+`models.qr_store`, `models.events`. Nothing is imported here, so importing one module stays cheap.
+"""
