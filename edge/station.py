@@ -30,7 +30,7 @@ from recognizer import qr_token
 from recognizer.face_pipeline import DetectionSettings, FacePipeline
 from recognizer.images import ImageError, decode_image
 from recognizer.matcher import MatchPolicy
-from recognizer.qr_check import QrChecker, QrPolicy
+from recognizer.qr_check import QrChecker, QrPolicy, ReplayGuardError
 from recognizer.quality import QualityPolicy
 from recognizer.results import FaceResult, QrResult
 from recognizer.roster import RosterHolder, RosterSnapshot
@@ -122,7 +122,7 @@ class Station:
     @cached_property
     def qr_checker(self) -> QrChecker:
         policy = QrPolicy(max_clock_skew_s=self.config.qr.max_clock_skew_s, station_id=self.config.station.station_id)
-        return QrChecker(policy, qr_store.SqlReplayGuard(self.sessions))
+        return QrChecker(policy, qr_store.SqlReplayGuard(self.sessions, error_factory=ReplayGuardError))
 
     # -- roster ---------------------------------------------------------------------------------
 
@@ -257,6 +257,13 @@ class Station:
                     consent_face=consent_face,
                     consent_cross_station=consent_cross_station,
                 )
+            else:
+                # Enrolling a face for an existing (e.g. QR-only) member is the moment they consent to
+                # face use here; cross-station consent is only ever widened by an explicit flag.
+                changes: dict[str, Any] = {"consent_face": True}
+                if consent_cross_station:
+                    changes["consent_cross_station"] = True
+                member_store.update_member(session, member_id, **changes)
             qualities = []
             for photo in plan.photos:
                 quality = dict(photo.quality)

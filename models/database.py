@@ -26,7 +26,9 @@ and testable without extra tooling. SQLite's transactional DDL gives the all-or-
 How to add a schema change: write ``def _step_N(conn: Connection) -> None`` using plain SQL (never
 ``Base.metadata``, which always describes the *newest* schema), append it to ``STEPS`` and change
 ``models/tables.py`` to match. A fresh database skips the steps: it is created from the current
-metadata and stamped with the newest version directly.
+metadata and stamped with the newest version directly. A step that rebuilds a table (SQLite's way
+to change a column or CHECK) cannot switch ``foreign_keys`` off inside the transaction; it should
+use ``PRAGMA defer_foreign_keys=ON`` instead, and re-create the events triggers if it touches events.
 """
 
 from __future__ import annotations

@@ -29,10 +29,13 @@ from models.tables import MEMBER_ID_MAX, Event, OutboxItem
 LIST_LIMIT_MAX = 100_000
 REASON_MAX = 200
 SNAPSHOT_MAX = 500
+TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last instant an ISO-8601 "ts" can show
 _CHUNK = 500  # well under SQLite's bound-parameter limit
 
 
-def _finite(value: object, field: str, *, minimum: float | None = None) -> float:
+def _finite(
+    value: object, field: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{field} must be a number, got {value!r}")
     number = float(value)
@@ -40,6 +43,8 @@ def _finite(value: object, field: str, *, minimum: float | None = None) -> float
         raise ValidationError(f"{field} must be finite, got {value!r}")
     if minimum is not None and number < minimum:
         raise ValidationError(f"{field} must be at least {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ValidationError(f"{field} must be at most {maximum}, got {value!r}")
     return number
 
 
@@ -78,7 +83,7 @@ def record_event(
     """
     event = Event(
         id=str(uuid.uuid4()),
-        ts_wall=time.time() if ts_wall is None else _finite(ts_wall, "ts_wall"),
+        ts_wall=time.time() if ts_wall is None else _finite(ts_wall, "ts_wall", minimum=0.0, maximum=TS_MAX),
         ts_mono=time.monotonic() if ts_mono is None else _finite(ts_mono, "ts_mono"),
         kind=validate_identifier(kind, "kind"),
         method=None if method is None else validate_identifier(method, "method", max_len=32),

@@ -40,7 +40,7 @@ GROUP_MAX = 64
 GROUPS_MAX = 32
 SOURCE_MAX = 200
 STATE_KEY_MAX = 64
-MAX_TEMPLATES_PER_MEMBER = 32
+MAX_TEMPLATES_PER_MEMBER = 50  # the upper bound of [recognition] max_templates_per_member
 ROSTER_VERSION_KEY = "roster_version"
 
 _ID_RE = re.compile(rf"[A-Za-z0-9._-]{{1,{MEMBER_ID_MAX}}}")

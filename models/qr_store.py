@@ -7,25 +7,33 @@ exception is `SqlReplayGuard`, which commits each claim itself: a nonce must be 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.database import StoreError, ValidationError
 from models.members import validate_identifier, validate_text
-from models.tables import QrKey, QrNonce, QrRevocation, utc_now
+from models.tables import MEMBER_ID_MAX, QrKey, QrNonce, QrRevocation, utc_now
 
 PUBLIC_KEY_BYTES = 32
 LABEL_MAX = 100
 REASON_MAX = 200
 _NONCE_RE = re.compile(r"[0-9a-f]{8,128}")
+log = logging.getLogger(__name__)
 
 
 class UnknownKeyError(StoreError, LookupError):
     """No QR signing key with this kid."""
+
+
+class ReplayGuardUnavailable(StoreError):
+    """The nonce store could not answer (database locked or failing, or the input was refused)."""
 
 
 def _validate_nonce(nonce_hex: object) -> str:
@@ -103,7 +111,9 @@ def revoke_token(
     """
     nonce = _validate_nonce(nonce_hex)
     if member_id is not None:
-        member_id = validate_identifier(member_id, "member_id")
+        # Informational only, and it comes from a signed token whose rules may differ from ours:
+        # a revocation must not fail because of an unusual id.
+        member_id = validate_text(member_id, "member_id", max_len=MEMBER_ID_MAX)
     expires = _validate_unix(expires_at, "expires_at")
     reason = validate_text(reason, "reason", max_len=REASON_MAX)
     with session.begin_nested():
@@ -136,12 +146,17 @@ class SqlReplayGuard:
     Each claim is one INSERT ... ON CONFLICT DO NOTHING committed in its own transaction (with
     synchronous=FULL): the primary key decides atomically, even between processes, and a True
     answer is on disk before the door opens. The transaction starts with the write, so it waits for
-    other writers (busy_timeout) rather than failing on a read-to-write lock upgrade. Database
-    errors propagate; the caller must treat them as "deny".
+    other writers (busy_timeout) rather than failing on a read-to-write lock upgrade.
+
+    When it cannot answer (database error, refused input) `claim` raises ``error_factory(message)``
+    and nothing else, so the caller can deny with a stable reason. The QR checker's protocol wants
+    its own ``ReplayGuardError``; pass that class as `error_factory` (this module does not import
+    the checker, which would pull the QR image stack into every process using the store).
 
     Every `prune_every` claims, rows that expired more than `prune_grace_s` before `now` are
     deleted. The grace period protects against a wrong clock (a Raspberry Pi has no RTC): a clock
-    briefly far in the future must not wipe nonces that are still valid once it is corrected.
+    briefly far in the future must not wipe nonces that are still valid once it is corrected. A
+    failed prune is logged and does not affect the claim, which is already committed.
     """
 
     def __init__(
@@ -150,6 +165,7 @@ class SqlReplayGuard:
         *,
         prune_every: int = 256,
         prune_grace_s: int = 86_400,
+        error_factory: Callable[[str], Exception] = ReplayGuardUnavailable,
     ) -> None:
         if prune_every < 1:
             raise ValidationError("prune_every must be at least 1")
@@ -158,28 +174,34 @@ class SqlReplayGuard:
         self._sessions = session_factory
         self._prune_every = prune_every
         self._prune_grace_s = prune_grace_s
+        self._error_factory = error_factory
         self._lock = threading.Lock()
         self._claims = 0
 
     def claim(self, kid: str, nonce_hex: str, expires_at: int, now: int) -> bool:
         """True the first time (kid, nonce_hex) is claimed, False on every later call."""
-        if not isinstance(kid, str) or not kid:
-            raise ValidationError("kid must be a non-empty string")
-        nonce = _validate_nonce(nonce_hex)
-        expires = _validate_unix(expires_at, "expires_at")
+        try:
+            kid = validate_identifier(kid, "kid")
+            nonce = _validate_nonce(nonce_hex)
+            expires = _validate_unix(expires_at, "expires_at")
+            statement = (
+                sqlite_insert(QrNonce)
+                .values(kid=kid, nonce_hex=nonce, expires_at=expires)
+                .on_conflict_do_nothing(index_elements=["kid", "nonce_hex"])
+            )
+            with self._sessions() as session, session.begin():
+                result = session.execute(statement)
+                fresh = int(getattr(result, "rowcount", 0) or 0) == 1
+        except (StoreError, SQLAlchemyError) as exc:
+            raise self._error_factory(f"replay guard could not record nonce of key {kid!r}: {exc}") from exc
         with self._lock:
             self._claims += 1
             prune = self._claims % self._prune_every == 0
-        statement = (
-            sqlite_insert(QrNonce)
-            .values(kid=kid, nonce_hex=nonce, expires_at=expires)
-            .on_conflict_do_nothing(index_elements=["kid", "nonce_hex"])
-        )
-        with self._sessions() as session, session.begin():
-            result = session.execute(statement)
-            fresh = int(getattr(result, "rowcount", 0) or 0) == 1
         if prune:
-            self.prune(now)
+            try:
+                self.prune(now)
+            except SQLAlchemyError:
+                log.warning("pruning expired QR nonces failed; will retry later", exc_info=True)
         return fresh
 
     def prune(self, now: int) -> int:

@@ -118,6 +118,14 @@ def test_more_photos_for_the_same_member_are_added(cli: Cli, fixtures: Path) -> 
     assert renamed.code == 2 and "already exists" in renamed.err
 
 
+def test_qr_only_member_can_later_enrol_a_face(cli: Cli, fixtures: Path) -> None:
+    assert cli("members", "add", "--member-id", "w-001", "--name", "Barack Obama").code == 0
+    enroll(cli, "w-001", "Barack Obama", fixtures / "obama_1.jpg")
+    shown = cli("members", "show", "w-001", "--json").json()
+    assert shown["templates"] == 1 and shown["consent_face"] is True
+    assert cli("identify", str(fixtures / "obama_2.jpg"), "--json").json()["member_id"] == "w-001"
+
+
 def test_photos_of_different_people_in_one_call_refused(cli: Cli, fixtures: Path) -> None:
     result = cli("enroll", "--member-id", "w-003", "--name", "Mixed", str(fixtures / "obama_1.jpg"), str(fixtures / "eileen_collins.png"))
     assert result.code == 2 and "same person" in result.err

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,15 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def engine(db_path: Path) -> Engine:
+def engine(db_path: Path) -> Iterator[Engine]:
     eng = open_engine(db_path)
-    yield eng  # type: ignore[misc]
+    yield eng
     eng.dispose()
 
 
-def test_open_engine_creates_parent_and_sets_pragmas_on_every_connection(engine: Engine, db_path: Path) -> None:
+def test_open_engine_creates_parent_and_sets_pragmas_on_every_connection(
+    engine: Engine, db_path: Path
+) -> None:
     assert db_path.parent.is_dir()
     with engine.connect() as c1, engine.connect() as c2:
         for conn in (c1, c2):
@@ -128,10 +131,12 @@ def test_failing_step_leaves_old_version_and_no_partial_changes(
 ) -> None:
     migrate(engine)
     with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO members (member_id, name, groups, status, consent_face, "
-                             "consent_cross_station, created_at, updated_at) VALUES "
-                             "('m1', 'Li', '[]', 'active', 0, 0, '2024-01-01 00:00:00.000000', "
-                             "'2024-01-01 00:00:00.000000')")
+        conn.exec_driver_sql(
+            "INSERT INTO members (member_id, name, groups, status, consent_face, "
+            "consent_cross_station, created_at, updated_at) VALUES "
+            "('m1', 'Li', '[]', 'active', 0, 0, '2024-01-01 00:00:00.000000', "
+            "'2024-01-01 00:00:00.000000')"
+        )
     before = _schema(db_path)
 
     def broken_step(conn: Connection) -> None:

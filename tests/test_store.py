@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import events, members, qr_store
 from models.database import StoreError, ValidationError, make_session_factory, migrate, open_engine
 from models.members import DuplicateMemberError, MemberNotFoundError
-from models.tables import Event, FaceTemplate, Member
+from models.tables import Event, FaceTemplate
 from models.template_cipher import TemplateCipher, TemplateCorrupt, TemplateDecryptError, TemplateKeyMismatch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +108,10 @@ def test_add_get_list_members(sessions: sessionmaker[Session]) -> None:
         assert listed[0].name == "Li Wei" and listed[0].consent_at is None and listed[0].status == "active"
         assert members.get_member(s, "nobody") is None
         info = members.member_info(m)
-        assert info.groups == ("美团", "east") and info.is_valid_at(start + dt.timedelta(days=1)) == (True, None)
+        assert info.groups == ("美团", "east") and info.is_valid_at(start + dt.timedelta(days=1)) == (
+            True,
+            None,
+        )
 
 
 def test_duplicate_member_is_refused_and_original_kept(sessions: sessionmaker[Session]) -> None:
@@ -227,9 +230,7 @@ def test_validation_error_is_a_value_error_and_store_error() -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.text(max_size=120))
-def test_any_name_is_stored_exactly_or_refused_clearly(
-    sessions: sessionmaker[Session], name: str
-) -> None:
+def test_any_name_is_stored_exactly_or_refused_clearly(sessions: sessionmaker[Session], name: str) -> None:
     with sessions() as s:
         try:
             members.add_member(s, member_id="h1", name=name)
@@ -254,9 +255,9 @@ def test_update_member(sessions: sessionmaker[Session]) -> None:
         m = members.update_member(s, "m1", consent_cross_station=True)
         assert m.consent_at is not None and m.updated_at >= before
     with sessions() as s:
-        m = members.get_member(s, "m1")
-        assert m is not None and (m.name, m.status, m.kind) == ("Li Wei", "suspended", "sanitation")
-        assert members.member_info(m).is_valid_at(dt.datetime.now(UTC)) == (False, "member_suspended")
+        got = members.get_member(s, "m1")
+        assert got is not None and (got.name, got.status, got.kind) == ("Li Wei", "suspended", "sanitation")
+        assert members.member_info(got).is_valid_at(dt.datetime.now(UTC)) == (False, "member_suspended")
         # valid_until is checked against the stored valid_from, and nothing is applied on error.
         with pytest.raises(ValidationError, match="valid_until"):
             members.update_member(s, "m1", name="X", valid_until=dt.datetime(2023, 1, 1, tzinfo=UTC))
@@ -268,8 +269,8 @@ def test_update_member(sessions: sessionmaker[Session]) -> None:
             members.update_member(s, "ghost", name="Z")
         s.commit()
     with sessions() as s:
-        m = members.get_member(s, "m1")
-        assert m is not None and m.name == "Li Wei" and m.valid_until is None
+        final = members.get_member(s, "m1")
+        assert final is not None and final.name == "Li Wei" and final.valid_until is None
 
 
 def test_remove_member_cascades_templates_but_keeps_events(
@@ -289,7 +290,9 @@ def test_remove_member_cascades_templates_but_keeps_events(
         assert [e.member_id for e in events.list_events(s)] == ["m1"]
 
 
-def test_raw_delete_cascades_too(sessions: sessionmaker[Session], engine: Engine, cipher: TemplateCipher) -> None:
+def test_raw_delete_cascades_too(
+    sessions: sessionmaker[Session], engine: Engine, cipher: TemplateCipher
+) -> None:
     """foreign_keys=ON on every connection: even a bulk SQL delete cascades."""
     _enrol(sessions, cipher, "m1", 2)
     with engine.begin() as conn:
@@ -419,7 +422,9 @@ def test_add_templates_validation(
     assert _count(engine, "face_templates") == 0
 
 
-def test_numpy_scalars_in_quality_are_accepted(sessions: sessionmaker[Session], cipher: TemplateCipher) -> None:
+def test_numpy_scalars_in_quality_are_accepted(
+    sessions: sessionmaker[Session], cipher: TemplateCipher
+) -> None:
     with sessions() as s, s.begin():
         members.add_member(s, member_id="m1", name="Li", consent_face=True)
         members.add_templates(
@@ -462,12 +467,14 @@ def test_flipped_byte_in_row_raises_corrupt(
     (tid,) = _enrol(sessions, cipher, "m1", 1)
     with engine.begin() as conn:
         blob = bytearray(
-            conn.execute(text("SELECT ciphertext FROM face_templates WHERE template_id = :t"), {"t": tid})
-            .scalar_one()
+            conn.execute(
+                text("SELECT ciphertext FROM face_templates WHERE template_id = :t"), {"t": tid}
+            ).scalar_one()
         )
         blob[100] ^= 0x80
         conn.execute(
-            text("UPDATE face_templates SET ciphertext = :b WHERE template_id = :t"), {"b": bytes(blob), "t": tid}
+            text("UPDATE face_templates SET ciphertext = :b WHERE template_id = :t"),
+            {"b": bytes(blob), "t": tid},
         )
     with sessions() as s, pytest.raises(TemplateCorrupt, match=f"template {tid} of member m1"):
         members.load_roster(s, cipher)
@@ -534,8 +541,16 @@ def test_station_state(sessions: sessionmaker[Session]) -> None:
 
 def test_record_and_list_events(sessions: sessionmaker[Session]) -> None:
     with sessions() as s, s.begin():
-        events.record_event(s, kind="access_granted", method="face", member_id="m1", ts_wall=100.0, ts_mono=1.0,
-                            latency_ms=120.5, details={"distance": np.float32(0.25)})
+        events.record_event(
+            s,
+            kind="access_granted",
+            method="face",
+            member_id="m1",
+            ts_wall=100.0,
+            ts_mono=1.0,
+            latency_ms=120.5,
+            details={"distance": np.float32(0.25)},
+        )
         events.record_event(s, kind="access_denied", method="qr", reason="qr_replayed", ts_wall=200.0)
         events.record_event(s, kind="access_granted", method="qr", member_id="m2", ts_wall=300.0)
     with sessions() as s:
@@ -548,8 +563,17 @@ def test_record_and_list_events(sessions: sessionmaker[Session]) -> None:
         first = events.list_events(s, limit=1)[0]
         payload = events.event_to_json(first)
         assert set(payload) == {
-            "id", "ts", "ts_wall", "ts_mono", "kind", "method", "member_id", "reason", "details",
-            "snapshot", "latency_ms",
+            "id",
+            "ts",
+            "ts_wall",
+            "ts_mono",
+            "kind",
+            "method",
+            "member_id",
+            "reason",
+            "details",
+            "snapshot",
+            "latency_ms",
         }
         assert payload["ts"] == "1970-01-01T00:01:40.000+00:00"
         assert payload["details"] == {"distance": 0.25} and payload["latency_ms"] == 120.5
@@ -606,6 +630,8 @@ BAD_EVENTS: list[tuple[dict[str, Any], str]] = [
     ({"latency_ms": -1.0}, "latency_ms"),
     ({"latency_ms": True}, "latency_ms"),
     ({"ts_wall": float("inf")}, "ts_wall"),
+    ({"ts_wall": -1.0}, "ts_wall"),
+    ({"ts_wall": 1e20}, "ts_wall"),
     ({"ts_mono": "now"}, "ts_mono"),
     ({"outbox_topic": "a/b"}, "outbox_topic"),
 ]
@@ -677,12 +703,13 @@ def test_token_revocation(sessions: sessionmaker[Session]) -> None:
     with sessions() as s, s.begin():
         qr_store.revoke_token(s, nonce_hex="AABBCCDD", member_id="m1", expires_at=1000, reason="lost phone")
         qr_store.revoke_token(s, nonce_hex="aabbccdd", expires_at=2000, reason="again")
-        qr_store.revoke_token(s, nonce_hex="11223344", expires_at=500, reason="stolen")
+        qr_store.revoke_token(s, nonce_hex="11223344", member_id="张三", expires_at=500, reason="stolen")
         for bad, field in (
             ({"nonce_hex": "xyz"}, "nonce_hex"),
             ({"expires_at": 1.5}, "expires_at"),
             ({"reason": ""}, "reason"),
-            ({"member_id": "a b"}, "member_id"),
+            ({"member_id": "a\x00b"}, "member_id"),
+            ({"member_id": "x" * 65}, "member_id"),
         ):
             args: dict[str, Any] = {"nonce_hex": "99887766", "expires_at": 10, "reason": "r", **bad}
             with pytest.raises(ValidationError, match=field):
@@ -734,8 +761,37 @@ def test_replay_guard_prunes_expired_nonces(engine: Engine) -> None:
     assert _count(engine, "qr_nonces") == 2
     assert guard.prune(1005) == 0  # within the grace period
     assert guard.prune(2000) == 2
-    with pytest.raises(ValidationError, match="nonce_hex"):
+    with pytest.raises(qr_store.ReplayGuardUnavailable, match="nonce_hex"):
         guard.claim("k", "not-hex", 1000, 0)
+
+
+class _CheckerError(Exception):
+    """Stands in for the QR checker's ReplayGuardError (same call shape: one message argument)."""
+
+
+def test_replay_guard_failure_raises_only_the_configured_error(engine: Engine) -> None:
+    guard = qr_store.SqlReplayGuard(make_session_factory(engine), error_factory=_CheckerError)
+    assert guard.claim("k", "00000001", 1000, 0) is True
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE qr_nonces")  # a real database failure, not a mock
+    with pytest.raises(_CheckerError, match="could not record nonce") as info:
+        guard.claim("k", "00000002", 1000, 0)
+    assert isinstance(info.value.__cause__, DBAPIError)
+    with pytest.raises(_CheckerError, match="kid"):
+        guard.claim("", "00000002", 1000, 0)
+    with pytest.raises(qr_store.ReplayGuardUnavailable):
+        qr_store.SqlReplayGuard(make_session_factory(engine)).claim("k", "00000003", 1000, 0)
+
+
+def test_failed_prune_does_not_undo_a_claim(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_prune BEFORE DELETE ON qr_nonces BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+    guard = qr_store.SqlReplayGuard(make_session_factory(engine), prune_every=1, prune_grace_s=0)
+    assert guard.claim("k", "00000001", 10, 5000) is True
+    assert guard.claim("k", "00000001", 10, 5000) is False
+    assert "pruning expired QR nonces failed" in caplog.text
 
 
 # --- durability ------------------------------------------------------------------------------------

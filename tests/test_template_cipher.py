@@ -212,7 +212,15 @@ def test_env_var_base64_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "   ", "00" * 31, "00" * 33, "zz" * 32, base64.b64encode(b"\x00" * 31).decode(), "not a key at all!"],
+    [
+        "",
+        "   ",
+        "00" * 31,
+        "00" * 33,
+        "zz" * 32,
+        base64.b64encode(b"\x00" * 31).decode(),
+        "not a key at all!",
+    ],
 )
 def test_env_var_garbage_is_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(KeyFileError, match=ENV_VAR):
