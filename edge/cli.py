@@ -43,7 +43,9 @@ def _datetime(value: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date/time: {value!r} (e.g. 2026-12-31 or 2026-12-31T18:00+08:00)") from None
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date/time: {value!r} (e.g. 2026-12-31 or 2026-12-31T18:00+08:00)"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
@@ -83,8 +85,10 @@ def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
         ],
         "quality": [p.quality for p in outcome.plan.photos],
     }
-    lines = [f"enrolled {outcome.member_id} ({'new member' if outcome.created else 'existing member'}): "
-             f"{len(outcome.template_ids)} photo(s)"]
+    lines = [
+        f"enrolled {outcome.member_id} ({'new member' if outcome.created else 'existing member'}): "
+        f"{len(outcome.template_ids)} photo(s)"
+    ]
     lines += [f"  warning (--force): {look.describe()}" for look in outcome.plan.lookalikes]
     _emit(args, value, "\n".join(lines))
     return EXIT_OK
@@ -127,16 +131,34 @@ def cmd_members(args: argparse.Namespace, config: Config) -> int:
     try:
         if args.members_cmd == "add":
             member = station.add_member(
-                member_id=args.member_id, name=args.name, phone=args.phone, groups=tuple(args.group or ()),
-                kind=args.kind, valid_from=args.valid_from, valid_until=args.valid_until,
-                consent_face=False, consent_cross_station=args.consent_cross_station,
+                member_id=args.member_id,
+                name=args.name,
+                phone=args.phone,
+                groups=tuple(args.group or ()),
+                kind=args.kind,
+                valid_from=args.valid_from,
+                valid_until=args.valid_until,
+                consent_face=False,
+                consent_cross_station=args.consent_cross_station,
             )
-            _emit(args, member, f"added member {member['member_id']} ({member['name']}), QR only until a face is enrolled")
+            _emit(
+                args,
+                member,
+                f"added member {member['member_id']} ({member['name']}), QR only until a face is enrolled",
+            )
         elif args.members_cmd == "list":
             rows = station.list_members()
-            _emit(args, rows, lambda: "\n".join(
-                f"{m['member_id']:<20} {m['status']:<9} templates={m['templates']:<2} {m['name']}" for m in rows
-            ) or "(no members)")
+            _emit(
+                args,
+                rows,
+                lambda: (
+                    "\n".join(
+                        f"{m['member_id']:<20} {m['status']:<9} templates={m['templates']:<2} {m['name']}"
+                        for m in rows
+                    )
+                    or "(no members)"
+                ),
+            )
         elif args.members_cmd == "show":
             found = station.get_member(args.member_id)
             if found is None:
@@ -145,7 +167,9 @@ def cmd_members(args: argparse.Namespace, config: Config) -> int:
         elif args.members_cmd == "remove":
             if not station.remove_member(args.member_id):
                 raise CliRefusal(f"no member {args.member_id!r}")
-            _emit(args, {"removed": args.member_id}, f"removed member {args.member_id} and their face templates")
+            _emit(
+                args, {"removed": args.member_id}, f"removed member {args.member_id} and their face templates"
+            )
         elif args.members_cmd in ("suspend", "activate"):
             status = "suspended" if args.members_cmd == "suspend" else "active"
             if station.get_member(args.member_id) is None:
@@ -165,8 +189,12 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     try:
         if args.keys_cmd == "init":
             kid = station.init_keys(force=args.force)
-            _emit(args, {"kid": kid, "private_key": str(station.signing_key_path)},
-                  f"signing key {kid} written to {station.signing_key_path} (mode 0600); its public key is trusted here")
+            _emit(
+                args,
+                {"kid": kid, "private_key": str(station.signing_key_path)},
+                f"signing key {kid} written to {station.signing_key_path} (mode 0600); "
+                "its public key is trusted here",
+            )
         elif args.keys_cmd == "add":
             try:
                 pem = Path(args.pem).read_bytes()
@@ -178,8 +206,11 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
             with station.sessions() as session:
                 keys = sorted(qr_store.public_keys(session))
                 revoked = sorted(qr_store.revoked_kids(session))
-            _emit(args, {"trusted": keys, "revoked": revoked},
-                  "\n".join([f"{k} trusted" for k in keys] + [f"{k} revoked" for k in revoked]) or "(no keys)")
+            _emit(
+                args,
+                {"trusted": keys, "revoked": revoked},
+                "\n".join([f"{k} trusted" for k in keys] + [f"{k} revoked" for k in revoked]) or "(no keys)",
+            )
         elif args.keys_cmd == "revoke":
             with station.sessions() as session, session.begin():
                 qr_store.revoke_key(session, args.kid)
@@ -196,7 +227,10 @@ def cmd_qr(args: argparse.Namespace, config: Config) -> int:
     try:
         if args.qr_cmd == "issue":
             token = station.issue_qr(
-                member_id=args.member_id, ttl_s=args.ttl, station=args.station, group=args.group,
+                member_id=args.member_id,
+                ttl_s=args.ttl,
+                station=args.station,
+                group=args.group,
                 single_use=args.single_use,
             )
             if args.png:
@@ -219,8 +253,11 @@ def cmd_qr(args: argparse.Namespace, config: Config) -> int:
                     result = QrResult(Decision.QR_REFUSED, reason="no_qr_code")
             else:
                 result = station.check_qr_text(args.token_or_image.strip())
-            _emit(args, result.to_json(),
-                  f"{result.decision.value}: member={result.member_id or '-'} reason={result.reason or '-'}")
+            _emit(
+                args,
+                result.to_json(),
+                f"{result.decision.value}: member={result.member_id or '-'} reason={result.reason or '-'}",
+            )
         elif args.qr_cmd == "revoke":
             nonce = station.revoke_qr(args.token.strip(), args.reason)
             _emit(args, {"revoked_nonce": nonce}, f"token {nonce} revoked")
@@ -249,12 +286,18 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yizhan", description="Door controller for union rest stations.")
-    parser.add_argument("--config", type=Path, help="TOML config (default: $YIZHAN_CONFIG, ./yizhan.toml, built-in)")
+    parser.add_argument(
+        "--config", type=Path, help="TOML config (default: $YIZHAN_CONFIG, ./yizhan.toml, built-in)"
+    )
     parser.add_argument("--log-format", choices=["json", "text"], help="override [logging] format")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[argparse.Namespace, Config], int], help_text: str,
-            json_flag: bool = True) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        handler: Callable[[argparse.Namespace, Config], int],
+        help_text: str,
+        json_flag: bool = True,
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
         if json_flag:
@@ -267,9 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--group", action="append", help="member group (repeatable)")
     enroll.add_argument("--kind", choices=WORKER_KINDS)
     enroll.add_argument("--phone")
-    enroll.add_argument("--consent-cross-station", action="store_true",
-                        help="the member agreed in writing that their face template may go to other stations")
-    enroll.add_argument("--force", action="store_true", help="enrol although the face resembles another member")
+    enroll.add_argument(
+        "--consent-cross-station",
+        action="store_true",
+        help="the member agreed in writing that their face template may go to other stations",
+    )
+    enroll.add_argument(
+        "--force", action="store_true", help="enrol although the face resembles another member"
+    )
     enroll.add_argument("photos", nargs="+", metavar="PHOTO")
 
     identify = add("identify", cmd_identify, "who does the face in this photo belong to?")
@@ -287,9 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     madd.add_argument("--valid-from", type=_datetime)
     madd.add_argument("--valid-until", type=_datetime)
     madd.add_argument("--consent-cross-station", action="store_true")
-    for name, help_text in (("list", "list members"), ("show", "show one member"),
-                            ("remove", "remove a member and their face templates"),
-                            ("suspend", "refuse a member until re-activated"), ("activate", "re-activate a member")):
+    for name, help_text in (
+        ("list", "list members"),
+        ("show", "show one member"),
+        ("remove", "remove a member and their face templates"),
+        ("suspend", "refuse a member until re-activated"),
+        ("activate", "re-activate a member"),
+    ):
         mp = msub.add_parser(name, help=help_text)
         if name != "list":
             mp.add_argument("member_id", metavar="ID")
@@ -329,8 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--json", action="store_true", help="print one JSON value")
 
     add("config", cmd_config, "print the effective configuration")
-    demo = add("demo", cmd_demo, "enrol the fixture faces and show decisions (no camera needed)", json_flag=False)
-    demo.add_argument("--data-dir", help="where the demo station keeps its data (default: a fresh temporary folder)")
+    demo = add(
+        "demo", cmd_demo, "enrol the fixture faces and show decisions (no camera needed)", json_flag=False
+    )
+    demo.add_argument(
+        "--data-dir", help="where the demo station keeps its data (default: a fresh temporary folder)"
+    )
     return parser
 
 

@@ -62,16 +62,21 @@ class RecognitionConfig(_Section):
         0.55, gt=0.2, lt=0.8, description="Largest distance to a member's nearest template that may match."
     )
     min_margin: float = Field(
-        0.10, ge=0.0, lt=0.5, description="How much closer the best member must be than the best other member."
+        0.10,
+        ge=0.0,
+        lt=0.5,
+        description="How much closer the best member must be than the best other member.",
     )
     duplicate_threshold: float = Field(
         0.55,
         gt=0.2,
         lt=0.8,
-        description="At enrolment, a face this close to a different member is flagged as a possible duplicate.",
+        description="At enrolment, a face this close to a different member is flagged as a duplicate.",
     )
     detect_max_side: int = Field(640, ge=160, le=4096, description="Detection runs on a copy this large.")
-    upsample: int = Field(0, ge=0, le=2, description="HOG upsampling for normal frames (small images get +1).")
+    upsample: int = Field(
+        0, ge=0, le=2, description="HOG upsampling for normal frames (small images get +1)."
+    )
     min_face_px: int = Field(70, ge=40, le=1000, description="Smallest face (box side in pixels) accepted.")
     min_sharpness: float = Field(12.0, ge=0.0, description="Laplacian variance of the face at 128x128.")
     min_brightness: float = Field(40.0, ge=0.0, le=255.0)
@@ -107,11 +112,11 @@ class LoggingConfig(_Section):
 
 
 class Config(_Section):
-    station: StationConfig = StationConfig()
-    storage: StorageConfig = StorageConfig()
-    recognition: RecognitionConfig = RecognitionConfig()
-    qr: QrConfig = QrConfig()
-    logging: LoggingConfig = LoggingConfig()
+    station: StationConfig = Field(default_factory=StationConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
+    qr: QrConfig = Field(default_factory=QrConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge.config import Config
 from edge.station import RefusedError, Station, read_photo
@@ -90,19 +91,33 @@ def run_demo(config: Config, data_dir: Path | None = None) -> int:
         _say("face decisions (each photo differs from the enrolled one):")
         obama_2 = read_photo(FIXTURES / "obama_2.jpg")
         checks.append(_face_line("obama_2.jpg (member, other photo)", station.identify(obama_2), "match"))
-        checks.append(_face_line("eileen_collins.png (stranger)", station.identify(read_photo(FIXTURES / "eileen_collins.png")), "unknown"))
-        checks.append(_face_line("coffee.png (no face)", station.identify(read_photo(FIXTURES / "coffee.png")), "no_face"))
-        blurred = cv2.GaussianBlur(obama_2, (0, 0), 6)
+        checks.append(
+            _face_line(
+                "eileen_collins.png (stranger)",
+                station.identify(read_photo(FIXTURES / "eileen_collins.png")),
+                "unknown",
+            )
+        )
+        checks.append(
+            _face_line(
+                "coffee.png (no face)", station.identify(read_photo(FIXTURES / "coffee.png")), "no_face"
+            )
+        )
+        blurred = np.asarray(cv2.GaussianBlur(obama_2, (0, 0), 6), np.uint8)
         checks.append(_face_line("obama_2.jpg blurred", station.identify(blurred), "poor_quality"))
         height, width = obama_2.shape[:2]
-        tiny = cv2.resize(obama_2, (width // 6, height // 6), interpolation=cv2.INTER_AREA)
+        tiny = np.asarray(
+            cv2.resize(obama_2, (width // 6, height // 6), interpolation=cv2.INTER_AREA), np.uint8
+        )
         checks.append(_face_line("obama_2.jpg shrunk (face ~45 px)", station.identify(tiny), "poor_quality"))
 
         _say("QR decisions:")
         token = station.issue_qr(member_id="m-zhang", ttl_s=3600)
         _say(f"  token for m-zhang ({len(token)} characters): {token}")
         frame = cv2.cvtColor(render_image(token, scale=3), cv2.COLOR_GRAY2RGB)
-        canvas = cv2.copyMakeBorder(frame, 120, 120, 200, 200, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+        canvas = np.asarray(
+            cv2.copyMakeBorder(frame, 120, 120, 200, 200, cv2.BORDER_CONSTANT, value=(90, 90, 90)), np.uint8
+        )
         checks.append(_qr_line("QR code in a camera-like image", station.check_qr_image(canvas), "qr_ok"))
         forged = token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
         checks.append(_qr_line("forged signature", station.check_qr_text(forged), "qr_refused"))
@@ -110,10 +125,19 @@ def run_demo(config: Config, data_dir: Path | None = None) -> int:
         old = qr_token.issue_token(private_raw, "m-zhang", now=int(time.time()) - 7200, ttl_s=600)
         checks.append(_qr_line("expired token", station.check_qr_text(old), "qr_refused", "expired"))
         other_station = station.issue_qr(member_id="m-zhang", ttl_s=3600, station="station-elsewhere")
-        checks.append(_qr_line("token for another station", station.check_qr_text(other_station), "qr_refused", "wrong_station"))
+        checks.append(
+            _qr_line(
+                "token for another station",
+                station.check_qr_text(other_station),
+                "qr_refused",
+                "wrong_station",
+            )
+        )
         once = station.issue_qr(member_id="m-zhang", ttl_s=600, single_use=True)
         checks.append(_qr_line("single-use token, first use", station.check_qr_text(once), "qr_ok"))
-        checks.append(_qr_line("single-use token, replayed", station.check_qr_text(once), "qr_refused", "replayed"))
+        checks.append(
+            _qr_line("single-use token, replayed", station.check_qr_text(once), "qr_refused", "replayed")
+        )
         station.revoke_qr(token, "phone lost")
         checks.append(_qr_line("revoked token", station.check_qr_text(token), "qr_refused", "token_revoked"))
         station.remove_member("m-obama")
@@ -121,7 +145,11 @@ def run_demo(config: Config, data_dir: Path | None = None) -> int:
         checks.append(_face_line("obama_2.jpg after removal", station.identify(obama_2), "unknown"))
         fresh = station.issue_qr(member_id="m-biden", ttl_s=600)
         station.remove_member("m-biden")
-        checks.append(_qr_line("m-biden's token after removal", station.check_qr_text(fresh), "qr_refused", "unknown_member"))
+        checks.append(
+            _qr_line(
+                "m-biden's token after removal", station.check_qr_text(fresh), "qr_refused", "unknown_member"
+            )
+        )
     finally:
         station.close()
         if temporary:

@@ -121,7 +121,9 @@ class Station:
 
     @cached_property
     def qr_checker(self) -> QrChecker:
-        policy = QrPolicy(max_clock_skew_s=self.config.qr.max_clock_skew_s, station_id=self.config.station.station_id)
+        policy = QrPolicy(
+            max_clock_skew_s=self.config.qr.max_clock_skew_s, station_id=self.config.station.station_id
+        )
         return QrChecker(policy, qr_store.SqlReplayGuard(self.sessions, error_factory=ReplayGuardError))
 
     # -- roster ---------------------------------------------------------------------------------
@@ -170,7 +172,9 @@ class Station:
             return removed
 
     @staticmethod
-    def _member_json(session: Session, member: Any, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    def _member_json(
+        session: Session, member: Any, counts: Mapping[str, int] | None = None
+    ) -> dict[str, Any]:
         templates = (
             counts.get(member.member_id, 0)
             if counts is not None
@@ -229,7 +233,9 @@ class Station:
                 "use the same name to add photos, or another member id"
             )
         if have + len(photos) > limit:
-            raise RefusedError(f"member {member_id!r} would have {have + len(photos)} templates; the limit is {limit}")
+            raise RefusedError(
+                f"member {member_id!r} would have {have + len(photos)} templates; the limit is {limit}"
+            )
         checks = self.check_photos(photos)
         roster = self.load_roster()
         rec = self.config.recognition
@@ -270,7 +276,9 @@ class Station:
                 quality["enrolled_at"] = now.isoformat()
                 flagged = [look for look in plan.lookalikes if look.source == photo.source]
                 if flagged:
-                    quality["lookalikes"] = [{"member_id": f.member_id, "distance": round(f.distance, 4)} for f in flagged]
+                    quality["lookalikes"] = [
+                        {"member_id": f.member_id, "distance": round(f.distance, 4)} for f in flagged
+                    ]
                 qualities.append(quality)
             template_ids = member_store.add_templates(
                 session,
@@ -283,8 +291,14 @@ class Station:
             self._bump_roster_version(session)
         log.info(
             "enrolled",
-            extra={"fields": {"event": "enrolled", "member_id": member_id, "templates": len(template_ids),
-                              "forced_lookalikes": len(plan.lookalikes)}},
+            extra={
+                "fields": {
+                    "event": "enrolled",
+                    "member_id": member_id,
+                    "templates": len(template_ids),
+                    "forced_lookalikes": len(plan.lookalikes),
+                }
+            },
         )
         return EnrolmentOutcome(member_id, created, template_ids, plan)
 
@@ -361,7 +375,12 @@ class Station:
         ttl = ttl_s if ttl_s is not None else self.config.qr.default_ttl_s
         try:
             return qr_token.issue_token(
-                private_raw, member_id, now=int(time.time()), ttl_s=ttl, station=station, group=group,
+                private_raw,
+                member_id,
+                now=int(time.time()),
+                ttl_s=ttl,
+                station=station,
+                group=group,
                 single_use=single_use,
             )
         except ValueError as exc:
@@ -391,7 +410,10 @@ class Station:
             raise RefusedError(f"not a token: {exc}") from None
         with self.sessions() as session, session.begin():
             qr_store.revoke_token(
-                session, nonce_hex=claims.nonce_hex, member_id=claims.member_id, expires_at=claims.expires_at,
+                session,
+                nonce_hex=claims.nonce_hex,
+                member_id=claims.member_id,
+                expires_at=claims.expires_at,
                 reason=reason,
             )
         return claims.nonce_hex

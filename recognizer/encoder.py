@@ -41,7 +41,9 @@ class FaceModel(Protocol):
         """The 5 landmark points (two corners per eye, nose base) as an (5, 2) array."""
         ...
 
-    def encode(self, rgb: npt.NDArray[np.uint8], shape: object, jitters: int = 1) -> npt.NDArray[np.float32]: ...
+    def encode(
+        self, rgb: npt.NDArray[np.uint8], shape: object, jitters: int = 1
+    ) -> npt.NDArray[np.float32]: ...
 
 
 class DlibFaceModel:
@@ -56,7 +58,9 @@ class DlibFaceModel:
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-        self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+        self._encoder = dlib.face_recognition_model_v1(
+            face_recognition_models.face_recognition_model_location()
+        )
 
     def detect(self, rgb: npt.NDArray[np.uint8], upsample: int) -> list[Detection]:
         rects, scores, _ = self._detector.run(rgb, upsample, 0.0)

@@ -60,6 +60,17 @@ class FaceObservation:
         return (bottom - top) * (right - left)
 
 
+def _scale_box(box: Box, factor: float, width: int, height: int) -> Box:
+    """A (top, right, bottom, left) box scaled by `factor` and clipped to a width x height image."""
+    top, right, bottom, left = box
+    return (
+        max(0, round(top * factor)),
+        min(width, round(right * factor)),
+        min(height, round(bottom * factor)),
+        max(0, round(left * factor)),
+    )
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -84,28 +95,19 @@ class FacePipeline:
         scale = min(1.0, self.detection.detect_max_side / longest)
         small = rgb
         if scale < 1.0:
-            small = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            size = (round(width * scale), round(height * scale))
+            small = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
         upsample = self.detection.upsample
         if longest <= self.detection.small_image_side:
             upsample += 1
         found = self.model.detect(small, upsample)
         if scale < 1.0:
-            found = [
-                Detection(
-                    (
-                        int(round(t / scale)),
-                        min(width, int(round(r / scale))),
-                        min(height, int(round(b / scale))),
-                        int(round(l / scale)),
-                    ),
-                    d.score,
-                )
-                for d in found
-                for (t, r, b, l) in [d.box]
-            ]
+            found = [Detection(_scale_box(d.box, 1.0 / scale, width, height), d.score) for d in found]
         return sorted(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[1] - d.box[3]), reverse=True)
 
-    def observe(self, rgb: npt.NDArray[np.uint8], detection: Detection, *, encode: bool = True) -> FaceObservation:
+    def observe(
+        self, rgb: npt.NDArray[np.uint8], detection: Detection, *, encode: bool = True
+    ) -> FaceObservation:
         """Landmarks and quality for one detection; the encoding only when quality passes."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -123,7 +125,7 @@ class FacePipeline:
         timings["landmarks"] = _ms(start)
         start = time.perf_counter()
         lt, lr, lb, ll = local_box
-        grey = cv2.cvtColor(crop[max(lt, 0) : lb, max(ll, 0) : lr], cv2.COLOR_RGB2GRAY)
+        grey = np.asarray(cv2.cvtColor(crop[max(lt, 0) : lb, max(ll, 0) : lr], cv2.COLOR_RGB2GRAY), np.uint8)
         # Size is judged in the source image's pixels, not the resampled crop's.
         face_px = min(right - left, bottom - top)
         report = assess(grey, points_local, local_box, self.quality_policy, face_px=face_px)
@@ -151,10 +153,13 @@ class FacePipeline:
         crop = rgb[y0:y1, x0:x1]
         factor = min(1.0, self.detection.encode_face_px / max(side, 1))
         if factor < 1.0:
-            crop = cv2.resize(
-                crop,
-                (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))),
-                interpolation=cv2.INTER_AREA,
+            crop = np.asarray(
+                cv2.resize(
+                    crop,
+                    (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))),
+                    interpolation=cv2.INTER_AREA,
+                ),
+                np.uint8,
             )
         return np.ascontiguousarray(crop), (y0, x0), factor
 
@@ -198,4 +203,3 @@ class FacePipeline:
             box=observation.box,
             timings_ms=timings,
         )
-

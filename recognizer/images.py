@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 RgbImage = npt.NDArray[np.uint8]
 
@@ -31,8 +31,13 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
     """Decode image bytes (JPEG, PNG, WebP, BMP...) to an upright RGB uint8 array."""
     if not data:
         raise ImageError("the file is empty")
+    # `import face_recognition` sets this process-wide flag to True, after which PIL pads truncated
+    # files with grey instead of failing: a half-uploaded photo would be enrolled. Always refuse.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     if len(data) > MAX_BYTES:
-        raise ImageError(f"the file is {len(data) // (1024 * 1024)} MiB, larger than the {MAX_BYTES >> 20} MiB limit")
+        raise ImageError(
+            f"the file is {len(data) // (1024 * 1024)} MiB, larger than the {MAX_BYTES >> 20} MiB limit"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -32,7 +32,13 @@ def save(path: Path, rgb: np.ndarray) -> Path:
 
 
 def test_enroll_then_identify_from_another_photo(cli: Cli, fixtures: Path) -> None:
-    enroll(cli, "w-001", "Barack Obama", fixtures / "obama_1.jpg", extra=("--group", "drivers", "--kind", "driver"))
+    enroll(
+        cli,
+        "w-001",
+        "Barack Obama",
+        fixtures / "obama_1.jpg",
+        extra=("--group", "drivers", "--kind", "driver"),
+    )
     result = cli("identify", str(fixtures / "obama_2.jpg"), "--json")
     assert result.code == 0
     body = result.json()
@@ -55,7 +61,9 @@ def _store_unchanged(cli: Cli, before: dict) -> None:
     assert members(cli) == before
 
 
-@pytest.mark.parametrize("case", ["no_face", "two_faces", "small", "blurry", "not_image", "missing", "directory", "empty"])
+@pytest.mark.parametrize(
+    "case", ["no_face", "two_faces", "small", "blurry", "not_image", "missing", "directory", "empty"]
+)
 def test_enroll_refusals_store_nothing(cli: Cli, fixtures: Path, tmp_path: Path, case: str) -> None:
     enroll(cli, "w-001", "Barack Obama", fixtures / "obama_1.jpg")
     before = members(cli)
@@ -81,7 +89,9 @@ def test_enroll_refusals_store_nothing(cli: Cli, fixtures: Path, tmp_path: Path,
         photo = tmp_path / "empty.jpg"
         photo.write_bytes(b"")
     # A good photo beside a bad one: still nothing stored (all or nothing).
-    result = cli("enroll", "--member-id", "w-009", "--name", "New Person", str(fixtures / "biden_1.jpg"), str(photo))
+    result = cli(
+        "enroll", "--member-id", "w-009", "--name", "New Person", str(fixtures / "biden_1.jpg"), str(photo)
+    )
     assert result.code == 2
     expected = {
         "no_face": "no face",
@@ -104,7 +114,16 @@ def test_duplicate_of_another_member_refused_unless_forced(cli: Cli, fixtures: P
     assert result.code == 2
     assert "w-001" in result.err and "distance" in result.err and "--force" in result.err
     _store_unchanged(cli, before)
-    forced = cli("enroll", "--member-id", "w-002", "--name", "Someone Else", "--force", "--json", str(fixtures / "obama_2.jpg"))
+    forced = cli(
+        "enroll",
+        "--member-id",
+        "w-002",
+        "--name",
+        "Someone Else",
+        "--force",
+        "--json",
+        str(fixtures / "obama_2.jpg"),
+    )
     assert forced.code == 0, forced.err
     assert forced.json()["lookalikes"][0]["member_id"] == "w-001"
     assert members(cli)["w-002"]["templates"] == 1
@@ -127,7 +146,15 @@ def test_qr_only_member_can_later_enrol_a_face(cli: Cli, fixtures: Path) -> None
 
 
 def test_photos_of_different_people_in_one_call_refused(cli: Cli, fixtures: Path) -> None:
-    result = cli("enroll", "--member-id", "w-003", "--name", "Mixed", str(fixtures / "obama_1.jpg"), str(fixtures / "eileen_collins.png"))
+    result = cli(
+        "enroll",
+        "--member-id",
+        "w-003",
+        "--name",
+        "Mixed",
+        str(fixtures / "obama_1.jpg"),
+        str(fixtures / "eileen_collins.png"),
+    )
     assert result.code == 2 and "same person" in result.err
     assert members(cli) == {}
 
@@ -154,7 +181,18 @@ def test_members_add_show_remove(cli: Cli, fixtures: Path) -> None:
         ("members", "add", "--member-id", "x" * 65, "--name", "x"),
         ("members", "add", "--member-id", "ok", "--name", "\x00bad"),
         ("members", "add", "--member-id", "ok", "--name", "x", "--kind", "astronaut"),
-        ("members", "add", "--member-id", "ok", "--name", "x", "--valid-from", "2027-01-01", "--valid-until", "2026-01-01"),
+        (
+            "members",
+            "add",
+            "--member-id",
+            "ok",
+            "--name",
+            "x",
+            "--valid-from",
+            "2027-01-01",
+            "--valid-until",
+            "2026-01-01",
+        ),
         ("members", "add", "--member-id", "ok", "--name", "x", "--valid-until", "tomorrow"),
         ("members", "add", "--member-id", "'; DROP TABLE members; --", "--name", "x"),
     ],
@@ -216,7 +254,9 @@ def test_qr_image_without_code_and_hostile_tokens(cli: Cli, fixtures: Path) -> N
     assert not_image.code == 2 and "not a readable image" in not_image.err
 
 
-def test_template_key_file_is_private_and_wrong_key_is_loud(cli: Cli, fixtures: Path, station_dir: Path) -> None:
+def test_template_key_file_is_private_and_wrong_key_is_loud(
+    cli: Cli, fixtures: Path, station_dir: Path
+) -> None:
     enroll(cli, "w-001", "Barack Obama", fixtures / "obama_1.jpg")
     key = station_dir / "data" / "template.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600

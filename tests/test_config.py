@@ -35,7 +35,9 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     sub = tmp_path / "etc"
     sub.mkdir()
     path = sub / "y.toml"
-    path.write_text('[storage]\ndata_dir = "state"\nkey_file = "k/key"\n[qr]\nmax_clock_skew_s = 5\n', encoding="utf-8")
+    path.write_text(
+        '[storage]\ndata_dir = "state"\nkey_file = "k/key"\n[qr]\nmax_clock_skew_s = 5\n', encoding="utf-8"
+    )
     config, _ = load_config(path, env={})
     assert config.storage.data_dir == sub.resolve() / "state"
     assert config.storage.key_file == sub.resolve() / "k/key"
@@ -86,4 +88,6 @@ def test_example_config_is_valid_and_complete() -> None:
         assert f"[{section_name}]" in text, f"config.example.toml lacks [{section_name}]"
         for key in section:
             # Optional paths are documented commented out.
-            assert f"\n{key} = " in text or f"\n# {key} = " in text, f"config.example.toml lacks {section_name}.{key}"
+            assert f"\n{key} = " in text or f"\n# {key} = " in text, (
+                f"config.example.toml lacks {section_name}.{key}"
+            )

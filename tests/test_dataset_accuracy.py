@@ -47,7 +47,9 @@ def observed(pipeline: FacePipeline, faces_root: Path) -> dict[str, Any]:
             faces = sorted(encodings[photo.path], key=lambda o: o.box[3])  # left to right
             if len(faces) == len(labels):
                 for label, obs in zip(labels, faces, strict=True):
-                    probes.append((None if label == "unknown" else label, False, obs.encoding, photo.path.name))
+                    probes.append(
+                        (None if label == "unknown" else label, False, obs.encoding, photo.path.name)
+                    )
     return {"roster": RosterSnapshot.build(rows), "probes": probes}
 
 
@@ -64,8 +66,12 @@ def test_no_stranger_and_no_wrong_member_is_accepted(observed: dict[str, Any]) -
 def test_members_are_recognised_from_other_photos(observed: dict[str, Any]) -> None:
     policy = MatchPolicy()
     genuine = [(t, ea, e) for t, ea, e, _ in observed["probes"] if t is not None]
-    accepted = [t for t, _, e in genuine if match(observed["roster"], e, policy).nearest_id == t
-                and match(observed["roster"], e, policy).accepted]
+    accepted = [
+        t
+        for t, _, e in genuine
+        if match(observed["roster"], e, policy).nearest_id == t
+        and match(observed["roster"], e, policy).accepted
+    ]
     east = [(t, e) for t, ea, e in genuine if ea]
     east_ok = [t for t, e in east if match(observed["roster"], e, policy).accepted]
     assert len(genuine) >= 60 and len(east) >= 15

@@ -31,7 +31,9 @@ def roster(pipeline: FacePipeline, fixtures: Path) -> RosterSnapshot:
     return RosterSnapshot.build(rows)
 
 
-def test_member_recognised_from_a_different_photo(pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path) -> None:
+def test_member_recognised_from_a_different_photo(
+    pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path
+) -> None:
     result = pipeline.identify(load(fixtures / "obama_2.jpg"), roster, MatchPolicy())
     assert result.decision is Decision.MATCH and result.member_id == "obama"
     assert result.distance is not None and result.distance < 0.55
@@ -51,7 +53,9 @@ def test_no_face(pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path,
     assert result.decision is Decision.NO_FACE and "encode" not in result.timings_ms
 
 
-def test_blurred_face_is_poor_quality_and_not_encoded(pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path) -> None:
+def test_blurred_face_is_poor_quality_and_not_encoded(
+    pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path
+) -> None:
     blurred = cv2.GaussianBlur(load(fixtures / "obama_2.jpg"), (0, 0), 6)
     result = pipeline.identify(blurred, roster, MatchPolicy())
     assert result.decision is Decision.POOR_QUALITY and result.reason == "too_blurry"
@@ -73,7 +77,9 @@ def test_dark_face_is_poor_quality(pipeline: FacePipeline, roster: RosterSnapsho
         assert result.reason == "too_dark"
 
 
-def test_camera_sized_frame_matches_photo_result(pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path) -> None:
+def test_camera_sized_frame_matches_photo_result(
+    pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path
+) -> None:
     """The same face in a 640x480 frame (the door's view) still matches."""
     img = load(fixtures / "obama_2.jpg")
     top, right, bottom, left = pipeline.detect(img)[0].box
@@ -87,7 +93,9 @@ def test_camera_sized_frame_matches_photo_result(pipeline: FacePipeline, roster:
     assert result.decision is Decision.MATCH and result.member_id == "obama"
 
 
-def test_group_photo_decides_on_the_largest_face(pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path) -> None:
+def test_group_photo_decides_on_the_largest_face(
+    pipeline: FacePipeline, roster: RosterSnapshot, fixtures: Path
+) -> None:
     a = load(fixtures / "obama_1.jpg")  # face ~266 px
     b = cv2.resize(load(fixtures / "eileen_collins.png"), (1024, 1024))  # face ~174 px
     canvas = np.full((a.shape[0], a.shape[1] + 1040, 3), 100, np.uint8)

@@ -16,8 +16,14 @@ from recognizer.images import ImageError, decode_image
 
 def png_header_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge size: a decompression bomb's calling card."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
@@ -39,6 +45,8 @@ def test_hostile_bytes(data: bytes, words: str) -> None:
 
 
 def test_truncated_jpeg(fixtures: Path) -> None:
+    import face_recognition  # noqa: F401  (sets PIL's LOAD_TRUNCATED_IMAGES process-wide)
+
     data = (fixtures / "obama_1.jpg").read_bytes()
     with pytest.raises(ImageError):
         decode_image(data[: len(data) // 3])

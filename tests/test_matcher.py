@@ -79,7 +79,9 @@ def test_empty_roster() -> None:
     assert not out.accepted and out.reason == "empty_roster"
 
 
-@pytest.mark.parametrize("bad", [np.zeros(127), np.full(128, np.nan), np.full(128, np.inf), np.zeros((2, 128))])
+@pytest.mark.parametrize(
+    "bad", [np.zeros(127), np.full(128, np.nan), np.full(128, np.inf), np.zeros((2, 128))]
+)
 def test_bad_queries_are_refused(bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
         as_query(bad)
