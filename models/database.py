@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,8 @@ def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: Connect
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        mode = _switch_to_wal(cursor)
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreError(
                 f"could not switch the database to WAL mode (got {mode!r}); "
@@ -108,6 +110,20 @@ def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: Connect
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> Any:
+    """PRAGMA journal_mode=WAL, retried: switching needs an exclusive lock and SQLite answers
+    SQLITE_BUSY at once, without its busy handler, when two processes open a new file together
+    (the daemon and a CLI command on first boot)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _on_begin(conn: Connection) -> None:

@@ -74,15 +74,24 @@ def record_event(
     ts_wall: float | None = None,
     ts_mono: float | None = None,
     outbox_topic: str | None = "event",
+    event_id: str | None = None,
 ) -> Event:
     """Append an event and, unless `outbox_topic` is None, its outbox message; flushed, NOT committed.
 
     `ts_wall` (unix seconds) and `ts_mono` (time.monotonic) default to now; both are kept because the
     wall clock of a Pi without RTC can jump, while the monotonic one orders events within a boot.
-    Invalid input raises `ValidationError` before anything is written.
+    Invalid input raises `ValidationError` before anything is written. `event_id` lets the caller
+    name the event up front (its snapshot file is named after it); it must be a UUID.
     """
+    if event_id is None:
+        event_id = str(uuid.uuid4())
+    else:
+        try:
+            event_id = str(uuid.UUID(event_id))
+        except (ValueError, TypeError, AttributeError):
+            raise ValidationError(f"event_id must be a UUID, got {event_id!r}") from None
     event = Event(
-        id=str(uuid.uuid4()),
+        id=event_id,
         ts_wall=time.time() if ts_wall is None else _finite(ts_wall, "ts_wall", minimum=0.0, maximum=TS_MAX),
         ts_mono=time.monotonic() if ts_mono is None else _finite(ts_mono, "ts_mono"),
         kind=validate_identifier(kind, "kind"),
@@ -107,6 +116,22 @@ def record_event(
                 )
             )
     return event
+
+
+def set_latency(session: Session, event_id: str, latency_ms: float) -> bool:
+    """Fill an event's frame-to-relay latency once (the only update events allow), and its pending
+    outbox payload. Flushed, not committed. False if the event is unknown or already has one."""
+    value = _finite(latency_ms, "latency_ms", minimum=0.0)
+    event = session.get(Event, event_id)
+    if event is None or event.latency_ms is not None:
+        return False
+    event.latency_ms = value
+    for item in session.scalars(
+        select(OutboxItem).where(OutboxItem.event_id == event_id, OutboxItem.sent_at.is_(None))
+    ):
+        item.payload = {**item.payload, "latency_ms": value}
+    session.flush()
+    return True
 
 
 def event_to_json(e: Event) -> dict[str, Any]:

@@ -185,7 +185,13 @@ class Event(Base):
 # Append-only is enforced by the database itself, so no code path (ours or a hand-typed sqlite3
 # session) can rewrite the access log.
 EVENT_TRIGGERS: tuple[str, ...] = (
+    # The one permitted update: filling latency_ms once. The row must be committed *before* the relay
+    # is driven (no entry without a record), so the frame-to-relay latency is only known afterwards.
     "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
+    "WHEN NOT (OLD.latency_ms IS NULL AND NEW.latency_ms IS NOT NULL "
+    "AND NEW.id IS OLD.id AND NEW.ts_wall IS OLD.ts_wall AND NEW.ts_mono IS OLD.ts_mono "
+    "AND NEW.kind IS OLD.kind AND NEW.method IS OLD.method AND NEW.member_id IS OLD.member_id "
+    "AND NEW.reason IS OLD.reason AND NEW.details IS OLD.details AND NEW.snapshot IS OLD.snapshot) "
     "BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END",
     "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
     "BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END",

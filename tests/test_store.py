@@ -855,3 +855,48 @@ def test_models_do_not_import_web_mqtt_or_gpio() -> None:
             else:
                 continue
             assert not {n.split(".")[0] for n in names} & forbidden, f"{path.name} imports {names}"
+
+
+def test_latency_can_be_filled_once_and_nothing_else_changes(tmp_path: Path) -> None:
+    """The event row is committed before the relay moves, so its latency is filled afterwards, once."""
+    import sqlite3
+    import uuid as uuid_module
+
+    from models.database import make_session_factory, migrate, open_engine
+    from models.events import list_events, pending_outbox, record_event, set_latency
+
+    engine = open_engine(tmp_path / "y.db")
+    migrate(engine)
+    sessions = make_session_factory(engine)
+    event_id = str(uuid_module.uuid4())
+    with sessions() as session, session.begin():
+        record_event(session, kind="entry", method="face", member_id="m1", event_id=event_id)
+    with sessions() as session, session.begin():
+        assert set_latency(session, event_id, 142.5)
+    with sessions() as session, session.begin():
+        assert not set_latency(session, event_id, 1.0)  # once only
+    with sessions() as session:
+        (event,) = list_events(session)
+        assert event.id == event_id and event.latency_ms == 142.5
+        assert pending_outbox(session, 10)[0].payload["latency_ms"] == 142.5
+    engine.dispose()
+    raw = sqlite3.connect(tmp_path / "y.db")
+    for statement in (
+        "update events set latency_ms = 1 where id = ?",
+        "update events set kind = 'refused' where id = ?",
+        "delete from events where id = ?",
+    ):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            raw.execute(statement, (event_id,))
+    raw.close()
+
+
+def test_event_id_must_be_a_uuid(tmp_path: Path) -> None:
+    from models.database import ValidationError, make_session_factory, migrate, open_engine
+    from models.events import record_event
+
+    engine = open_engine(tmp_path / "y.db")
+    migrate(engine)
+    with make_session_factory(engine)() as session, pytest.raises(ValidationError):
+        record_event(session, kind="entry", event_id="../../etc")
+    engine.dispose()

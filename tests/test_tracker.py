@@ -1,0 +1,80 @@
+"""Tracking one appearance: encode once, decide once, agree across frames when asked to."""
+
+from __future__ import annotations
+
+from edge.tracker import FaceTracker, TrackerSettings, iou
+from recognizer.results import Decision, FaceResult
+
+BOX = (100, 300, 300, 100)
+MOVED = (110, 310, 310, 110)
+ELSEWHERE = (100, 600, 300, 400)
+
+
+def match(member: str) -> FaceResult:
+    return FaceResult(Decision.MATCH, member_id=member, distance=0.3, margin=0.2)
+
+
+UNKNOWN = FaceResult(Decision.UNKNOWN, distance=0.8, reason="over_threshold")
+BLURRY = FaceResult(Decision.POOR_QUALITY, reason="too_blurry")
+
+
+def test_iou() -> None:
+    assert iou(BOX, BOX) == 1.0
+    assert iou(BOX, ELSEWHERE) == 0.0
+    assert 0.7 < iou(BOX, MOVED) < 1.0
+
+
+def test_member_encoded_once_per_appearance() -> None:
+    t = FaceTracker()
+    t.observe(BOX, 0.0)
+    assert t.needs_encoding(0.0)
+    verdict = t.record(match("a"), 0.0)
+    assert verdict is not None and verdict.result.member_id == "a" and verdict.frames == 1
+    for i in range(1, 30):
+        t.observe(MOVED, i * 0.066)
+        assert not t.needs_encoding(i * 0.066)
+    # They leave; after lost_after_s a new appearance starts and is encoded again.
+    t.observe(None, 5.0)
+    t.observe(BOX, 5.1)
+    assert t.needs_encoding(5.1)
+
+
+def test_stranger_refused_once_after_max_attempts_with_retry_spacing() -> None:
+    t = FaceTracker(TrackerSettings(max_attempts=3, retry_interval_s=0.3))
+    now, verdicts = 0.0, []
+    while now < 3.0:
+        t.observe(BOX, now)
+        if t.needs_encoding(now):
+            v = t.record(UNKNOWN, now)
+            if v:
+                verdicts.append((now, v))
+        now += 0.066
+    assert len(verdicts) == 1
+    at, verdict = verdicts[0]
+    assert verdict.frames == 3 and 0.6 <= at < 0.9
+
+
+def test_poor_quality_does_not_count_as_attempt() -> None:
+    t = FaceTracker(TrackerSettings(max_attempts=1, retry_interval_s=0.0))
+    t.observe(BOX, 0.0)
+    assert t.record(BLURRY, 0.0) is None and t.needs_encoding(0.1)
+    assert t.record(UNKNOWN, 0.1) is not None
+
+
+def test_require_frames_needs_agreement() -> None:
+    t = FaceTracker(TrackerSettings(require_frames=2, retry_interval_s=0.0))
+    t.observe(BOX, 0.0)
+    assert t.record(match("a"), 0.0) is None
+    assert t.record(match("b"), 0.1) is None  # disagreement resets
+    assert t.record(match("a"), 0.2) is None
+    verdict = t.record(match("a"), 0.3)
+    assert verdict is not None and verdict.result.member_id == "a" and verdict.frames == 4
+
+
+def test_new_person_replacing_the_tracked_one_is_a_new_appearance() -> None:
+    t = FaceTracker()
+    first = t.observe(BOX, 0.0)
+    t.record(match("a"), 0.0)
+    second = t.observe(ELSEWHERE, 0.1)
+    assert first is not None and second is not None and second.track_id != first.track_id
+    assert t.needs_encoding(0.1)
