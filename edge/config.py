@@ -73,9 +73,20 @@ class RecognitionConfig(_Section):
         lt=0.8,
         description="At enrolment, a face this close to a different member is flagged as a duplicate.",
     )
-    detect_max_side: int = Field(640, ge=160, le=4096, description="Detection runs on a copy this large.")
+    detect_max_side: int = Field(
+        400,
+        ge=160,
+        le=4096,
+        description="Door frames: detection runs on a grey copy this large (400: faces >= ~105 px at 640x480).",
+    )
+    photo_detect_max_side: int = Field(
+        1280, ge=160, le=8192, description="Enrolment and `identify` photos: detection size (thorough)."
+    )
     upsample: int = Field(
         0, ge=0, le=2, description="HOG upsampling for normal frames (small images get +1)."
+    )
+    min_detection_score: float = Field(
+        0.1, ge=-1.0, le=3.0, description="Detections the HOG scores lower are ignored (texture, posters)."
     )
     min_face_px: int = Field(70, ge=40, le=1000, description="Smallest face (box side in pixels) accepted.")
     min_sharpness: float = Field(12.0, ge=0.0, description="Laplacian variance of the face at 128x128.")

@@ -27,6 +27,7 @@ from models import qr_store
 from models.database import make_session_factory, migrate, open_engine
 from models.template_cipher import TemplateCipher, load_or_create_key
 from recognizer import qr_token
+from recognizer.encoder import FaceModel
 from recognizer.face_pipeline import DetectionSettings, FacePipeline
 from recognizer.images import ImageError, decode_image
 from recognizer.matcher import MatchPolicy
@@ -97,22 +98,40 @@ class Station:
         return TemplateCipher(key)
 
     @cached_property
-    def pipeline(self) -> FacePipeline:
+    def face_model(self) -> FaceModel:
         from recognizer.encoder import DlibFaceModel
 
+        return DlibFaceModel()
+
+    @cached_property
+    def quality_policy(self) -> QualityPolicy:
         rec = self.config.recognition
-        return FacePipeline(
-            DlibFaceModel(),
-            DetectionSettings(detect_max_side=rec.detect_max_side, upsample=rec.upsample),
-            QualityPolicy(
-                min_face_px=rec.min_face_px,
-                min_sharpness=rec.min_sharpness,
-                min_brightness=rec.min_brightness,
-                max_brightness=rec.max_brightness,
-                max_roll_deg=rec.max_roll_deg,
-                max_yaw=rec.max_yaw,
-            ),
+        return QualityPolicy(
+            min_face_px=rec.min_face_px,
+            min_sharpness=rec.min_sharpness,
+            min_brightness=rec.min_brightness,
+            max_brightness=rec.max_brightness,
+            max_roll_deg=rec.max_roll_deg,
+            max_yaw=rec.max_yaw,
         )
+
+    @cached_property
+    def pipeline(self) -> FacePipeline:
+        """The door's pipeline: detection sized for camera frames (the latency-critical path)."""
+        rec = self.config.recognition
+        settings = DetectionSettings(
+            detect_max_side=rec.detect_max_side, upsample=rec.upsample, min_score=rec.min_detection_score
+        )
+        return FacePipeline(self.face_model, settings, self.quality_policy)
+
+    @cached_property
+    def photo_pipeline(self) -> FacePipeline:
+        """For photos (enrolment, `identify`): a larger detection size, same model and quality gates."""
+        rec = self.config.recognition
+        settings = DetectionSettings(
+            detect_max_side=rec.photo_detect_max_side, upsample=rec.upsample, min_score=rec.min_detection_score
+        )
+        return FacePipeline(self.face_model, settings, self.quality_policy)
 
     @property
     def match_policy(self) -> MatchPolicy:
@@ -204,7 +223,7 @@ class Station:
             except RefusedError as exc:
                 checks.append(PhotoCheck(str(path), None, {}, str(exc).split(": ", 1)[-1]))
                 continue
-            checks.append(check_photo(self.pipeline, str(path), rgb))
+            checks.append(check_photo(self.photo_pipeline, str(path), rgb))
         return checks
 
     def enroll(
@@ -313,7 +332,8 @@ class Station:
         return self.roster.current
 
     def identify(self, rgb: npt.NDArray[np.uint8]) -> FaceResult:
-        return self.pipeline.identify(rgb, self.current_roster(), self.match_policy)
+        """Identify the largest face in a photo (thorough detection; the door loop uses `pipeline`)."""
+        return self.photo_pipeline.identify(rgb, self.current_roster(), self.match_policy)
 
     # -- QR -------------------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class DlibFaceModel:
         )
 
     def detect(self, rgb: npt.NDArray[np.uint8], upsample: int) -> list[Detection]:
+        """HOG detection on an RGB or (faster) grey image."""
         rects, scores, _ = self._detector.run(rgb, upsample, 0.0)
         height, width = rgb.shape[:2]
         found = []

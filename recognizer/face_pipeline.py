@@ -1,9 +1,11 @@
 """From an RGB image to a face decision: detect, check quality, encode, match.
 
 Speed comes from doing each expensive thing once and on no more pixels than it needs:
-- detection runs on a copy scaled so its longest side is `detect_max_side` (HOG cost grows with
-  pixels; a door camera's faces are large), at upsample 0 unless the image is already small
-  (tight crops, where upsampling is what finds the face at all);
+- detection runs on a grey copy scaled so its longest side is `detect_max_side` (HOG cost grows
+  with pixels; a door camera's faces are large; grey skips dlib's per-channel gradients, -25 %),
+  at upsample 0 unless the image is already small (tight crops, where upsampling is what finds the
+  face at all). At the door's default of 400 a face needs to be about 105 px wide in a 640-wide
+  frame, i.e. within about 0.8 m of a typical door camera; enrolment photos use a larger size;
 - the encoder works on a crop around the face, resampled so the face is at most `encode_face_px`
   wide: dlib's encoder looks at a 150x150 chip anyway, so a 2000-pixel face only costs time;
 - only the face the decision is about is encoded (the largest one at the door), and only after it
@@ -31,11 +33,14 @@ from recognizer.roster import RosterSnapshot
 class DetectionSettings:
     """How to look for faces; defaults chosen from measurement (docs/BENCHMARKS.md)."""
 
-    detect_max_side: int = 640
+    detect_max_side: int = 400
     upsample: int = 0
     small_image_side: int = 400  # images this small (tight crops) are searched with upsample + 1
     encode_face_px: int = 200
     jitters: int = 1
+    # HOG's own confidence. Textured patches (a suit's fabric, a poster) come out at 0.0-0.05 with
+    # plausible landmarks; the weakest real face in our data set scored 0.12 (median ~1.9).
+    min_score: float = 0.1
 
     def __post_init__(self) -> None:
         if self.detect_max_side < 160:
@@ -93,14 +98,14 @@ class FacePipeline:
         height, width = rgb.shape[:2]
         longest = max(height, width)
         scale = min(1.0, self.detection.detect_max_side / longest)
-        small = rgb
+        small = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8) if rgb.ndim == 3 else rgb
         if scale < 1.0:
             size = (round(width * scale), round(height * scale))
-            small = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+            small = np.asarray(cv2.resize(small, size, interpolation=cv2.INTER_AREA), np.uint8)
         upsample = self.detection.upsample
         if longest <= self.detection.small_image_side:
             upsample += 1
-        found = self.model.detect(small, upsample)
+        found = [d for d in self.model.detect(small, upsample) if d.score >= self.detection.min_score]
         if scale < 1.0:
             found = [Detection(_scale_box(d.box, 1.0 / scale, width, height), d.score) for d in found]
         return sorted(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[1] - d.box[3]), reverse=True)

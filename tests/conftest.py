@@ -44,6 +44,15 @@ def face_model() -> Any:
 
 @pytest.fixture(scope="session")
 def pipeline(face_model: Any) -> Any:
+    """The photo pipeline (thorough detection), as enrolment and `yizhan identify` use it."""
+    from recognizer.face_pipeline import DetectionSettings, FacePipeline
+
+    return FacePipeline(face_model, DetectionSettings(detect_max_side=1280))
+
+
+@pytest.fixture(scope="session")
+def door_pipeline(face_model: Any) -> Any:
+    """The door's pipeline (detection sized for 640x480 camera frames)."""
     from recognizer.face_pipeline import FacePipeline
 
     return FacePipeline(face_model)
