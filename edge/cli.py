@@ -281,6 +281,30 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     return run_demo(config, data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    """The station daemon. SIGTERM/SIGINT stop it cleanly: the relay is de-energised first."""
+    import signal
+
+    from edge.app import RunOptions, StationDaemon
+
+    daemon = StationDaemon(
+        config,
+        RunOptions(
+            exit_at_end=args.exit_at_end,
+            realtime=False if args.fast else None,
+            camera_source=args.source,
+        ),
+    )
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("stopping on signal", extra={"fields": {"signal": signum}})
+        daemon.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return daemon.run()
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 
@@ -381,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--json", action="store_true", help="print one JSON value")
 
     add("config", cmd_config, "print the effective configuration")
+    run = add("run", cmd_run, "run the station daemon (camera, door, events)", json_flag=False)
+    run.add_argument("--exit-at-end", action="store_true", help="stop when a video file source ends")
+    run.add_argument("--fast", action="store_true", help="play a video file as fast as possible")
+    run.add_argument("--source", help="override [camera] source (device index, URL or video file)")
     demo = add(
         "demo", cmd_demo, "enrol the fixture faces and show decisions (no camera needed)", json_flag=False
     )

@@ -17,6 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from door.config import DoorConfig
+from edge.access_config import AccessConfig, ScheduleConfig
+from edge.camera_config import CameraConfig, SnapshotConfig
+
 ENV_CONFIG = "YIZHAN_CONFIG"
 DEFAULT_CONFIG_NAME = "yizhan.toml"
 
@@ -77,7 +81,10 @@ class RecognitionConfig(_Section):
         400,
         ge=160,
         le=4096,
-        description="Door frames: detection runs on a grey copy this large (400: faces >= ~105 px at 640x480).",
+        description="Door frames: detection on a grey copy this large (400: faces >= ~105 px at 640x480).",
+    )
+    detect_fallback_side: int = Field(
+        640, ge=0, le=4096, description="When the first pass finds no face, one more at this size (0: off)."
     )
     photo_detect_max_side: int = Field(
         1280, ge=160, le=8192, description="Enrolment and `identify` photos: detection size (thorough)."
@@ -112,6 +119,37 @@ class QrConfig(_Section):
     )
 
 
+class DaemonConfig(_Section):
+    """How the decide loop spends its time (see docs/ARCHITECTURE.md)."""
+
+    idle_detect_s: float = Field(
+        1.0,
+        gt=0.0,
+        le=30.0,
+        description="With no motion, still look for a face this often (someone standing still).",
+    )
+    min_brightness: float = Field(
+        12.0,
+        ge=0.0,
+        le=255.0,
+        description="Frames darker than this skip face detection (lens capped, night).",
+    )
+    qr_repeat_s: float = Field(
+        3.0, ge=0.0, le=60.0, description="The same QR text seen again within this is not decided again."
+    )
+    max_retries: int = Field(
+        3, ge=1, le=10, description="Unknown-face encodings per appearance before refusing."
+    )
+    retry_interval_s: float = Field(0.3, ge=0.0, le=5.0, description="Spacing of those encodings.")
+    lost_after_s: float = Field(0.6, gt=0.0, le=30.0, description="A face unseen this long has left.")
+    reverify_s: float = Field(
+        2.0, gt=0.0, le=60.0, description="Re-check a decided face this often (did someone else step in?)."
+    )
+    snapshot_queue: int = Field(
+        16, ge=1, le=256, description="Snapshots waiting for the disk; more are dropped."
+    )
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = Field("json", description="json: one object per line (the box).")
@@ -127,6 +165,12 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     qr: QrConfig = Field(default_factory=QrConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    door: DoorConfig = Field(default_factory=DoorConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

@@ -1,30 +1,45 @@
-"""`yizhan demo`: the station's decisions on the fixture photos, with no camera, Pi or broker.
+"""`yizhan demo`: the whole door on a laptop, with no camera, Pi or broker.
 
-It builds a throw-away station (its own data folder), enrols the public-domain fixture faces,
-issues QR tokens, and then shows one decision per line: a member recognised from a *different*
-photo, a stranger kept out, a photo with no face, a blurred and a too-small face refused for
-quality, a QR code read from an image, and forged, expired, single-use-replayed and revoked tokens
-refused. Everything goes through the same code as `yizhan enroll / identify / qr check`.
+It builds a throw-away station (its own data folder), enrols the public-domain fixture faces, issues
+QR tokens, writes a door-camera video from the fixture photos (a member walks up, a stranger, a QR
+code held up, a forged and an expired QR code, another member), and runs the real daemon on it:
+camera thread, decide loop, SQLite events, gpiozero mock pins for the relay and buttons. It then
+presses the exit and emergency buttons on the mock pins. One line per event, then a summary.
 """
 
 from __future__ import annotations
 
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
+from gpiozero.pins.mock import MockFactory
 
+from edge.app import RunOptions, StationDaemon
 from edge.config import Config
-from edge.station import RefusedError, Station, read_photo
+from edge.demo_video import Scene, face_crop, qr_card, write_video
+from edge.station import Station, read_photo
 from recognizer import qr_token
 from recognizer.qr_decode import render_image
-from recognizer.results import FaceResult, QrResult
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+# What the demo expects, in order: (kind, method, member_id, reason).
+EXPECTED = [
+    ("entry", "face", "m-obama", None),
+    ("refused", "face", None, "unknown_face"),
+    ("entry", "qr", "m-zhang", None),
+    ("refused", "qr", None, "bad_signature"),
+    ("refused", "qr", "m-zhang", "expired"),
+    ("entry", "face", "m-biden", None),
+    ("exit", "exit_button", None, None),
+    ("emergency", "emergency_button", None, None),
+]
 
 
 def _say(text: str) -> None:
@@ -32,27 +47,54 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-def _face_line(label: str, result: FaceResult, expected: str) -> bool:
-    distance = "-" if result.distance is None else f"{result.distance:.3f}"
-    margin = "-" if result.margin is None else f"{result.margin:.3f}"
-    ok = result.decision.value == expected
-    _say(
-        f"  [{'ok' if ok else 'UNEXPECTED'}] face  {label:<34} -> {result.decision.value:<12} "
-        f"member={result.member_id or '-':<14} distance={distance} margin={margin} "
-        f"reason={result.reason or '-'} ({result.timings_ms.get('total', 0):.0f} ms)"
-    )
-    return ok
+def _bgr_face(station: Station, name: str) -> np.ndarray:
+    rgb = read_photo(FIXTURES / name)
+    detections = station.photo_pipeline.detect(rgb)
+    if not detections:
+        raise RuntimeError(f"no face found in fixture {name}")
+    return face_crop(rgb, detections[0].box)
 
 
-def _qr_line(label: str, result: QrResult | None, expected: str, expected_reason: str | None = None) -> bool:
-    decision = result.decision.value if result else "no_qr_code"
-    reason = result.reason if result else None
-    ok = decision == expected and (expected_reason is None or reason == expected_reason)
-    _say(
-        f"  [{'ok' if ok else 'UNEXPECTED'}] qr    {label:<34} -> {decision:<12} "
-        f"member={(result.member_id if result else None) or '-':<14} reason={reason or '-'}"
+def build_run_demo_video(station: Station) -> Path:
+    """The video `yizhan run` plays when `[camera] source = "demo"`: faces only, built once."""
+    path = station.data_dir / "demo" / "door.avi"
+    if not path.exists():
+        empty = Scene("empty", None, 1.0)
+        scenes = [empty]
+        for name in ("obama_2.jpg", "eileen_collins.png", "biden_1.jpg"):
+            scenes += [Scene("face", _bgr_face(station, name), 3.0, name), empty]
+        write_video(path, scenes)
+    return path
+
+
+def _demo_scenes(station: Station, tokens: dict[str, str]) -> list[Scene]:
+    empty = Scene("empty", None, 1.2)
+
+    def card(token: str) -> np.ndarray:
+        return qr_card(render_image(token, scale=3, border=2))
+
+    return [
+        empty,
+        Scene("face", _bgr_face(station, "obama_2.jpg"), 3.0, "member m-obama walks up (a different photo)"),
+        empty,
+        Scene("face", _bgr_face(station, "eileen_collins.png"), 3.0, "a stranger"),
+        empty,
+        Scene("qr", card(tokens["zhang"]), 2.0, "m-zhang (张三, no face enrolled) shows a QR code"),
+        empty,
+        Scene("qr", card(tokens["forged"]), 2.0, "a forged QR code"),
+        empty,
+        Scene("qr", card(tokens["expired"]), 2.0, "an expired QR code"),
+        empty,
+        Scene("face", _bgr_face(station, "biden_1.jpg"), 3.0, "member m-biden walks up"),
+        empty,
+    ]
+
+
+def _event_line(event: dict[str, Any], t0: float) -> str:
+    return (
+        f"  +{time.monotonic() - t0:5.1f}s  {event['kind']:<15} method={event['method'] or '-':<16} "
+        f"member={event['member_id'] or '-':<9} reason={event['reason'] or '-'}"
     )
-    return ok
 
 
 def run_demo(config: Config, data_dir: Path | None = None) -> int:
@@ -62,98 +104,111 @@ def run_demo(config: Config, data_dir: Path | None = None) -> int:
         _say(f"demo data folder {folder} is not empty; give an empty or new folder")
         return 2
     demo_config = config.model_copy(
-        update={"storage": config.storage.model_copy(update={"data_dir": folder, "key_file": None})}
+        update={
+            "storage": config.storage.model_copy(update={"data_dir": folder, "key_file": None}),
+            "door": config.door.model_copy(
+                update={"gpio": config.door.gpio.model_copy(update={"pin_factory": "mock"})}
+            ),
+        }
     )
     station = Station(demo_config, env={})
-    checks: list[bool] = []
     try:
-        _say(f"yizhan demo: station {config.station.station_id!r}, data in {folder}")
-        kid = station.init_keys()
-        _say(f"signing key {kid} created; stations trust only its public half")
-
-        _say("enrolment:")
-        for member_id, name, photo in (
-            ("m-obama", "Barack Obama", "obama_1.jpg"),
-            ("m-biden", "Joe Biden", "biden_1.jpg"),
-        ):
-            outcome = station.enroll(member_id=member_id, name=name, photos=[FIXTURES / photo], kind="driver")
-            _say(f"  enrolled {member_id} ({name}) from {photo}: {len(outcome.template_ids)} template")
-        try:
-            station.enroll(member_id="m-cat", name="Cat", photos=[FIXTURES / "cat.png"])
-            checks.append(False)
-            _say("  [UNEXPECTED] a photo without a face was enrolled")
-        except RefusedError as exc:
-            checks.append(True)
-            _say(f"  [ok] refused cat.png: {'; '.join(exc.problems)}")
-        station.add_member(member_id="m-zhang", name="张三", kind="courier", groups=("couriers",))
-        _say("  added m-zhang (张三) without a face: QR only")
-
-        _say("face decisions (each photo differs from the enrolled one):")
-        obama_2 = read_photo(FIXTURES / "obama_2.jpg")
-        checks.append(_face_line("obama_2.jpg (member, other photo)", station.identify(obama_2), "match"))
-        checks.append(
-            _face_line(
-                "eileen_collins.png (stranger)",
-                station.identify(read_photo(FIXTURES / "eileen_collins.png")),
-                "unknown",
-            )
-        )
-        checks.append(
-            _face_line(
-                "coffee.png (no face)", station.identify(read_photo(FIXTURES / "coffee.png")), "no_face"
-            )
-        )
-        blurred = np.asarray(cv2.GaussianBlur(obama_2, (0, 0), 6), np.uint8)
-        checks.append(_face_line("obama_2.jpg blurred", station.identify(blurred), "poor_quality"))
-        height, width = obama_2.shape[:2]
-        tiny = np.asarray(
-            cv2.resize(obama_2, (width // 6, height // 6), interpolation=cv2.INTER_AREA), np.uint8
-        )
-        checks.append(_face_line("obama_2.jpg shrunk (face ~45 px)", station.identify(tiny), "poor_quality"))
-
-        _say("QR decisions:")
-        token = station.issue_qr(member_id="m-zhang", ttl_s=3600)
-        _say(f"  token for m-zhang ({len(token)} characters): {token}")
-        frame = cv2.cvtColor(render_image(token, scale=3), cv2.COLOR_GRAY2RGB)
-        canvas = np.asarray(
-            cv2.copyMakeBorder(frame, 120, 120, 200, 200, cv2.BORDER_CONSTANT, value=(90, 90, 90)), np.uint8
-        )
-        checks.append(_qr_line("QR code in a camera-like image", station.check_qr_image(canvas), "qr_ok"))
-        forged = token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
-        checks.append(_qr_line("forged signature", station.check_qr_text(forged), "qr_refused"))
-        private_raw = qr_token.private_key_from_pem(station.signing_key_path.read_bytes())
-        old = qr_token.issue_token(private_raw, "m-zhang", now=int(time.time()) - 7200, ttl_s=600)
-        checks.append(_qr_line("expired token", station.check_qr_text(old), "qr_refused", "expired"))
-        other_station = station.issue_qr(member_id="m-zhang", ttl_s=3600, station="station-elsewhere")
-        checks.append(
-            _qr_line(
-                "token for another station",
-                station.check_qr_text(other_station),
-                "qr_refused",
-                "wrong_station",
-            )
-        )
-        once = station.issue_qr(member_id="m-zhang", ttl_s=600, single_use=True)
-        checks.append(_qr_line("single-use token, first use", station.check_qr_text(once), "qr_ok"))
-        checks.append(
-            _qr_line("single-use token, replayed", station.check_qr_text(once), "qr_refused", "replayed")
-        )
-        station.revoke_qr(token, "phone lost")
-        checks.append(_qr_line("revoked token", station.check_qr_text(token), "qr_refused", "token_revoked"))
-        station.remove_member("m-obama")
-        _say("  removed m-obama:")
-        checks.append(_face_line("obama_2.jpg after removal", station.identify(obama_2), "unknown"))
-        fresh = station.issue_qr(member_id="m-biden", ttl_s=600)
-        station.remove_member("m-biden")
-        checks.append(
-            _qr_line(
-                "m-biden's token after removal", station.check_qr_text(fresh), "qr_refused", "unknown_member"
-            )
-        )
+        return _run(station, demo_config, folder)
     finally:
         station.close()
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
-    passed = sum(checks)
-    _say(f"summary: {passed}/{len(checks)} decisions as expected")
-    return 0 if passed == len(checks) else 1
+
+
+def _run(station: Station, config: Config, folder: Path) -> int:
+    _say(f"yizhan demo: station {config.station.station_id!r}, data in {folder}")
+    kid = station.init_keys()
+    _say(f"QR signing key {kid} created (stations trust only its public half)")
+    for member_id, name, photo in (
+        ("m-obama", "Barack Obama", "obama_1.jpg"),
+        ("m-biden", "Joe Biden", "biden_1.jpg"),
+    ):
+        station.enroll(member_id=member_id, name=name, photos=[FIXTURES / photo], kind="driver")
+        _say(f"enrolled {member_id} ({name}) from {photo}")
+    station.add_member(member_id="m-zhang", name="张三", kind="courier", groups=("couriers",))
+    _say("added m-zhang (张三) without a face: QR only")
+    private_raw = qr_token.private_key_from_pem(station.signing_key_path.read_bytes())
+    good = station.issue_qr(member_id="m-zhang", ttl_s=3600)
+    tokens = {
+        "zhang": good,
+        "forged": good[:-8] + ("A" * 8 if not good.endswith("A" * 8) else "B" * 8),
+        "expired": qr_token.issue_token(private_raw, "m-zhang", now=int(time.time()) - 7200, ttl_s=600),
+    }
+    video = folder / "demo" / "demo.avi"
+    frames, seconds = write_video(video, _demo_scenes(station, tokens))
+    _say(f"camera: {video.name}, {frames} frames, {seconds:.0f} s at 15 fps (played at its native rate)")
+
+    factory = MockFactory()
+    daemon = StationDaemon(
+        config,
+        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
+        pin_factory=factory,
+        station=station,
+    )
+    events: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    _say("events:")
+    try:
+        daemon.start()
+        assert daemon.recorder is not None and daemon._loop_thread is not None
+
+        def show(event: dict[str, Any]) -> None:
+            events.append(event)
+            _say(_event_line(event, t0))
+
+        daemon.recorder.subscribe(show)
+        daemon._loop_thread.join()
+        relay_pin = factory.pin(config.door.relay.pin)
+        time.sleep(config.door.relay.unlock_s + 0.2)  # let the last unlock end before the exit press
+        for pin_number in (config.door.exit_button.pin, config.door.emergency.pin):
+            pin = factory.pin(pin_number)
+            pin.drive_low()  # pull-up inputs: pressed = low
+            time.sleep(0.15)
+            pin.drive_high()
+        time.sleep(0.3)
+        relay_pulses = sum(
+            1
+            for before, after in zip(relay_pin.states, relay_pin.states[1:], strict=False)
+            if not before.state and after.state
+        )
+        stats = daemon.loop.stats if daemon.loop else None
+    finally:
+        daemon.stop()
+    seen = [
+        (e["kind"], e["method"], e["member_id"], e["reason"])
+        for e in events
+        if e["kind"] not in ("station_started", "station_stopped")
+    ]
+    _say("summary:")
+    entries = [e for e in events if e["kind"] == "entry"]
+    refusals = [e for e in events if e["kind"] == "refused"]
+    _say(
+        f"  entries {len(entries)}, refusals {len(refusals)}, door events "
+        f"{len([e for e in events if e['kind'] in ('exit', 'emergency')])}, relay pulses {relay_pulses}"
+    )
+    if stats is not None:
+        for method in ("face", "qr"):
+            values = stats.latencies_ms.get(method, [])
+            if values:
+                _say(
+                    f"  {method} latency, frame captured to relay energised: "
+                    f"p50 {statistics.median(values):.0f} ms, "
+                    f"p95 {_p95(values):.0f} ms (n={len(values)})"
+                )
+        _say(
+            f"  frames {stats.frames}, face detections {stats.detections}, encodings {stats.encodings}, "
+            f"QR checks {stats.qr_checks}"
+        )
+    ok = seen == EXPECTED
+    _say("  all decisions as expected" if ok else f"  UNEXPECTED decisions: {seen}")
+    return 0 if ok else 1
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]

@@ -31,7 +31,9 @@ class Scene:
     label: str = ""
 
 
-def face_crop(rgb: npt.NDArray[np.uint8], box: tuple[int, int, int, int], margin: float = 0.9) -> npt.NDArray[np.uint8]:
+def face_crop(
+    rgb: npt.NDArray[np.uint8], box: tuple[int, int, int, int], margin: float = 0.9
+) -> npt.NDArray[np.uint8]:
     """A head-and-shoulders crop (BGR) around a (top, right, bottom, left) face box."""
     top, right, bottom, left = box
     side = max(right - left, bottom - top)
@@ -45,7 +47,7 @@ def _background(rng: np.random.Generator) -> npt.NDArray[np.uint8]:
     frame = np.empty((FRAME_H, FRAME_W, 3), np.uint8)
     frame[:] = BACKGROUND
     noise = rng.integers(-3, 4, size=frame.shape, dtype=np.int16)
-    return np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(frame.astype(np.int16) + noise, 0, 255), np.uint8)
 
 
 def _place(frame: npt.NDArray[np.uint8], item: npt.NDArray[np.uint8], height: int) -> None:
@@ -54,7 +56,9 @@ def _place(frame: npt.NDArray[np.uint8], item: npt.NDArray[np.uint8], height: in
     if width > FRAME_W:
         scale = FRAME_W / item.shape[1]
         width, height = FRAME_W, max(1, int(item.shape[0] * scale))
-    resized = cv2.resize(item, (width, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    resized = cv2.resize(
+        item, (width, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    )
     y = max(0, (FRAME_H - height) // 2)
     x = max(0, (FRAME_W - width) // 2)
     frame[y : y + height, x : x + width] = resized[: FRAME_H - y, : FRAME_W - x]
@@ -76,7 +80,7 @@ def write_video(path: Path, scenes: Sequence[Scene], fps: float = 15.0, seed: in
     """Write the scenes to `path` (MJPG .avi). Returns (frames written, duration in seconds)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {tmp} (MJPG)")
     rng = np.random.default_rng(seed)

@@ -75,8 +75,15 @@ class EventRecorder:
             raise
         log.info(
             "event",
-            extra={"fields": {"event_id": event_id, "kind": kind, "method": method, "member_id": member_id,
-                              "reason": reason}},
+            extra={
+                "fields": {
+                    "event_id": event_id,
+                    "kind": kind,
+                    "method": method,
+                    "member_id": member_id,
+                    "reason": reason,
+                }
+            },
         )
         self._notify(payload)
         return payload

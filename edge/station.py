@@ -120,7 +120,10 @@ class Station:
         """The door's pipeline: detection sized for camera frames (the latency-critical path)."""
         rec = self.config.recognition
         settings = DetectionSettings(
-            detect_max_side=rec.detect_max_side, upsample=rec.upsample, min_score=rec.min_detection_score
+            detect_max_side=rec.detect_max_side,
+            fallback_max_side=rec.detect_fallback_side,
+            upsample=rec.upsample,
+            min_score=rec.min_detection_score,
         )
         return FacePipeline(self.face_model, settings, self.quality_policy)
 
@@ -129,7 +132,9 @@ class Station:
         """For photos (enrolment, `identify`): a larger detection size, same model and quality gates."""
         rec = self.config.recognition
         settings = DetectionSettings(
-            detect_max_side=rec.photo_detect_max_side, upsample=rec.upsample, min_score=rec.min_detection_score
+            detect_max_side=rec.photo_detect_max_side,
+            upsample=rec.upsample,
+            min_score=rec.min_detection_score,
         )
         return FacePipeline(self.face_model, settings, self.quality_policy)
 

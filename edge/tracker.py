@@ -10,7 +10,10 @@ detections to it by box overlap, and says when an encoding is worth doing:
 - an unknown or low-quality face is retried at most every `retry_interval_s`, because the next
   frame is often better (the person was still turning towards the camera);
 - with `require_frames` > 1, that many encodings must agree on the same member before a match
-  counts; a disagreeing match resets the count (two lookalikes alternating never add up).
+  counts; a disagreeing match resets the count (two lookalikes alternating never add up);
+- a decided appearance is re-checked every `reverify_s`: boxes alone cannot tell that the member
+  stepped aside and someone else stepped into the same spot, so when the identity changes the
+  track is ended and the newcomer starts an appearance of their own.
 
 Pure logic: boxes and times in, instructions out. The daemon does the detecting and encoding.
 """
@@ -40,8 +43,9 @@ class TrackerSettings:
     require_frames: int = 1
     max_attempts: int = 3
     retry_interval_s: float = 0.3
-    lost_after_s: float = 1.5
+    lost_after_s: float = 0.6
     min_iou: float = 0.2
+    reverify_s: float = 2.0
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Track:
     attempts: int = 0
     last_attempt: float | None = None
     decided: bool = False
+    decided_member: str | None = None  # who the verdict was about (None: a stranger)
+    next_verify: float = 0.0
     votes_member: str | None = None
     votes: int = 0
     results: list[FaceResult] = field(default_factory=list)
@@ -100,8 +106,10 @@ class FaceTracker:
 
     def needs_encoding(self, now: float) -> bool:
         track = self._track
-        if track is None or track.decided:
+        if track is None:
             return False
+        if track.decided:
+            return now >= track.next_verify
         if track.last_attempt is None:
             return True
         return now - track.last_attempt >= self.settings.retry_interval_s
@@ -109,7 +117,14 @@ class FaceTracker:
     def record(self, result: FaceResult, now: float) -> Verdict | None:
         """Account one identification of the current track; a Verdict when the appearance is decided."""
         track = self._track
-        if track is None or track.decided:
+        if track is None:
+            return None
+        if track.decided:
+            if not self._still_the_same(track, result, now):
+                # Someone else now stands where the decided person stood: a new appearance.
+                self._track = Track(self._next_id, track.box, now, now)
+                self._next_id += 1
+                return self.record(result, now)
             return None
         track.last_attempt = now
         track.results.append(result)
@@ -119,17 +134,31 @@ class FaceTracker:
             else:
                 track.votes_member, track.votes = result.member_id, 1
             if track.votes >= self.settings.require_frames:
-                track.decided = True
+                self._decide(track, result.member_id, now)
                 return Verdict(track.track_id, result, len(track.results))
             return None
         if result.decision is Decision.UNKNOWN:
             track.votes_member, track.votes = None, 0
             track.attempts += 1
             if track.attempts >= self.settings.max_attempts:
-                track.decided = True
+                self._decide(track, None, now)
                 return Verdict(track.track_id, result, len(track.results))
         # no_face / poor_quality: not an attempt; try again on a later frame.
         return None
+
+    def _decide(self, track: Track, member_id: str | None, now: float) -> None:
+        track.decided = True
+        track.decided_member = member_id
+        track.next_verify = now + self.settings.reverify_s
+
+    def _still_the_same(self, track: Track, result: FaceResult, now: float) -> bool:
+        """A re-check of a decided track: True unless the face now says someone else."""
+        track.next_verify = now + self.settings.reverify_s
+        if result.decision is Decision.MATCH:
+            return result.member_id == track.decided_member
+        if result.decision is Decision.UNKNOWN:
+            return track.decided_member is None
+        return True  # no usable face this time: nothing learned
 
     def reset(self) -> None:
         self._track = None

@@ -5,7 +5,8 @@ Speed comes from doing each expensive thing once and on no more pixels than it n
   with pixels; a door camera's faces are large; grey skips dlib's per-channel gradients, -25 %),
   at upsample 0 unless the image is already small (tight crops, where upsampling is what finds the
   face at all). At the door's default of 400 a face needs to be about 105 px wide in a 640-wide
-  frame, i.e. within about 0.8 m of a typical door camera; enrolment photos use a larger size;
+  frame (within about 0.8 m of a typical door camera); when that pass finds nothing, a second one
+  at 640 finds faces down to ~80 px; enrolment photos use a larger size;
 - the encoder works on a crop around the face, resampled so the face is at most `encode_face_px`
   wide: dlib's encoder looks at a 150x150 chip anyway, so a 2000-pixel face only costs time;
 - only the face the decision is about is encoded (the largest one at the door), and only after it
@@ -34,6 +35,7 @@ class DetectionSettings:
     """How to look for faces; defaults chosen from measurement (docs/BENCHMARKS.md)."""
 
     detect_max_side: int = 400
+    fallback_max_side: int = 640  # second pass when the first finds nothing (0: none)
     upsample: int = 0
     small_image_side: int = 400  # images this small (tight crops) are searched with upsample + 1
     encode_face_px: int = 200
@@ -94,21 +96,39 @@ class FacePipeline:
         self.quality_policy = quality or QualityPolicy()
 
     def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Faces in `rgb`, boxes in `rgb`'s own pixel coordinates, largest first."""
-        height, width = rgb.shape[:2]
+        """Faces in `rgb`, boxes in `rgb`'s own pixel coordinates, largest first.
+
+        A fast pass at `detect_max_side`; if it finds nothing and the image is larger than that,
+        one more pass at `fallback_max_side` for faces further away (costs only on faceless frames,
+        which the door loop rarely examines: it detects on change).
+        """
+        grey = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8) if rgb.ndim == 3 else rgb
+        found = self._detect_at(grey, self.detection.detect_max_side)
+        longest = max(grey.shape[:2])
+        fallback = self.detection.fallback_max_side
+        if (
+            not found
+            and fallback > self.detection.detect_max_side
+            and longest > self.detection.detect_max_side
+        ):
+            found = self._detect_at(grey, fallback)
+        return sorted(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[1] - d.box[3]), reverse=True)
+
+    def _detect_at(self, grey: npt.NDArray[np.uint8], max_side: int) -> list[Detection]:
+        height, width = grey.shape[:2]
         longest = max(height, width)
-        scale = min(1.0, self.detection.detect_max_side / longest)
-        small = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8) if rgb.ndim == 3 else rgb
+        scale = min(1.0, max_side / longest)
+        small = grey
         if scale < 1.0:
             size = (round(width * scale), round(height * scale))
-            small = np.asarray(cv2.resize(small, size, interpolation=cv2.INTER_AREA), np.uint8)
+            small = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_AREA), np.uint8)
         upsample = self.detection.upsample
         if longest <= self.detection.small_image_side:
             upsample += 1
         found = [d for d in self.model.detect(small, upsample) if d.score >= self.detection.min_score]
         if scale < 1.0:
             found = [Detection(_scale_box(d.box, 1.0 / scale, width, height), d.score) for d in found]
-        return sorted(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[1] - d.box[3]), reverse=True)
+        return found
 
     def observe(
         self, rgb: npt.NDArray[np.uint8], detection: Detection, *, encode: bool = True
@@ -186,8 +206,21 @@ class FacePipeline:
             return FaceResult(Decision.NO_FACE, reason="no_face", timings_ms=timings)
         observation = self.observe(rgb, detections[0])
         timings.update(observation.timings_ms)
+        return self.decide(observation, snapshot, policy, timings, total)
+
+    def decide(
+        self,
+        observation: FaceObservation,
+        snapshot: RosterSnapshot,
+        policy: MatchPolicy,
+        timings: dict[str, float] | None = None,
+        started: float | None = None,
+    ) -> FaceResult:
+        """Match an observed face (the door loop detects and tracks first, then calls this)."""
+        timings = dict(observation.timings_ms) if timings is None else timings
         if observation.encoding is None:
-            timings["total"] = _ms(total)
+            if started is not None:
+                timings["total"] = _ms(started)
             return FaceResult(
                 Decision.POOR_QUALITY,
                 reason=observation.quality.reason,
@@ -197,7 +230,8 @@ class FacePipeline:
         start = time.perf_counter()
         outcome = match(snapshot, observation.encoding, policy)
         timings["match"] = _ms(start)
-        timings["total"] = _ms(total)
+        if started is not None:
+            timings["total"] = _ms(started)
         return FaceResult(
             Decision.MATCH if outcome.accepted else Decision.UNKNOWN,
             member_id=outcome.nearest_id if outcome.accepted else None,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import pytest
+from pydantic import BaseModel
 
 from edge.config import ConfigError, load_config, parse_config
 
@@ -84,10 +87,16 @@ def test_example_config_is_valid_and_complete() -> None:
     config = parse_config(data, str(example))
     # Every key of every section is documented in the example.
     text = example.read_text(encoding="utf-8")
-    for section_name, section in config.model_dump().items():
-        assert f"[{section_name}]" in text, f"config.example.toml lacks [{section_name}]"
-        for key in section:
-            # Optional paths are documented commented out.
-            assert f"\n{key} = " in text or f"\n# {key} = " in text, (
-                f"config.example.toml lacks {section_name}.{key}"
-            )
+
+    def check(model: Any, path: str) -> None:
+        nested_only = all(isinstance(value, BaseModel) for _, value in model)
+        assert nested_only or f"[{path}]" in text, f"config.example.toml lacks [{path}]"
+        for key, value in model:
+            if isinstance(value, BaseModel):
+                check(value, f"{path}.{key}")
+            else:
+                # Optional values are documented commented out.
+                assert f"\n{key} = " in text or f"\n# {key} = " in text, f"config.example.toml lacks {path}.{key}"
+
+    for section_name, section in config:
+        check(section, section_name)

@@ -78,3 +78,43 @@ def test_new_person_replacing_the_tracked_one_is_a_new_appearance() -> None:
     second = t.observe(ELSEWHERE, 0.1)
     assert first is not None and second is not None and second.track_id != first.track_id
     assert t.needs_encoding(0.1)
+
+
+def stand(t: FaceTracker, start: float, end: float, result: FaceResult) -> tuple[list[float], list]:
+    """Someone stands at BOX from start to end (10 fps); returns when encodings ran and verdicts."""
+    asked, verdicts, now = [], [], start
+    while now < end:
+        t.observe(BOX, now)
+        if t.needs_encoding(now):
+            asked.append(now)
+            verdict = t.record(result, now)
+            if verdict:
+                verdicts.append(verdict)
+        now = round(now + 0.1, 3)
+    return asked, verdicts
+
+
+def test_decided_track_is_reverified_and_a_newcomer_starts_a_new_appearance() -> None:
+    t = FaceTracker(TrackerSettings(reverify_s=2.0, retry_interval_s=0.0))
+    asked, verdicts = stand(t, 0.0, 4.5, match("a"))
+    assert asked == [0.0, 2.0, 4.0]  # first encoding, then a re-check every 2 s
+    assert len(verdicts) == 1 and verdicts[0].result.member_id == "a"
+    asked, verdicts = stand(t, 4.5, 6.5, match("b"))  # b stepped into a's place
+    assert asked == [6.0]
+    assert len(verdicts) == 1 and verdicts[0].result.member_id == "b"
+    assert verdicts[0].track_id != 1
+
+
+def test_stranger_replacing_a_member_in_place_is_refused_in_time() -> None:
+    t = FaceTracker(TrackerSettings(reverify_s=1.0, max_attempts=2, retry_interval_s=0.2))
+    t.observe(BOX, 0.0)
+    assert t.record(match("a"), 0.0) is not None
+    now, verdicts = 1.0, []
+    while now < 3.0:
+        t.observe(BOX, now)
+        if t.needs_encoding(now):
+            v = t.record(UNKNOWN, now)
+            if v:
+                verdicts.append(v)
+        now += 0.1
+    assert len(verdicts) == 1 and verdicts[0].result.decision is Decision.UNKNOWN

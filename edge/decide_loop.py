@@ -1,0 +1,255 @@
+"""The hot loop: camera frames in, access decisions, event rows and relay pulses out.
+
+One thread runs `DecideLoop.run`. Per frame, cheapest first (docs/ARCHITECTURE.md has the diagram):
+1. QR decode on the grey frame (~1.5 ms) — a QR code always works, face or no face;
+2. the change / brightness check (~0.4 ms);
+3. face detection only when something changed, a face is being tracked, or `idle_detect_s` passed
+   (someone standing perfectly still), and never in darkness;
+4. the tracker decides whether this appearance still needs an encoding (one per appearance);
+5. a decided appearance or QR becomes a `Credential`, the `AccessDecider` applies the rules, the
+   event (+ outbox) row is committed, and only then is the relay driven; the frame-to-relay latency
+   is filled in afterwards and the snapshot queued for the snapshot thread.
+Nothing here waits on the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from edge.access import AccessDecider, AccessDecision, Credential
+from edge.camera import Frame, LatestFrame
+from edge.motion import ChangeDetector
+from edge.recorder import EventRecorder
+from edge.tracker import FaceTracker
+from recognizer.face_pipeline import FacePipeline
+from recognizer.matcher import MatchPolicy
+from recognizer.qr_decode import decode_qr_payloads
+from recognizer.results import FaceResult, QrResult
+from recognizer.roster import RosterSnapshot
+
+log = logging.getLogger(__name__)
+
+
+class Door(Protocol):
+    def grant(self, seconds: float | None = None, *, reason: str) -> float: ...
+
+    def grant_aux(self, member_groups: Any, seconds: float | None = None) -> bool: ...
+
+
+class SnapshotSink(Protocol):
+    def path_for(self, event_id: str, when_wall: float) -> str | None: ...
+
+    def submit(
+        self, event_id: str, frame: Frame, box: tuple[int, int, int, int] | None, when_wall: float
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    idle_detect_s: float = 1.0
+    min_brightness: float = 12.0
+    qr_repeat_s: float = 3.0
+
+
+@dataclass
+class LoopStats:
+    frames: int = 0
+    detections: int = 0
+    encodings: int = 0
+    qr_checks: int = 0
+    decisions: int = 0
+    record_failures: int = 0
+    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {"face": [], "qr": []})
+
+
+class DecideLoop:
+    def __init__(
+        self,
+        *,
+        frames: LatestFrame,
+        pipeline: FacePipeline,
+        roster: Callable[[], RosterSnapshot],
+        match_policy: MatchPolicy,
+        check_qr: Callable[[str], QrResult],
+        decider: AccessDecider,
+        recorder: EventRecorder,
+        door: Door,
+        snapshots: SnapshotSink | None,
+        tracker: FaceTracker,
+        settings: LoopSettings,
+        stop: threading.Event,
+    ) -> None:
+        self.frames = frames
+        self.pipeline = pipeline
+        self.roster = roster
+        self.match_policy = match_policy
+        self.check_qr = check_qr
+        self.decider = decider
+        self.recorder = recorder
+        self.door = door
+        self.snapshots = snapshots
+        self.tracker = tracker
+        self.settings = settings
+        self.stop = stop
+        self.change = ChangeDetector()
+        self.stats = LoopStats()
+        self.heartbeat = time.monotonic()
+        self.last_frame_mono: float | None = None
+        self._last_detect = -1e9
+        self._recent_qr: dict[str, float] = {}
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until `stop` is set or a finite source is exhausted."""
+        last_seq = 0
+        while not self.stop.is_set():
+            self.heartbeat = time.monotonic()
+            frame = self.frames.get(after_seq=last_seq, timeout=0.5)
+            if frame is None:
+                if self.frames.exhausted(last_seq):
+                    log.info("video source exhausted", extra={"fields": {"frames": self.stats.frames}})
+                    return
+                continue
+            last_seq = frame.seq
+            self.last_frame_mono = frame.captured_mono
+            try:
+                self.process(frame)
+            except Exception:
+                # A bug on one frame must not stop the door: log it and carry on with the next.
+                log.exception("frame processing failed", extra={"fields": {"seq": frame.seq}})
+
+    def process(self, frame: Frame) -> None:
+        self.stats.frames += 1
+        grey = np.asarray(cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY), np.uint8)
+        self._check_qr_codes(frame, grey)
+        change = self.change.update(grey)
+        now = time.monotonic()
+        if change.brightness < self.settings.min_brightness:
+            self.tracker.observe(None, now)
+            return
+        due = change.changed or self.tracker.active or now - self._last_detect >= self.settings.idle_detect_s
+        if not due:
+            return
+        self._last_detect = now
+        rgb = np.asarray(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB), np.uint8)
+        started = time.perf_counter()
+        detections = self.pipeline.detect(rgb)
+        detect_ms = (time.perf_counter() - started) * 1000
+        self.stats.detections += 1
+        box = detections[0].box if detections else None
+        self.tracker.observe(box, now)
+        if box is None or not self.tracker.needs_encoding(now):
+            return
+        observation = self.pipeline.observe(rgb, detections[0])
+        if observation.encoding is not None:
+            self.stats.encodings += 1
+        timings = {"detect": detect_ms, **observation.timings_ms}
+        result = self.pipeline.decide(observation, self.roster(), self.match_policy, timings, started)
+        verdict = self.tracker.record(result, time.monotonic())
+        if verdict is None:
+            return
+        credential = Credential.from_face(verdict.result)
+        if credential is not None:
+            self._decide(credential, frame, verdict.result.box, _face_details(verdict.result, verdict.frames))
+
+    def _check_qr_codes(self, frame: Frame, grey: np.ndarray) -> None:
+        payloads = decode_qr_payloads(grey)
+        if not payloads:
+            return
+        now = time.monotonic()
+        self._recent_qr = {
+            t: seen for t, seen in self._recent_qr.items() if now - seen < self.settings.qr_repeat_s
+        }
+        # Ours first: a poster's QR code must not hide a member's token; one decision per frame.
+        for text in sorted(payloads, key=lambda t: not t.startswith("YZ"))[:1]:
+            if text in self._recent_qr:
+                self._recent_qr[text] = now
+                continue
+            self._recent_qr[text] = now
+            self.stats.qr_checks += 1
+            result = self.check_qr(text)
+            details = {"qr_reason": result.reason, "key_id": result.key_id, "timings_ms": result.timings_ms}
+            self._decide(Credential.from_qr(result), frame, None, details)
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def _decide(
+        self,
+        credential: Credential,
+        frame: Frame,
+        box: tuple[int, int, int, int] | None,
+        details: dict[str, Any],
+    ) -> AccessDecision | None:
+        snapshot = self.roster()
+        decision = self.decider.decide(
+            credential, snapshot.members, now_wall=dt.datetime.now(dt.UTC), now_mono=time.monotonic()
+        )
+        self.stats.decisions += 1
+        if not decision.is_event:
+            return decision
+        event_id = str(uuid.uuid4())
+        when_wall = time.time()
+        snapshot_path = self.snapshots.path_for(event_id, when_wall) if self.snapshots else None
+        try:
+            self.recorder.record(
+                kind=decision.kind,
+                method=decision.method,
+                member_id=decision.member_id,
+                reason=decision.reason,
+                details={
+                    **details,
+                    **decision.details,
+                    **({"alarm": decision.alarm} if decision.alarm else {}),
+                },
+                snapshot=snapshot_path,
+                event_id=event_id,
+                ts_mono=frame.captured_mono,
+                ts_wall=frame.captured_wall,
+            )
+        except Exception:
+            # No record, no entry: the door stays shut rather than open without an audit trail.
+            self.stats.record_failures += 1
+            log.error(
+                "decision not recorded: door stays shut", extra={"fields": {"member_id": decision.member_id}}
+            )
+            return decision
+        if decision.granted:
+            energised = self.door.grant(reason=f"{decision.method}:{decision.member_id}")
+            latency = (energised - frame.captured_mono) * 1000.0
+            self.stats.latencies_ms.setdefault(decision.method, []).append(latency)
+            self.recorder.set_latency(event_id, latency)
+            member = snapshot.members.get(decision.member_id or "")
+            if member is not None and member.groups:
+                self.door.grant_aux(member.groups)
+        if decision.alarm:
+            self.recorder.record(
+                kind="lockout",
+                method=decision.method,
+                reason=decision.alarm,
+                details={"trigger_event": event_id},
+            )
+        if self.snapshots is not None and snapshot_path is not None:
+            self.snapshots.submit(event_id, frame, box, when_wall)
+        return decision
+
+
+def _face_details(result: FaceResult, frames: int) -> dict[str, Any]:
+    return {
+        "distance": None if result.distance is None else round(result.distance, 4),
+        "margin": None if result.margin is None else round(result.margin, 4),
+        "matcher_reason": result.reason,
+        "runner_up_id": result.runner_up_id,
+        "encodings": frames,
+        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+    }
