@@ -268,6 +268,61 @@ def cmd_qr(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _event_text(e: dict[str, Any]) -> str:
+    latency = "" if e["latency_ms"] is None else f"{e['latency_ms']:.0f} ms"
+    return (
+        f"{e['ts']}  {e['kind']:<15} {e['method'] or '-':<16} {e['member_id'] or '-':<16} "
+        f"{e['reason'] or '-':<18} {latency}"
+    )
+
+
+def cmd_events(args: argparse.Namespace, config: Config) -> int:
+    import time
+    from zoneinfo import ZoneInfo
+
+    from edge.event_report import parse_since, stats_by_day
+    from edge.station import Station
+    from models import events as event_store
+
+    tz = ZoneInfo(config.schedule.timezone)
+    try:
+        since = parse_since(args.since, now=time.time(), tz=tz) if args.since else None
+    except ValueError as exc:
+        raise CliRefusal(str(exc)) from None
+    station = Station(config)
+    try:
+        with station.sessions() as session:
+            rows = [
+                event_store.event_to_json(e)
+                for e in event_store.list_events(
+                    session,
+                    since=since,
+                    kind=getattr(args, "kind", None),
+                    member_id=getattr(args, "member", None),
+                    limit=args.limit,
+                )
+            ]
+    finally:
+        station.close()
+    if args.events_cmd == "list":
+        _emit(args, rows, lambda: "\n".join(_event_text(e) for e in rows) or "(no events)")
+    else:
+        days = stats_by_day(rows, tz)
+        _emit(
+            args,
+            days,
+            lambda: "\n".join(
+                [f"{'day':<11} {'entries':>7} {'members':>7} {'refusals':>8} {'exits':>5} {'alarms':>6}"]
+                + [
+                    f"{d['day']:<11} {d['entries']:>7} {d['distinct_members']:>7} {d['refusals']:>8} "
+                    f"{d['exits']:>5} {d['alarms']:>6}"
+                    for d in days
+                ]
+            ),
+        )
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace, config: Config) -> int:
     _emit(args, json.loads(config.model_dump_json()), config.model_dump_json(indent=2))
     return EXIT_OK
@@ -403,6 +458,19 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token", metavar="TOKEN")
     revoke.add_argument("--reason", default="revoked")
     revoke.add_argument("--json", action="store_true", help="print one JSON value")
+
+    events = sub.add_parser("events", help="the local event log")
+    events.set_defaults(handler=cmd_events)
+    esub = events.add_subparsers(dest="events_cmd", required=True)
+    elist = esub.add_parser("list", help="events, oldest first")
+    elist.add_argument("--kind", help="only this kind (entry, refused, emergency, ...)")
+    elist.add_argument("--member", help="only this member id")
+    estats = esub.add_parser("stats", help="visits, distinct members and refusals per day")
+    estats.add_argument("--by", choices=["day"], default="day")
+    for ep in (elist, estats):
+        ep.add_argument("--since", help="2026-11-24, 2026-11-24T08:00[+08:00], or 90m / 12h / 7d")
+        ep.add_argument("--limit", type=int, default=10000, help="at most this many events (default 10000)")
+        ep.add_argument("--json", action="store_true", help="print one JSON value")
 
     add("config", cmd_config, "print the effective configuration")
     run = add("run", cmd_run, "run the station daemon (camera, door, events)", json_flag=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import pytest
@@ -96,7 +95,9 @@ def test_example_config_is_valid_and_complete() -> None:
                 check(value, f"{path}.{key}")
             else:
                 # Optional values are documented commented out.
-                assert f"\n{key} = " in text or f"\n# {key} = " in text, f"config.example.toml lacks {path}.{key}"
+                assert f"\n{key} = " in text or f"\n# {key} = " in text, (
+                    f"config.example.toml lacks {path}.{key}"
+                )
 
     for section_name, section in config:
         check(section, section_name)

@@ -1,0 +1,247 @@
+"""The daemon end to end: a real video file, real SQLite, gpiozero mock pins, no mocks of our own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from edge.app import RunOptions, StationDaemon
+from edge.config import Config, parse_config
+from edge.demo_video import Scene, face_crop, qr_card, write_video
+from edge.station import Station, read_photo
+from models import events as event_store
+from recognizer.qr_decode import render_image
+
+RELAY_PIN, EXIT_PIN, EMERGENCY_PIN, BUZZER_PIN, CONTACT_PIN = 17, 22, 23, 24, 27
+
+
+def make_config(data_dir: Path, **sections: Any) -> Config:
+    return parse_config(
+        {"storage": {"data_dir": str(data_dir)}, "station": {"station_id": "st-e2e"}, **sections}
+    )
+
+
+def rising_edges(pin: Any) -> int:
+    states = [s.state for s in pin.states]
+    return sum(1 for a, b in zip(states, states[1:], strict=False) if not a and b)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, face_model: Any, fixtures: Path) -> dict[str, Any]:
+    """One station, one video (member, stranger, QR), one run of the daemon to the end of the file."""
+    data = tmp_path_factory.mktemp("station")
+    config = make_config(data)
+    station = Station(config, env={})
+    station.face_model = face_model  # share the session's loaded dlib model
+    station.init_keys()
+    station.enroll(member_id="m-obama", name="Barack Obama", photos=[fixtures / "obama_1.jpg"])
+    station.add_member(member_id="m-zhang", name="张三")
+    token = station.issue_qr(member_id="m-zhang", ttl_s=600)
+
+    def face(name: str) -> Any:
+        rgb = read_photo(fixtures / name)
+        return face_crop(rgb, station.photo_pipeline.detect(rgb)[0].box)
+
+    empty = Scene("empty", None, 1.0)
+    video = data / "door.avi"
+    write_video(
+        video,
+        [
+            empty,
+            Scene("face", face("obama_2.jpg"), 3.0),
+            empty,
+            Scene("face", face("eileen_collins.png"), 3.0),
+            empty,
+            Scene("qr", qr_card(render_image(token, scale=3, border=2)), 1.5),
+            empty,
+        ],
+    )
+    factory = MockFactory()
+    relay = factory.pin(RELAY_PIN)
+    daemon = StationDaemon(
+        config,
+        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
+        pin_factory=factory,
+        station=station,
+    )
+    started = time.monotonic()
+    code = daemon.run()
+    elapsed = time.monotonic() - started
+    with station.sessions() as session:
+        events = [event_store.event_to_json(e) for e in event_store.list_events(session)]
+        outbox = event_store.pending_outbox(session, 100)
+    result = {
+        "code": code,
+        "elapsed": elapsed,
+        "events": events,
+        "outbox": outbox,
+        "relay": relay,
+        "data": data,
+        "stats": daemon.loop.stats if daemon.loop else None,
+        "station": station,
+    }
+    yield result
+    station.close()
+
+
+def decisions(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (e["kind"], e["method"], e["member_id"], e["reason"])
+        for e in events
+        if e["kind"] in ("entry", "refused")
+    ]
+
+
+def test_whole_file_processed_and_exit_code_zero(run: dict[str, Any]) -> None:
+    assert run["code"] == 0
+    assert 10 < run["elapsed"] < 30  # native rate: ~11 s of video
+
+
+def test_each_appearance_decided_once(run: dict[str, Any]) -> None:
+    assert decisions(run["events"]) == [
+        ("entry", "face", "m-obama", None),
+        ("refused", "face", None, "unknown_face"),
+        ("entry", "qr", "m-zhang", None),
+    ]
+    kinds = [e["kind"] for e in run["events"]]
+    assert kinds[0] == "station_started" and kinds[-1] == "station_stopped"
+
+
+def test_entries_carry_latency_numbers_and_snapshots(run: dict[str, Any]) -> None:
+    entries = [e for e in run["events"] if e["kind"] == "entry"]
+    for entry in entries:
+        assert entry["latency_ms"] is not None and 0 < entry["latency_ms"] < 1000
+        assert entry["snapshot"] is not None
+        path = run["data"] / "snapshots" / entry["snapshot"]
+        assert path.is_file() and path.stat().st_size > 1000
+    face_entry = entries[0]
+    assert face_entry["details"]["distance"] < 0.55 and "encode" in face_entry["details"]["timings_ms"]
+    refused = [e for e in run["events"] if e["kind"] == "refused"][0]
+    assert refused["latency_ms"] is None and refused["details"]["matcher_reason"] in (
+        "over_threshold",
+        "low_margin",
+    )
+
+
+def test_relay_pulsed_once_per_entry_and_never_at_start_or_stop(run: dict[str, Any]) -> None:
+    relay = run["relay"]
+    assert rising_edges(relay) == 2
+    assert relay.states[0].state is False and relay.states[-1].state is False
+
+
+def test_every_event_has_an_outbox_row(run: dict[str, Any]) -> None:
+    assert [o.event_id for o in run["outbox"]] == [e["id"] for e in run["events"]]
+    entry = next(o for o in run["outbox"] if o.payload["kind"] == "entry")
+    assert entry.payload["latency_ms"] is not None
+
+
+def test_events_cli_contract(run: dict[str, Any], tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\ndata_dir = "{run["data"]}"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "--config", str(config), "events", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    import json
+
+    rows = json.loads(out.stdout)
+    assert {"id", "ts", "kind", "method", "member_id", "reason", "snapshot", "latency_ms"} <= set(rows[0])
+    stats = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "--config",
+            str(config),
+            "events",
+            "stats",
+            "--by",
+            "day",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (day,) = json.loads(stats.stdout)
+    assert day["entries"] == 2 and day["distinct_members"] == 2 and day["refusals"] == 1
+
+
+def test_door_events_work_without_a_camera(tmp_path: Path, face_model: Any) -> None:
+    """Camera missing: camera_down, and the exit and emergency buttons still work at once."""
+    config = make_config(tmp_path, camera={"reconnect_initial_s": 0.05, "reconnect_max_s": 0.2})
+    station = Station(config, env={})
+    station.face_model = face_model
+    factory = MockFactory()
+    daemon = StationDaemon(
+        config,
+        RunOptions(camera_source=str(tmp_path / "unplugged.avi")),
+        pin_factory=factory,
+        station=station,
+    )
+    recorded: list[tuple[str, float]] = []
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while daemon.recorder is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert daemon.recorder is not None
+        daemon.recorder.subscribe(lambda e: recorded.append((e["kind"], time.monotonic())))
+        time.sleep(0.5)
+        pressed = time.monotonic()
+        factory.pin(EMERGENCY_PIN).drive_low()
+        factory.pin(EXIT_PIN).drive_low()
+        time.sleep(0.3)
+        assert factory.pin(RELAY_PIN).state  # the exit button unlocked the door
+        assert factory.pin(BUZZER_PIN).state  # the local alarm sounds
+        factory.pin(EMERGENCY_PIN).drive_high()
+        factory.pin(EXIT_PIN).drive_high()
+        assert daemon.camera is not None and not daemon.camera.healthy
+    finally:
+        daemon.stop_event.set()
+        thread.join(20)
+    kinds = [k for k, _ in recorded]
+    assert "emergency" in kinds and "exit" in kinds
+    emergency_at = next(t for k, t in recorded if k == "emergency")
+    assert emergency_at - pressed < 0.1  # on disk within 100 ms of the press
+    assert not factory.pin(RELAY_PIN).state  # de-energised on stop
+    with station.sessions() as session:
+        stored = [e.kind for e in event_store.list_events(session)]
+    assert "camera_down" in stored and "emergency" in stored
+    station.close()
+
+
+def test_door_forced_is_recorded(tmp_path: Path, face_model: Any) -> None:
+    config = make_config(tmp_path)
+    station = Station(config, env={})
+    station.face_model = face_model
+    factory = MockFactory()
+    daemon = StationDaemon(
+        config, RunOptions(camera_source=str(tmp_path / "none.avi")), pin_factory=factory, station=station
+    )
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        factory.pin(CONTACT_PIN).drive_low()  # contact active = door open, with no grant
+        time.sleep(0.3)
+        factory.pin(CONTACT_PIN).drive_high()
+    finally:
+        daemon.stop_event.set()
+        thread.join(20)
+    with station.sessions() as session:
+        stored = [e.kind for e in event_store.list_events(session)]
+    assert "door_forced" in stored
+    station.close()
