@@ -323,6 +323,43 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from edge.doctor import run_checks
+
+    checks = run_checks(config, camera=not args.no_camera)
+    _emit(
+        args,
+        [c.to_json() for c in checks],
+        lambda: "\n".join(
+            f"{'OK  ' if c.status == 'ok' else 'WARN' if c.status == 'warn' else 'FAIL'}  {c.name:<13} {c.detail}"
+            for c in checks
+        ),
+    )
+    return EXIT_BUG if any(c.status == "fail" for c in checks) else EXIT_OK
+
+
+def cmd_door(args: argparse.Namespace, config: Config) -> int:
+    """`door safe`: drive the relay outputs to their de-energised level and release them.
+
+    systemd runs it before start and after every stop (ExecStopPost), crashes included, so a relay
+    can never stay energised because the daemon died between two instructions.
+    """
+    from door.pins import make_pin_factory
+    from door.relay import DoorRelay
+
+    factory = make_pin_factory(config.door.gpio.pin_factory)
+    try:
+        relays = [DoorRelay(config.door.relay, pin_factory=factory, name="door relay")]
+        if config.door.aux_relay.enabled:
+            relays.append(DoorRelay(config.door.aux_relay, pin_factory=factory, name="aux relay"))
+        for relay in relays:
+            relay.close()
+    finally:
+        factory.close()
+    _emit(args, {"safe": True}, "relay outputs de-energised")
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace, config: Config) -> int:
     _emit(args, json.loads(config.model_dump_json()), config.model_dump_json(indent=2))
     return EXIT_OK
@@ -471,6 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
         ep.add_argument("--since", help="2026-11-24, 2026-11-24T08:00[+08:00], or 90m / 12h / 7d")
         ep.add_argument("--limit", type=int, default=10000, help="at most this many events (default 10000)")
         ep.add_argument("--json", action="store_true", help="print one JSON value")
+
+    doctor = add("doctor", cmd_doctor, "check camera, GPIO, clock, disk, database and keys")
+    doctor.add_argument(
+        "--no-camera", action="store_true", help="skip opening the camera (the daemon holds it)"
+    )
+    door = sub.add_parser("door", help="door hardware")
+    door.set_defaults(handler=cmd_door)
+    dsub = door.add_subparsers(dest="door_cmd", required=True)
+    dsafe = dsub.add_parser("safe", help="de-energise the relay outputs (systemd ExecStartPre/ExecStopPost)")
+    dsafe.add_argument("--json", action="store_true", help="print one JSON value")
 
     add("config", cmd_config, "print the effective configuration")
     run = add("run", cmd_run, "run the station daemon (camera, door, events)", json_flag=False)

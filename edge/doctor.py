@@ -1,0 +1,254 @@
+"""`yizhan doctor`: what is wrong with this station, in words an installer can act on.
+
+Each check returns ok / warn / fail and one line of detail. It never changes stored data (the
+database is only opened and checked; keys are only read), so it is safe to run beside the daemon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sqlite3
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from edge.config import Config
+
+Status = Literal["ok", "warn", "fail"]
+
+#: A clock before this is certainly wrong (a Pi without RTC boots at its last shutdown or 1970).
+EARLIEST_PLAUSIBLE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.name, "status": self.status, "detail": self.detail}
+
+
+def check_clock(now: dt.datetime | None = None) -> Check:
+    now = now or dt.datetime.now(dt.UTC)
+    if now < EARLIEST_PLAUSIBLE:
+        return Check(
+            "clock",
+            "fail",
+            f"system time {now.isoformat()} is in the past: QR tokens and "
+            "opening hours will be judged wrongly; check NTP / the RTC",
+        )
+    synced = _ntp_synchronized()
+    if synced is False:
+        return Check("clock", "warn", f"{now.isoformat()} but NTP is not synchronized (timedatectl)")
+    return Check(
+        "clock", "ok", now.isoformat(timespec="seconds") + ("" if synced is None else ", NTP synchronized")
+    )
+
+
+def _ntp_synchronized() -> bool | None:
+    path = shutil.which("timedatectl")
+    if path is None:
+        return None
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [path, "show", "-p", "NTPSynchronized", "--value"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = out.stdout.strip()
+    return None if out.returncode != 0 or value not in ("yes", "no") else value == "yes"
+
+
+def check_disk(config: Config) -> Check:
+    data_dir = config.storage.data_dir
+    probe = data_dir if data_dir.exists() else data_dir.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError as exc:
+        return Check("disk", "fail", f"cannot read free space of {probe}: {exc}")
+    free_mb = usage.free / 2**20
+    budget = config.snapshots.budget_mb
+    if free_mb < 200:
+        return Check(
+            "disk", "fail", f"only {free_mb:.0f} MiB free under {probe}: events cannot be stored safely"
+        )
+    if free_mb < budget / 4:
+        return Check(
+            "disk",
+            "warn",
+            f"{free_mb:.0f} MiB free, snapshot budget is {budget} MiB: lower [snapshots] budget_mb",
+        )
+    return Check("disk", "ok", f"{free_mb:.0f} MiB free under {probe}")
+
+
+def check_database(config: Config) -> Check:
+    path = config.storage.database_path
+    if not path.exists():
+        return Check("database", "warn", f"{path} does not exist yet (created at the first start)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            members = conn.execute("SELECT count(*) FROM members").fetchone()[0]
+            pending = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return Check("database", "fail", f"{path}: {exc}")
+    if integrity != "ok":
+        return Check("database", "fail", f"{path} is damaged: {integrity}")
+    from models.database import SCHEMA_VERSION
+
+    if version != SCHEMA_VERSION:
+        return Check(
+            "database",
+            "warn",
+            f"schema version {version}, this program uses {SCHEMA_VERSION} (upgraded at the next start)"
+            if (version or 0) < SCHEMA_VERSION
+            else f"schema version {version} is newer than this program ({SCHEMA_VERSION}): upgrade yizhan",
+        )
+    return Check("database", "ok", f"{members} members, {pending} events waiting to sync, journal {mode}")
+
+
+def check_keys(config: Config, env: dict[str, str]) -> list[Check]:
+    from models.template_cipher import load_or_create_key
+
+    checks = []
+    key_path = config.storage.key_file or config.storage.data_dir / "template.key"
+    if env.get("YIZHAN_TEMPLATE_KEY"):
+        checks.append(Check("template key", "ok", "from $YIZHAN_TEMPLATE_KEY"))
+    elif not key_path.exists():
+        checks.append(
+            Check(
+                "template key",
+                "warn" if config.storage.key_file is None else "fail",
+                f"{key_path} does not exist"
+                + ("" if config.storage.key_file else " (created at the first enrolment)"),
+            )
+        )
+    else:
+        try:
+            load_or_create_key(key_file=key_path, data_dir=config.storage.data_dir, env={})
+            checks.append(
+                Check("template key", "ok", f"{key_path}, mode {stat.S_IMODE(key_path.stat().st_mode):o}")
+            )
+        except Exception as exc:
+            checks.append(Check("template key", "fail", str(exc)))
+    db = config.storage.database_path
+    if db.exists():
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                trusted = conn.execute("SELECT count(*) FROM qr_keys WHERE revoked_at IS NULL").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            trusted, detail = 0, str(exc)
+        else:
+            detail = f"{trusted} trusted QR public key(s)"
+        checks.append(
+            Check(
+                "qr keys",
+                "ok" if trusted else "warn",
+                detail if trusted else detail + ": QR codes cannot be checked (yizhan keys add/init)",
+            )
+        )
+    return checks
+
+
+def check_gpio(config: Config) -> Check:
+    from door.pins import DoorHardwareError, make_pin_factory
+
+    name = config.door.gpio.pin_factory
+    try:
+        factory = make_pin_factory(name)
+    except DoorHardwareError as exc:
+        return Check("gpio", "fail", str(exc))
+    factory.close()
+    if name == "mock":
+        on_pi = Path("/proc/device-tree/model").exists()
+        return Check(
+            "gpio",
+            "fail" if on_pi else "warn",
+            'simulated pins ([door.gpio] pin_factory = "mock"): no door is driven'
+            + (' — this IS a Pi: set pin_factory = "lgpio"' if on_pi else ""),
+        )
+    return Check("gpio", "ok", f"pin factory {name!r} loaded")
+
+
+def check_camera(config: Config, opener: Callable[[str], bool] | None = None) -> Check:
+    source = config.camera.source
+    if source == "demo":
+        return Check("camera", "warn", "source is the generated demo video, not a camera")
+    from edge.camera import parse_source, redact_source
+
+    kind, target = parse_source(source)
+    if kind == "file" and not Path(str(target)).is_file():
+        return Check("camera", "fail", f"video file {source} does not exist")
+    if opener is None:
+        opener = _open_and_read
+    started = time.monotonic()
+    ok = opener(source)
+    took = time.monotonic() - started
+    if not ok:
+        return Check(
+            "camera",
+            "fail",
+            f"{redact_source(source)}: no frame within {took:.1f} s (unplugged? "
+            "wrong index or URL? is the daemon holding the device?)",
+        )
+    return Check("camera", "ok", f"{redact_source(source)}: first frame in {took:.2f} s")
+
+
+def _open_and_read(source: str) -> bool:
+    from edge.camera import open_capture, parse_source
+
+    _, target = parse_source(source)
+    capture = open_capture(target, open_timeout_s=5.0, read_timeout_s=5.0)
+    try:
+        if not capture.isOpened():
+            return False
+        ok, frame = capture.read()
+        return bool(ok) and frame is not None
+    finally:
+        capture.release()
+
+
+def check_face_stack() -> Check:
+    try:
+        import dlib
+        import face_recognition_models
+
+        started = time.monotonic()
+        dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+        return Check(
+            "face models", "ok", f"dlib {dlib.__version__}, models load in {time.monotonic() - started:.1f} s"
+        )
+    except Exception as exc:
+        return Check("face models", "fail", f"cannot load the face models: {exc}")
+
+
+def run_checks(config: Config, env: dict[str, str] | None = None, *, camera: bool = True) -> list[Check]:
+    env = dict(os.environ) if env is None else env
+    checks = [
+        check_clock(),
+        check_disk(config),
+        check_database(config),
+        *check_keys(config, env),
+        check_gpio(config),
+        check_face_stack(),
+    ]
+    if camera:
+        checks.append(check_camera(config))
+    return checks
