@@ -323,6 +323,9 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+_STATUS_WORD = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
+
+
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     from edge.doctor import run_checks
 
@@ -330,10 +333,7 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     _emit(
         args,
         [c.to_json() for c in checks],
-        lambda: "\n".join(
-            f"{'OK  ' if c.status == 'ok' else 'WARN' if c.status == 'warn' else 'FAIL'}  {c.name:<13} {c.detail}"
-            for c in checks
-        ),
+        lambda: "\n".join(f"{_STATUS_WORD[c.status]}  {c.name:<13} {c.detail}" for c in checks),
     )
     return EXIT_BUG if any(c.status == "fail" for c in checks) else EXIT_OK
 
