@@ -77,7 +77,7 @@ class StationDaemon:
     def start(self) -> None:
         config = self.config
         self.station = station = self._station or Station(config, env=self.env)
-        roster = station.current_roster()
+        roster = station.door_roster()
         station.pipeline  # noqa: B018  (load dlib now, not on the first face at the door)
         log.info(
             "roster loaded", extra={"fields": {"members": len(roster.members), "templates": roster.size}}
@@ -114,7 +114,7 @@ class StationDaemon:
         self.loop = DecideLoop(
             frames=self.camera.frames,
             pipeline=station.pipeline,
-            roster=station.current_roster,
+            roster=station.door_roster,
             match_policy=station.match_policy,
             check_qr=station.check_qr_text,
             decider=AccessDecider(config.access, config.schedule.opening_hours()),

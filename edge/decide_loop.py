@@ -142,6 +142,8 @@ class DecideLoop:
         if not due:
             return
         self._last_detect = now
+        if self.roster().faces_unavailable:
+            return  # templates unreadable (logged by the station): QR and buttons still work
         rgb = np.asarray(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB), np.uint8)
         started = time.perf_counter()
         detections = self.pipeline.detect(rgb)

@@ -25,7 +25,7 @@ from edge.enrolment import EnrolmentPlan, PhotoCheck, check_photo, plan_enrolmen
 from models import members as member_store
 from models import qr_store
 from models.database import make_session_factory, migrate, open_engine
-from models.template_cipher import TemplateCipher, load_or_create_key
+from models.template_cipher import TemplateCipher, TemplateDecryptError, load_or_create_key
 from recognizer import qr_token
 from recognizer.encoder import FaceModel
 from recognizer.face_pipeline import DetectionSettings, FacePipeline
@@ -86,6 +86,7 @@ class Station:
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.roster = RosterHolder()
         self._roster_loaded = False
+        self._faces_broken_version: int | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -328,11 +329,47 @@ class Station:
 
     # -- identification -------------------------------------------------------------------------
 
+    def door_roster(self) -> RosterSnapshot:
+        """The roster for the door loop, which must keep running when templates cannot be read.
+
+        A wrong key or a corrupted template row makes `current_roster` raise (the CLI reports it
+        and exits). At the door that must not stop QR entry and the exit button: the loop gets a
+        members-only snapshot marked `faces_unavailable` (faces are skipped, not refused), and the
+        error is logged loudly, once per roster version.
+        """
+        current = self.roster.current
+        if current.faces_unavailable and self._faces_broken_version == self._stored_roster_version():
+            return current  # nothing changed since it failed: do not decrypt everything again
+        try:
+            return self.current_roster()
+        except TemplateDecryptError as exc:
+            with self.sessions() as session:
+                version = int(member_store.get_state(session, ROSTER_VERSION_KEY, "0") or 0)
+                members = [member_store.member_info(m) for m in member_store.list_members(session)]
+            if self._faces_broken_version != version:
+                self._faces_broken_version = version
+                log.critical(
+                    "face templates unusable: face recognition is off, QR still works",
+                    extra={"fields": {"event": "roster_error", "error": str(exc)}},
+                )
+            snapshot = RosterSnapshot.build((), members, version=version, faces_unavailable=str(exc))
+            if snapshot.version >= self.roster.current.version:
+                self.roster.swap(snapshot)
+                self._roster_loaded = True
+            return snapshot
+
+    def _stored_roster_version(self) -> int:
+        with self.sessions() as session:
+            return int(member_store.get_state(session, ROSTER_VERSION_KEY, "0") or 0)
+
     def current_roster(self) -> RosterSnapshot:
         """The published snapshot, rebuilt first if the stored roster changed since it was built."""
-        with self.sessions() as session:
-            stored = int(member_store.get_state(session, ROSTER_VERSION_KEY, "0") or 0)
-        if not self._roster_loaded or stored != self.roster.current.version:
+        stored = self._stored_roster_version()
+        if (
+            not self._roster_loaded
+            or stored != self.roster.current.version
+            or self.roster.current.faces_unavailable
+        ):
             self.load_roster()
         return self.roster.current
 

@@ -69,12 +69,17 @@ class RosterSnapshot:
     owner_index: npt.NDArray[np.int32]  # row -> index into member_ids
     member_ids: tuple[str, ...]  # distinct members owning at least one row, in row order
     members: Mapping[str, MemberInfo] = field(default_factory=lambda: MappingProxyType({}))
+    #: Why face matching is unavailable (templates could not be decrypted), else None. Such a
+    #: snapshot still holds the members, so QR keeps working; the door loop skips faces instead of
+    #: refusing everyone as "unknown".
+    faces_unavailable: str | None = None
 
     @staticmethod
     def build(
         rows: Iterable[tuple[str, npt.ArrayLike]],
         members: Iterable[MemberInfo] = (),
         version: int = 0,
+        faces_unavailable: str | None = None,
     ) -> RosterSnapshot:
         """Build a snapshot from (member_id, 128-d template) rows and the member records.
 
@@ -119,6 +124,7 @@ class RosterSnapshot:
             owner_index=index,
             member_ids=tuple(ids),
             members=MappingProxyType(member_map),
+            faces_unavailable=faces_unavailable,
         )
 
     @property

@@ -245,3 +245,43 @@ def test_door_forced_is_recorded(tmp_path: Path, face_model: Any) -> None:
         stored = [e.kind for e in event_store.list_events(session)]
     assert "door_forced" in stored
     station.close()
+
+
+def test_unreadable_templates_turn_faces_off_but_qr_keeps_working(
+    tmp_path: Path, face_model: Any, fixtures: Path
+) -> None:
+    """A wrong template key at the door: no face decisions (not 'unknown' refusals), QR still opens."""
+    config = make_config(tmp_path / "d")
+    station = Station(config, env={})
+    station.face_model = face_model
+    station.init_keys()
+    station.enroll(member_id="m-obama", name="Barack Obama", photos=[fixtures / "obama_1.jpg"])
+    station.add_member(member_id="m-zhang", name="张三")
+    token = station.issue_qr(member_id="m-zhang", ttl_s=600)
+    rgb = read_photo(fixtures / "obama_2.jpg")
+    video = tmp_path / "v.avi"
+    write_video(
+        video,
+        [
+            Scene("empty", None, 0.5),
+            Scene("face", face_crop(rgb, station.photo_pipeline.detect(rgb)[0].box), 2.0),
+            Scene("empty", None, 0.5),
+            Scene("qr", qr_card(render_image(token, scale=3, border=2)), 1.0),
+        ],
+    )
+    station.close()
+    wrong = Station(config, env={"YIZHAN_TEMPLATE_KEY": "22" * 32})
+    wrong.face_model = face_model
+    factory = MockFactory()
+    daemon = StationDaemon(
+        config,
+        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
+        pin_factory=factory,
+        station=wrong,
+    )
+    assert daemon.run() == 0
+    with wrong.sessions() as session:
+        seen = decisions([event_store.event_to_json(e) for e in event_store.list_events(session)])
+    assert seen == [("entry", "qr", "m-zhang", None)]
+    assert wrong.roster.current.faces_unavailable is not None
+    wrong.close()
