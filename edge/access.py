@@ -238,6 +238,11 @@ class AccessDecider:
     def hours(self) -> OpeningHours:
         return self._hours
 
+    def set_hours(self, hours: OpeningHours) -> None:
+        """Replace the opening hours (a schedule sent by the centre or the installer)."""
+        with self._lock:
+            self._hours = hours
+
     def decide(
         self,
         credential: Credential,

@@ -13,6 +13,7 @@ keep working then, so a restart would only make things worse).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -23,8 +24,9 @@ from typing import Any
 
 from door.controller import DoorController, DoorEvent
 from door.pins import make_pin_factory
-from edge.access import AccessDecider
-from edge.camera import CameraSource, CameraStatus
+from edge.access import AccessDecider, Credential
+from edge.access_config import ScheduleConfig
+from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings
 from edge.recorder import EventRecorder
@@ -69,6 +71,7 @@ class StationDaemon:
         self.camera: CameraSource | None = None
         self.snapshots: SnapshotWriter | None = None
         self.loop: DecideLoop | None = None
+        self.decider: AccessDecider | None = None
         self._loop_thread: threading.Thread | None = None
         self._camera_was_down = False
 
@@ -111,13 +114,14 @@ class StationDaemon:
             stop_event=self.stop_event,
         )
         daemon = config.daemon
+        self.decider = AccessDecider(config.access, config.schedule.opening_hours())
         self.loop = DecideLoop(
             frames=self.camera.frames,
             pipeline=station.pipeline,
             roster=station.door_roster,
             match_policy=station.match_policy,
             check_qr=station.check_qr_text,
-            decider=AccessDecider(config.access, config.schedule.opening_hours()),
+            decider=self.decider,
             recorder=recorder,
             door=self.door,
             snapshots=self.snapshots,
@@ -218,6 +222,60 @@ class StationDaemon:
         if self.station is not None and self._station is None:
             self.station.close()
             self.station = None
+
+    # -- services for the sync and API threads -----------------------------------------------
+
+    def remote_open(
+        self,
+        *,
+        seconds: float | None = None,
+        member_id: str | None = None,
+        by: str = "remote",
+        details: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Staff open the door from afar (MQTT command, installer page): decided, recorded, pulsed.
+
+        Goes through the same AccessDecider as every credential (so it is recorded with its reason)
+        and the same record-before-relay order. Returns the event as JSON. Thread-safe.
+        """
+        if self.recorder is None or self.door is None or self.decider is None or self.station is None:
+            raise RuntimeError("the daemon is not running")
+        credential = Credential.remote(member_id, details={"by": by, **(details or {})})
+        decision = self.decider.decide(
+            credential,
+            self.station.roster.current.members,
+            now_wall=dt.datetime.now(dt.UTC),
+            now_mono=time.monotonic(),
+        )
+        event = self.recorder.record(
+            kind=decision.kind,
+            method="remote",
+            member_id=member_id,
+            reason=decision.reason,
+            details={**decision.details, "by": by, **(details or {})},
+        )
+        if decision.granted:
+            started = time.monotonic()
+            energised = self.door.grant(seconds, reason=f"remote:{by}")
+            self.recorder.set_latency(event["id"], max(0.0, (energised - started) * 1000.0))
+        return event
+
+    def set_schedule(self, schedule: ScheduleConfig) -> None:
+        """Replace the opening hours at run time (not persisted to the config file)."""
+        if self.decider is None:
+            raise RuntimeError("the daemon is not running")
+        self.decider.set_hours(schedule.opening_hours())
+        log.info("schedule replaced", extra={"fields": {"always_open": schedule.always_open}})
+
+    def latest_frame(self) -> Frame | None:
+        """The newest camera frame (BGR, read-only), for previews and requested snapshots."""
+        return None if self.camera is None else self.camera.frames.peek()
+
+    def reload_roster(self) -> int:
+        """Rebuild the roster snapshot now (normally it follows the database by itself)."""
+        if self.station is None:
+            raise RuntimeError("the daemon is not running")
+        return self.station.door_roster().version
 
     # -- callbacks from other threads -------------------------------------------------------
 

@@ -232,12 +232,17 @@ class Station:
             checks.append(check_photo(self.photo_pipeline, str(path), rgb))
         return checks
 
+    def check_images(self, images: Sequence[tuple[str, npt.NDArray[np.uint8]]]) -> list[PhotoCheck]:
+        """Quality-check decoded images (uploads, camera captures); `name` labels each in messages."""
+        return [check_photo(self.photo_pipeline, name, rgb) for name, rgb in images]
+
     def enroll(
         self,
         *,
         member_id: str,
         name: str,
-        photos: Sequence[Path],
+        photos: Sequence[Path] = (),
+        images: Sequence[tuple[str, npt.NDArray[np.uint8]]] = (),
         groups: Sequence[str] = (),
         kind: str | None = None,
         phone: str | None = None,
@@ -245,8 +250,10 @@ class Station:
         consent_cross_station: bool = False,
         force: bool = False,
     ) -> EnrolmentOutcome:
-        """Check every photo, then store the member (if new) and all templates in one transaction."""
-        if not photos:
+        """Check every photo file and decoded image (an upload or a camera capture, named), then
+        store the member (if new) and all templates in one transaction; refused: nothing stored."""
+        count = len(photos) + len(images)
+        if not count:
             raise RefusedError("no photo given")
         limit = self.config.recognition.max_templates_per_member
         with self.sessions() as session:
@@ -257,11 +264,11 @@ class Station:
                 f"member {member_id!r} already exists with the name {existing.name!r}; "
                 "use the same name to add photos, or another member id"
             )
-        if have + len(photos) > limit:
+        if have + count > limit:
             raise RefusedError(
-                f"member {member_id!r} would have {have + len(photos)} templates; the limit is {limit}"
+                f"member {member_id!r} would have {have + count} templates; the limit is {limit}"
             )
-        checks = self.check_photos(photos)
+        checks = self.check_photos(photos) + self.check_images(images)
         roster = self.load_roster()
         rec = self.config.recognition
         plan = plan_enrolment(
