@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from door.config import DoorConfig
 from edge.access_config import AccessConfig, ScheduleConfig
+from edge.api.config import ApiConfig
 from edge.camera_config import CameraConfig, SnapshotConfig
+from sync.config import MqttConfig
 
 ENV_CONFIG = "YIZHAN_CONFIG"
 DEFAULT_CONFIG_NAME = "yizhan.toml"
@@ -171,6 +173,8 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

@@ -1,0 +1,1 @@
+"""The local HTTP API and installer page, served inside `yizhan run`."""
