@@ -146,7 +146,9 @@ def _run(station: Station, config: Config, folder: Path) -> int:
     factory = MockFactory()
     daemon = StationDaemon(
         config,
-        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
+        RunOptions(
+            exit_at_end=True, realtime=True, camera_source=str(video), with_api=False, with_sync=False
+        ),
         pin_factory=factory,
         station=station,
     )

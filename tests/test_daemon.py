@@ -24,7 +24,12 @@ RELAY_PIN, EXIT_PIN, EMERGENCY_PIN, BUZZER_PIN, CONTACT_PIN = 17, 22, 23, 24, 27
 
 def make_config(data_dir: Path, **sections: Any) -> Config:
     return parse_config(
-        {"storage": {"data_dir": str(data_dir)}, "station": {"station_id": "st-e2e"}, **sections}
+        {
+            "storage": {"data_dir": str(data_dir)},
+            "station": {"station_id": "st-e2e"},
+            "api": {"enabled": False},
+            **sections,
+        }
     )
 
 
