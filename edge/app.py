@@ -44,6 +44,8 @@ class RunOptions:
     exit_at_end: bool = False
     realtime: bool | None = None  # None: as configured
     camera_source: str | None = None  # overrides [camera] source
+    with_sync: bool = True  # start MQTT sync when [mqtt] enabled
+    with_api: bool = True  # start the local API when [api] enabled
 
 
 class StationDaemon:
@@ -74,6 +76,8 @@ class StationDaemon:
         self.decider: AccessDecider | None = None
         self._loop_thread: threading.Thread | None = None
         self._camera_was_down = False
+        self.sync: Any = None  # sync.service.SyncService when [mqtt] enabled
+        self.api: Any = None  # edge.api.server.ApiServer when [api] enabled
 
     # -- building ---------------------------------------------------------------------------
 
@@ -148,6 +152,18 @@ class StationDaemon:
         self.camera.start()
         self._loop_thread = threading.Thread(target=self._run_loop, name="decide", daemon=True)
         self._loop_thread.start()
+        # Sync and API come last and run on their own threads: the door never waits on them, and
+        # a broker or HTTP problem cannot keep the door from starting.
+        if config.mqtt.enabled and self.options.with_sync:
+            from sync.service import SyncService
+
+            self.sync = SyncService(self)
+            self.sync.start()
+        if config.api.enabled and self.options.with_api:
+            from edge.api.server import ApiServer
+
+            self.api = ApiServer(self)
+            self.api.start()
         self.notifier.ready("deciding")
 
     def _run_loop(self) -> None:
@@ -199,6 +215,9 @@ class StationDaemon:
         self.stop_event.set()
         if self.door is not None:
             self.door.lock()
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
         if self.camera is not None:
             self.camera.stop()
         if self._loop_thread is not None:
@@ -214,6 +233,9 @@ class StationDaemon:
                 self.recorder.record(kind="station_stopped")
             except Exception:
                 log.exception("station_stopped not recorded")
+        if self.sync is not None:
+            self.sync.stop()  # after station_stopped, so the centre can still hear it
+            self.sync = None
         if self.door is not None:
             self.door.close()
         if self.snapshots is not None:
