@@ -116,28 +116,25 @@ class Station:
             max_yaw=rec.max_yaw,
         )
 
-    @cached_property
-    def pipeline(self) -> FacePipeline:
-        """The door's pipeline: detection sized for camera frames (the latency-critical path)."""
+    def _pipeline(self, max_side: int, fallback_side: int) -> FacePipeline:
         rec = self.config.recognition
         settings = DetectionSettings(
-            detect_max_side=rec.detect_max_side,
-            fallback_max_side=rec.detect_fallback_side,
+            detect_max_side=max_side,
+            fallback_max_side=fallback_side,
             upsample=rec.upsample,
             min_score=rec.min_detection_score,
         )
         return FacePipeline(self.face_model, settings, self.quality_policy)
 
     @cached_property
+    def pipeline(self) -> FacePipeline:
+        """The door's pipeline: detection sized for camera frames (the latency-critical path)."""
+        return self._pipeline(self.config.recognition.detect_max_side, self.config.recognition.detect_fallback_side)
+
+    @cached_property
     def photo_pipeline(self) -> FacePipeline:
         """For photos (enrolment, `identify`): a larger detection size, same model and quality gates."""
-        rec = self.config.recognition
-        settings = DetectionSettings(
-            detect_max_side=rec.photo_detect_max_side,
-            upsample=rec.upsample,
-            min_score=rec.min_detection_score,
-        )
-        return FacePipeline(self.face_model, settings, self.quality_policy)
+        return self._pipeline(self.config.recognition.photo_detect_max_side, 0)
 
     @property
     def match_policy(self) -> MatchPolicy:
