@@ -129,7 +129,9 @@ class Station:
     @cached_property
     def pipeline(self) -> FacePipeline:
         """The door's pipeline: detection sized for camera frames (the latency-critical path)."""
-        return self._pipeline(self.config.recognition.detect_max_side, self.config.recognition.detect_fallback_side)
+        return self._pipeline(
+            self.config.recognition.detect_max_side, self.config.recognition.detect_fallback_side
+        )
 
     @cached_property
     def photo_pipeline(self) -> FacePipeline:
