@@ -73,6 +73,15 @@ class RosterSnapshot:
     #: snapshot still holds the members, so QR keeps working; the door loop skips faces instead of
     #: refusing everyone as "unknown".
     faces_unavailable: str | None = None
+    #: member id -> index into `member_ids`, and the number of template rows of each member (same
+    #: order as `member_ids`). Precomputed by `build` so that scoring can name a member's template
+    #: count and find a claimed member's rows without a Python loop over 100k owners per decision.
+    member_position: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    template_counts: tuple[int, ...] = ()
+    #: The face model the templates come from (`FaceModel.name`), when the builder says. Distances
+    #: and therefore scoring presets are model-specific: `recognizer.scoring` refuses to apply a
+    #: policy measured for one model to another model's roster.
+    model: str | None = None
 
     @staticmethod
     def build(
@@ -80,8 +89,13 @@ class RosterSnapshot:
         members: Iterable[MemberInfo] = (),
         version: int = 0,
         faces_unavailable: str | None = None,
+        *,
+        model: str | None = None,
+        dim: int = EMBEDDING_DIM,
     ) -> RosterSnapshot:
-        """Build a snapshot from (member_id, 128-d template) rows and the member records.
+        """Build a snapshot from (member_id, `dim`-d template) rows and the member records.
+
+        `dim` is the face model's embedding length (dlib: 128); `model` names that model.
 
         Refuses NaN/inf and wrong lengths: a corrupted template must fail loudly here, never
         become a row that silently matches nothing (or everything).
@@ -91,8 +105,8 @@ class RosterSnapshot:
         vectors: list[npt.NDArray[np.float32]] = []
         for member_id, vector in rows:
             arr = np.asarray(vector, dtype=np.float32).reshape(-1)
-            if arr.shape != (EMBEDDING_DIM,):
-                raise RosterError(f"template of member {member_id!r} has {arr.size} values, expected 128")
+            if arr.shape != (dim,):
+                raise RosterError(f"template of member {member_id!r} has {arr.size} values, expected {dim}")
             if not np.all(np.isfinite(arr)):
                 raise RosterError(f"template of member {member_id!r} holds NaN or infinity")
             if member_map and member_id not in member_map:
@@ -102,7 +116,7 @@ class RosterSnapshot:
         matrix = (
             np.ascontiguousarray(np.stack(vectors), dtype=np.float32)
             if vectors
-            else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+            else np.zeros((0, dim), dtype=np.float32)
         )
         matrix.setflags(write=False)
         sq = np.einsum("ij,ij->i", matrix, matrix).astype(np.float32)
@@ -116,6 +130,7 @@ class RosterSnapshot:
                 ids.append(member_id)
             index[row] = position[member_id]
         index.setflags(write=False)
+        counts = np.bincount(index, minlength=len(ids)) if len(owners) else np.zeros(0, dtype=np.int64)
         return RosterSnapshot(
             version=version,
             templates=matrix,
@@ -125,12 +140,38 @@ class RosterSnapshot:
             member_ids=tuple(ids),
             members=MappingProxyType(member_map),
             faces_unavailable=faces_unavailable,
+            member_position=MappingProxyType(position),
+            template_counts=tuple(int(c) for c in counts),
+            model=model,
         )
 
     @property
     def size(self) -> int:
         """Number of template rows."""
         return int(self.templates.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Length of the template vectors (the face model's embedding size)."""
+        return int(self.templates.shape[1])
+
+    def position_of(self, member_id: str) -> int | None:
+        """Index of `member_id` in `member_ids` (None when the member owns no template row)."""
+        if self.member_position:
+            return self.member_position.get(member_id)
+        try:
+            return self.member_ids.index(member_id)
+        except ValueError:
+            return None
+
+    def template_count(self, member_id: str) -> int:
+        """How many template rows `member_id` owns (0 for a QR-only or unknown member)."""
+        position = self.position_of(member_id)
+        if position is None:
+            return 0
+        if self.template_counts:
+            return self.template_counts[position]
+        return int(np.count_nonzero(self.owner_index == position))
 
     def templates_of(self, member_id: str) -> FloatMatrix:
         rows = [i for i, owner in enumerate(self.owners) if owner == member_id]
