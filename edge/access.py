@@ -44,6 +44,9 @@ lockout_window_s (an attempt counts while it is younger than the window), the tr
 carries alarm "lockout_started" and entry is refused until lockout_s later; the counter starts from
 zero afterwards, and "lockout" refusals neither count nor extend the lockout.
 
+Exception: a two-factor "face_mismatch" (a verified QR code, but the face is someone else's) counts
+even though the code names a member: that is someone trying a colleague's code.
+
 Face results that are not attempts: `Credential.from_face` returns None for "no_face" and
 "poor_quality" frames. The daemon keeps looking instead of recording a refusal for every blurry
 frame, and such frames never count toward lockout.
@@ -65,12 +68,15 @@ from edge.schedule import OpeningHours, require_aware
 from recognizer.results import Decision, FaceResult, QrResult
 from recognizer.roster import MemberInfo
 
-Method: TypeAlias = Literal["face", "qr", "remote", "exit_button"]
+Method: TypeAlias = Literal["face", "qr", "qr_face", "remote", "exit_button"]
 Direction: TypeAlias = Literal["in", "out"]
 DecisionKind: TypeAlias = Literal["entry", "exit", "refused", "ignored"]
 
 METHODS: Final[frozenset[str]] = frozenset(get_args(Method))
 DIRECTIONS: Final[frozenset[str]] = frozenset(get_args(Direction))
+
+#: Refusals that count toward lockout although the credential names a member.
+PROBING_REASONS: Final[frozenset[str]] = frozenset({"face_mismatch"})
 
 # Stable reason words (events, logs and the screen key on them).
 UNKNOWN_FACE: Final = "unknown_face"
@@ -338,7 +344,7 @@ class AccessDecider:
             return self._refuse(c, LOCKOUT, now, extra={"lockout_remaining_s": remaining})
         if not c.ok:
             reason = c.reason or UNKNOWN_FACE
-            return self._refuse(c, reason, now, counted=c.member_id is None)
+            return self._refuse(c, reason, now, counted=c.member_id is None or reason in PROBING_REASONS)
         member_id = c.member_id
         member = members.get(member_id) if member_id is not None else None
         if member is None or member_id is None:

@@ -35,6 +35,7 @@ from edge.snapshot_writer import SnapshotWriter
 from edge.snapshots import SnapshotStore
 from edge.station import Station
 from edge.tracker import FaceTracker, TrackerSettings
+from edge.two_factor import TwoFactorGate
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class StationDaemon:
             snapshots=self.snapshots,
             tracker=FaceTracker(
                 TrackerSettings(
-                    require_frames=config.access.require_frames,
+                    require_frames=max(config.access.require_frames, station.scoring_policy.require_frames),
                     max_attempts=daemon.max_retries,
                     retry_interval_s=daemon.retry_interval_s,
                     lost_after_s=daemon.lost_after_s,
@@ -144,6 +145,12 @@ class StationDaemon:
                 qr_repeat_s=daemon.qr_repeat_s,
             ),
             stop=self.stop_event,
+            needs_two_factor=station.needs_two_factor,
+            two_factor=TwoFactorGate(
+                window_s=config.recognition.two_factor_window_s,
+                max_attempts=daemon.max_retries,
+                retry_interval_s=daemon.retry_interval_s,
+            ),
         )
         recorder.record(
             kind="station_started",

@@ -79,17 +79,16 @@ def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
         "member_id": outcome.member_id,
         "created": outcome.created,
         "templates_added": len(outcome.template_ids),
-        "lookalikes": [
-            {"photo": look.source, "member_id": look.member_id, "distance": round(look.distance, 4)}
-            for look in outcome.plan.lookalikes
-        ],
+        "lookalikes": [look.to_json() for look in outcome.plan.lookalikes],
         "quality": [p.quality for p in outcome.plan.photos],
+        "kept": [p.source for p in outcome.plan.kept()],
+        "selection": outcome.plan.selection.to_json() if outcome.plan.selection else None,
     }
     lines = [
         f"enrolled {outcome.member_id} ({'new member' if outcome.created else 'existing member'}): "
         f"{len(outcome.template_ids)} photo(s)"
     ]
-    lines += [f"  warning (--force): {look.describe()}" for look in outcome.plan.lookalikes]
+    lines += [f"  warning: {look.describe()}" for look in outcome.plan.lookalikes]
     _emit(args, value, "\n".join(lines))
     return EXIT_OK
 

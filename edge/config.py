@@ -64,21 +64,32 @@ class StorageConfig(_Section):
 
 
 class RecognitionConfig(_Section):
-    threshold: float = Field(
-        0.55, gt=0.2, lt=0.8, description="Largest distance to a member's nearest template that may match."
+    preset: Literal["strict", "balanced", "convenient"] = Field(
+        "balanced",
+        description="Measured operating point (docs/RECOGNITION.md); balanced: no stranger let in.",
     )
-    min_margin: float = Field(
-        0.10,
-        ge=0.0,
-        lt=0.5,
-        description="How much closer the best member must be than the best other member.",
-    )
-    duplicate_threshold: float = Field(
-        0.55,
+    threshold: float | None = Field(
+        None,
         gt=0.2,
         lt=0.8,
-        description="At enrolment, a face this close to a different member is flagged as a duplicate.",
+        description="Override the preset's largest distance to a member (unmeasured: '*').",
     )
+    min_margin: float | None = Field(
+        None, ge=0.0, lt=0.5, description="Override the preset's margin to the best other member."
+    )
+    max_ratio: float | None = Field(
+        None, gt=0.0, le=1.0, description="Override the preset's distance / crowd-distance limit."
+    )
+    two_factor: bool = Field(
+        False, description="Everyone: a QR code names the member and the face confirms it."
+    )
+    two_factor_groups: tuple[str, ...] = Field(
+        (), max_length=64, description="Members of these groups need QR + face (e.g. a pair of lookalikes)."
+    )
+    two_factor_window_s: float = Field(
+        10.0, ge=2.0, le=60.0, description="After the QR code, how long the face has to confirm it."
+    )
+    enrol_templates: int = Field(3, ge=1, le=10, description="Templates kept per enrolment (the best few).")
     detect_max_side: int = Field(
         400,
         ge=160,

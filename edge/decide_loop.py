@@ -31,11 +31,12 @@ from edge.camera import Frame, LatestFrame
 from edge.motion import ChangeDetector
 from edge.recorder import EventRecorder
 from edge.tracker import FaceTracker
+from edge.two_factor import TwoFactorGate, TwoFactorVerdict
 from recognizer.face_pipeline import FacePipeline
-from recognizer.matcher import MatchPolicy
 from recognizer.qr_decode import decode_qr_payloads
-from recognizer.results import FaceResult, QrResult
-from recognizer.roster import RosterSnapshot
+from recognizer.results import Decision, FaceResult, QrResult
+from recognizer.roster import MemberInfo, RosterSnapshot
+from recognizer.scoring import ScoringPolicy, verify_1to1
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class DecideLoop:
         frames: LatestFrame,
         pipeline: FacePipeline,
         roster: Callable[[], RosterSnapshot],
-        match_policy: MatchPolicy,
+        match_policy: ScoringPolicy,
         check_qr: Callable[[str], QrResult],
         decider: AccessDecider,
         recorder: EventRecorder,
@@ -88,6 +89,8 @@ class DecideLoop:
         tracker: FaceTracker,
         settings: LoopSettings,
         stop: threading.Event,
+        needs_two_factor: Callable[[MemberInfo | None], bool] = lambda _member: False,
+        two_factor: TwoFactorGate | None = None,
     ) -> None:
         self.frames = frames
         self.pipeline = pipeline
@@ -101,6 +104,8 @@ class DecideLoop:
         self.tracker = tracker
         self.settings = settings
         self.stop = stop
+        self.needs_two_factor = needs_two_factor
+        self.two_factor = two_factor or TwoFactorGate()
         self.change = ChangeDetector()
         self.stats = LoopStats()
         self.heartbeat = time.monotonic()
@@ -135,10 +140,19 @@ class DecideLoop:
         self._check_qr_codes(frame, grey)
         change = self.change.update(grey)
         now = time.monotonic()
+        expired = self.two_factor.expire(now)
+        if expired is not None:
+            self._decide_two_factor(expired, frame, None)
         if change.brightness < self.settings.min_brightness:
             self.tracker.observe(None, now)
             return
-        due = change.changed or self.tracker.active or now - self._last_detect >= self.settings.idle_detect_s
+        waiting = self.two_factor.pending is not None
+        due = (
+            waiting
+            or change.changed
+            or self.tracker.active
+            or now - self._last_detect >= self.settings.idle_detect_s
+        )
         if not due:
             return
         self._last_detect = now
@@ -150,6 +164,11 @@ class DecideLoop:
         detect_ms = (time.perf_counter() - started) * 1000
         self.stats.detections += 1
         box = detections[0].box if detections else None
+        if waiting:
+            # A QR code named a two-factor member: their face is checked 1:1, not identified 1:N.
+            if box is not None and self.two_factor.needs_face(now):
+                self._confirm_face(frame, rgb, detections[0])
+            return
         self.tracker.observe(box, now)
         if box is None or not self.tracker.needs_encoding(now):
             return
@@ -181,8 +200,43 @@ class DecideLoop:
             self._recent_qr[text] = now
             self.stats.qr_checks += 1
             result = self.check_qr(text)
-            details = {"qr_reason": result.reason, "key_id": result.key_id, "timings_ms": result.timings_ms}
+            details: dict[str, Any] = {
+                "qr_reason": result.reason,
+                "key_id": result.key_id,
+                "timings_ms": result.timings_ms,
+            }
+            if result.decision is Decision.QR_OK and result.member_id is not None:
+                snapshot = self.roster()
+                member = snapshot.members.get(result.member_id)
+                if self.needs_two_factor(member):
+                    if snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable:
+                        self.two_factor.start(result.member_id, details, now)
+                        return
+                    # No face to confirm with: the code alone admits (a face is never the only way in).
+                    details["qr_only_member"] = True
             self._decide(Credential.from_qr(result), frame, None, details)
+
+    def _confirm_face(self, frame: Frame, rgb: np.ndarray, detection: Any) -> None:
+        pending = self.two_factor.pending
+        if pending is None:
+            return
+        observation = self.pipeline.observe(rgb, detection)
+        if observation.encoding is None:
+            return  # not a usable face yet; the window keeps running
+        self.stats.encodings += 1
+        now = time.monotonic()
+        result = verify_1to1(self.roster(), pending.member_id, observation.encoding, self.match_policy)
+        verdict = self.two_factor.record(result, now)
+        if verdict is not None:
+            self._decide_two_factor(verdict, frame, observation.box)
+
+    def _decide_two_factor(
+        self, verdict: TwoFactorVerdict, frame: Frame, box: tuple[int, int, int, int] | None
+    ) -> None:
+        credential = Credential(
+            "qr_face", verdict.member_id, verdict.accepted, verdict.reason, verdict.details
+        )
+        self._decide(credential, frame, box, dict(verdict.details))
 
     # -- deciding -------------------------------------------------------------------------------
 
@@ -248,6 +302,7 @@ class DecideLoop:
 
 def _face_details(result: FaceResult, frames: int) -> dict[str, Any]:
     return {
+        "scores": result.scores,
         "distance": None if result.distance is None else round(result.distance, 4),
         "margin": None if result.margin is None else round(result.margin, 4),
         "matcher_reason": result.reason,

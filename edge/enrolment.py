@@ -1,10 +1,11 @@
 """Checking enrolment photos before anything is stored.
 
 Enrolment is where a bad template enters the roster and then misleads the door for months, so every
-photo must show exactly one good face, the photos of one call must show the same person, and a face
-that already looks like a *different* member is flagged to the installer with the numbers (on East
-Asian faces dlib's distances between distinct people are small, so such "duplicates" are often two
-real people who look alike: the installer decides, `--force` records the decision).
+photo must show exactly one good face, the photos of one call must show the same person, only the
+best few are kept, and a face that already looks like a *different* member is flagged to the
+installer with the numbers, judged by the door's own scoring rule (on East Asian faces dlib's
+distances between distinct people are small, so such "duplicates" are often two real people who look
+alike: the installer decides, `--force` records the decision).
 
 This module is pure: it takes decoded images and a roster snapshot and returns a plan or a list of
 refusals. The caller stores the plan in one transaction, so a refused call stores nothing.
@@ -19,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from recognizer.face_pipeline import FacePipeline
-from recognizer.matcher import as_query, best_two
 from recognizer.roster import RosterSnapshot
+from recognizer.scoring import WOULD_MATCH, LookalikeFinding, ScoringPolicy, check_lookalikes
+from recognizer.templates import SelectionPolicy, TemplateCandidate, TemplateSelection, select_templates
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,22 +36,13 @@ class PhotoCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class Lookalike:
-    """A different member this face is close to (the numbers go to the installer)."""
-
-    source: str
-    member_id: str
-    distance: float
-
-    def describe(self) -> str:
-        return f"{self.source}: looks like existing member {self.member_id!r} (distance {self.distance:.3f})"
-
-
-@dataclass(frozen=True, slots=True)
 class EnrolmentPlan:
+    """What an enrolment call amounts to: the photo checks, the templates kept, the lookalikes."""
+
     photos: tuple[PhotoCheck, ...]
-    lookalikes: tuple[Lookalike, ...] = ()
+    lookalikes: tuple[LookalikeFinding, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    selection: TemplateSelection | None = None
 
     @property
     def ok(self) -> bool:
@@ -57,6 +50,13 @@ class EnrolmentPlan:
 
     def all_problems(self) -> list[str]:
         return [f"{p.source}: {p.problem}" for p in self.photos if p.problem] + list(self.problems)
+
+    def kept(self) -> list[PhotoCheck]:
+        """The photos whose templates are stored (the best few, see recognizer.templates)."""
+        if self.selection is None:
+            return [p for p in self.photos if p.encoding is not None]
+        keep = set(self.selection.sources)
+        return [p for p in self.photos if p.source in keep]
 
 
 QUALITY_MESSAGES = {
@@ -94,11 +94,19 @@ def plan_enrolment(
     photos: list[PhotoCheck],
     roster: RosterSnapshot,
     *,
-    duplicate_threshold: float,
+    policy: ScoringPolicy,
     same_person_max_distance: float,
+    max_templates: int = 3,
     force: bool = False,
 ) -> EnrolmentPlan:
-    """Combine per-photo checks with the cross-photo and cross-member checks."""
+    """Combine per-photo checks with the cross-photo and cross-member checks.
+
+    Photos that do not show one person are refused (not silently dropped: the installer mixed up
+    photos). Of the good ones, the best few are kept (quality and diversity). Each kept face is
+    checked against the other members with the door's own scoring: a face the door would already
+    accept as someone else ("would_match") is refused unless forced; a "lookalike" is a warning
+    with the numbers, stored with the template.
+    """
     problems: list[str] = []
     good = [p for p in photos if p.encoding is not None]
     for i, first in enumerate(good):
@@ -110,26 +118,25 @@ def plan_enrolment(
                     f"{first.source} and {second.source} do not look like the same person "
                     f"(distance {distance:.3f} > {same_person_max_distance})"
                 )
-    lookalikes = _lookalikes(member_id, good, roster, duplicate_threshold)
-    if lookalikes and not force:
-        problems.extend(
-            f"{look.describe()}: possible duplicate enrolment; check it is a different person and "
-            "use --force to enrol anyway"
-            for look in lookalikes
+    selection = None
+    if good and not problems:
+        selection = select_templates(
+            [
+                TemplateCandidate.from_quality_json(p.source, p.encoding, p.quality)
+                for p in good
+                if p.encoding is not None
+            ],
+            SelectionPolicy(max_templates=max_templates, max_spread=same_person_max_distance),
         )
-    return EnrolmentPlan(tuple(photos), tuple(lookalikes), tuple(problems))
-
-
-def _lookalikes(
-    member_id: str, photos: list[PhotoCheck], roster: RosterSnapshot, threshold: float
-) -> list[Lookalike]:
-    others = RosterSnapshot.build(
-        (owner, row) for owner, row in zip(roster.owners, roster.templates, strict=True) if owner != member_id
+    kept = [p for p in good if selection is None or p.source in set(selection.sources)]
+    findings = check_lookalikes(
+        roster, member_id, [(p.source, p.encoding) for p in kept if p.encoding is not None], policy
     )
-    found: list[Lookalike] = []
-    for photo in photos:
-        assert photo.encoding is not None
-        nearest, distance, _, _ = best_two(others, as_query(photo.encoding))
-        if nearest is not None and distance is not None and distance <= threshold:
-            found.append(Lookalike(photo.source, nearest, distance))
-    return found
+    blocking = [f for f in findings if f.kind == WOULD_MATCH]
+    if blocking and not force:
+        problems.extend(
+            f"{finding.describe()}: possible duplicate enrolment; check it is a different person and "
+            "use --force to enrol anyway"
+            for finding in blocking
+        )
+    return EnrolmentPlan(tuple(photos), findings, tuple(problems), selection)

@@ -30,11 +30,11 @@ from recognizer import qr_token
 from recognizer.encoder import FaceModel
 from recognizer.face_pipeline import DetectionSettings, FacePipeline
 from recognizer.images import ImageError, decode_image
-from recognizer.matcher import MatchPolicy
 from recognizer.qr_check import QrChecker, QrPolicy, ReplayGuardError
 from recognizer.quality import QualityPolicy
 from recognizer.results import FaceResult, QrResult
-from recognizer.roster import RosterHolder, RosterSnapshot
+from recognizer.roster import MemberInfo, RosterHolder, RosterSnapshot
+from recognizer.scoring import ScoringPolicy, preset
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,29 @@ class Station:
         """For photos (enrolment, `identify`): a larger detection size, same model and quality gates."""
         return self._pipeline(self.config.recognition.photo_detect_max_side, 0)
 
-    @property
-    def match_policy(self) -> MatchPolicy:
+    @cached_property
+    def scoring_policy(self) -> ScoringPolicy:
+        """The configured preset, with any overrides (then named '<preset>*': not the measured one)."""
         rec = self.config.recognition
-        return MatchPolicy(threshold=rec.threshold, min_margin=rec.min_margin)
+        return preset(rec.preset, self.face_model_name).with_overrides(
+            max_distance=rec.threshold, min_margin=rec.min_margin, max_ratio=rec.max_ratio
+        )
+
+    @property
+    def face_model_name(self) -> str:
+        return str(self.face_model.name)
+
+    @property
+    def match_policy(self) -> ScoringPolicy:
+        """What faces are identified with (kept under its old name for callers)."""
+        return self.scoring_policy
+
+    def needs_two_factor(self, member: MemberInfo | None) -> bool:
+        """Whether this member must confirm a QR code with their face ([recognition] two_factor*)."""
+        rec = self.config.recognition
+        if member is None:
+            return False
+        return rec.two_factor or bool(set(member.groups) & set(rec.two_factor_groups))
 
     @cached_property
     def qr_checker(self) -> QrChecker:
@@ -274,8 +293,9 @@ class Station:
             member_id,
             checks,
             roster,
-            duplicate_threshold=rec.duplicate_threshold,
+            policy=self.scoring_policy,
             same_person_max_distance=rec.same_person_max_distance,
+            max_templates=rec.enrol_templates,
             force=force,
         )
         if not plan.ok:
@@ -301,23 +321,23 @@ class Station:
                 if consent_cross_station:
                     changes["consent_cross_station"] = True
                 member_store.update_member(session, member_id, **changes)
+            kept = plan.kept()
             qualities = []
-            for photo in plan.photos:
+            for photo in kept:
                 quality = dict(photo.quality)
                 quality["enrolled_at"] = now.isoformat()
-                flagged = [look for look in plan.lookalikes if look.source == photo.source]
+                quality["policy"] = self.scoring_policy.name
+                flagged = [look.to_json() for look in plan.lookalikes if look.source == photo.source]
                 if flagged:
-                    quality["lookalikes"] = [
-                        {"member_id": f.member_id, "distance": round(f.distance, 4)} for f in flagged
-                    ]
+                    quality["lookalikes"] = flagged
                 qualities.append(quality)
             template_ids = member_store.add_templates(
                 session,
                 self.cipher,
                 member_id=member_id,
-                encodings=[p.encoding for p in plan.photos if p.encoding is not None],
+                encodings=[p.encoding for p in kept if p.encoding is not None],
                 qualities=qualities,
-                sources=[Path(p.source).name for p in plan.photos],
+                sources=[Path(p.source).name for p in kept],
             )
             self._bump_roster_version(session)
         log.info(

@@ -28,6 +28,7 @@ from recognizer.matcher import MatchPolicy, match
 from recognizer.quality import QualityPolicy, QualityReport, assess
 from recognizer.results import Decision, FaceResult
 from recognizer.roster import RosterSnapshot
+from recognizer.scoring import ScoringPolicy, score
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,7 @@ class FacePipeline:
         return [self.observe(rgb, d, encode=encode) for d in self.detect(rgb)]
 
     def identify(
-        self, rgb: npt.NDArray[np.uint8], snapshot: RosterSnapshot, policy: MatchPolicy
+        self, rgb: npt.NDArray[np.uint8], snapshot: RosterSnapshot, policy: MatchPolicy | ScoringPolicy
     ) -> FaceResult:
         """Decide on the largest (nearest) face in `rgb` against `snapshot`."""
         total = time.perf_counter()
@@ -212,7 +213,7 @@ class FacePipeline:
         self,
         observation: FaceObservation,
         snapshot: RosterSnapshot,
-        policy: MatchPolicy,
+        policy: MatchPolicy | ScoringPolicy,
         timings: dict[str, float] | None = None,
         started: float | None = None,
     ) -> FaceResult:
@@ -228,6 +229,22 @@ class FacePipeline:
                 timings_ms=timings,
             )
         start = time.perf_counter()
+        if isinstance(policy, ScoringPolicy):
+            scored = score(snapshot, observation.encoding, policy)
+            timings["match"] = _ms(start)
+            if started is not None:
+                timings["total"] = _ms(started)
+            return FaceResult(
+                Decision.MATCH if scored.accepted else Decision.UNKNOWN,
+                member_id=scored.member_id,
+                distance=scored.distance,
+                margin=scored.margin,
+                reason=scored.reason,
+                runner_up_id=scored.runner_up_id,
+                box=observation.box,
+                timings_ms=timings,
+                scores=scored.to_json(),
+            )
         outcome = match(snapshot, observation.encoding, policy)
         timings["match"] = _ms(start)
         if started is not None:

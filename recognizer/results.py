@@ -40,10 +40,13 @@ class FaceResult:
     runner_up_id: str | None = None
     box: tuple[int, int, int, int] | None = None  # top, right, bottom, left in image pixels
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: Every number the scoring rule used (recognizer.scoring.ScoreResult.to_json), when scored.
+    scores: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "decision": self.decision.value,
+            "scores": self.scores,
             "member_id": self.member_id,
             "distance": _round(self.distance),
             "margin": _round(self.margin),

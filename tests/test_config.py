@@ -22,7 +22,7 @@ def test_builtin_defaults_put_data_under_var(tmp_path: Path, monkeypatch: pytest
     config, source = load_config(None, env={})
     assert source == "built-in defaults"
     assert config.storage.data_dir == tmp_path / "var"
-    assert config.recognition.threshold == 0.55 and config.recognition.min_margin == 0.10
+    assert config.recognition.preset == "balanced" and config.recognition.threshold is None
 
 
 def test_env_var_and_cwd_file_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

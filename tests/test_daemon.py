@@ -290,3 +290,61 @@ def test_unreadable_templates_turn_faces_off_but_qr_keeps_working(
     assert seen == [("entry", "qr", "m-zhang", None)]
     assert wrong.roster.current.faces_unavailable is not None
     wrong.close()
+
+
+def test_two_factor_qr_names_the_member_and_the_face_confirms(
+    tmp_path: Path, face_model: Any, fixtures: Path
+) -> None:
+    """Right code + right face: entry. A colleague's code + this face: refused, with the numbers.
+    A code and no face: refused when the window closes."""
+    config = make_config(
+        tmp_path / "d",
+        recognition={"two_factor": True, "two_factor_window_s": 2.0},
+        daemon={"qr_repeat_s": 1.0},
+    )
+    station = Station(config, env={})
+    station.face_model = face_model
+    station.init_keys()
+    station.enroll(member_id="m-obama", name="Barack Obama", photos=[fixtures / "obama_1.jpg"])
+    station.enroll(member_id="m-biden", name="Joe Biden", photos=[fixtures / "biden_1.jpg"])
+    obama_code = station.issue_qr(member_id="m-obama", ttl_s=600)
+    biden_code = station.issue_qr(member_id="m-biden", ttl_s=600)
+    rgb = read_photo(fixtures / "obama_2.jpg")
+    obama_face = face_crop(rgb, station.photo_pipeline.detect(rgb)[0].box)
+
+    def card(token: str) -> Any:
+        return qr_card(render_image(token, scale=3, border=2))
+
+    video = tmp_path / "v.avi"
+    write_video(
+        video,
+        [
+            Scene("empty", None, 0.5),
+            Scene("qr", card(obama_code), 0.8),
+            Scene("face", obama_face, 1.5),
+            Scene("empty", None, 1.0),
+            Scene("qr", card(biden_code), 0.8),
+            Scene("face", obama_face, 1.8),
+            Scene("empty", None, 1.0),
+            Scene("qr", card(biden_code), 0.8),
+            Scene("empty", None, 3.0),
+        ],
+    )
+    daemon = StationDaemon(
+        config,
+        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
+        pin_factory=MockFactory(),
+        station=station,
+    )
+    assert daemon.run() == 0
+    with station.sessions() as session:
+        events = [event_store.event_to_json(e) for e in event_store.list_events(session)]
+    assert decisions(events) == [
+        ("entry", "qr_face", "m-obama", None),
+        ("refused", "qr_face", "m-biden", "face_mismatch"),
+        ("refused", "qr_face", "m-biden", "face_required"),
+    ]
+    mismatch = [e for e in events if e["reason"] == "face_mismatch"][0]
+    scores = mismatch["details"]["scores"]
+    assert scores["mode"] == "verify" and scores["claimed_id"] == "m-biden" and scores["distance"] > 0.55
+    station.close()
