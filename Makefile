@@ -27,8 +27,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/yizhan demo
 
+# Speed and accuracy, written to docs/BENCHMARKS.md (run on a quiet machine: they time things).
 bench: $(STAMP)
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.recognition
+	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.quality
+	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.door
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
