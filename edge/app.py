@@ -75,6 +75,7 @@ class StationDaemon:
         self.snapshots: SnapshotWriter | None = None
         self.loop: DecideLoop | None = None
         self.decider: AccessDecider | None = None
+        self.schedule: ScheduleConfig = config.schedule  # the hours in force (the centre may replace them)
         self._loop_thread: threading.Thread | None = None
         self._camera_was_down = False
         self.sync: Any = None  # sync.service.SyncService when [mqtt] enabled
@@ -120,6 +121,7 @@ class StationDaemon:
         )
         daemon = config.daemon
         self.decider = AccessDecider(config.access, config.schedule.opening_hours())
+        self.schedule = config.schedule
         self.loop = DecideLoop(
             frames=self.camera.frames,
             pipeline=station.pipeline,
@@ -294,6 +296,7 @@ class StationDaemon:
         if self.decider is None:
             raise RuntimeError("the daemon is not running")
         self.decider.set_hours(schedule.opening_hours())
+        self.schedule = schedule
         log.info("schedule replaced", extra={"fields": {"always_open": schedule.always_open}})
 
     def latest_frame(self) -> Frame | None:

@@ -322,6 +322,20 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def cmd_sync(args: argparse.Namespace, config: Config) -> int:
+    """`sync flush`: publish everything pending in the outbox (operators run it before a box swap)."""
+    from sync.flush import flush_command
+
+    return flush_command(config, args.timeout)
+
+
+def cmd_installer(args: argparse.Namespace, config: Config) -> int:
+    """`installer add|remove|list`: accounts for the local page (an added secret is shown once)."""
+    from edge.api.installers import installer_command
+
+    return installer_command(args, config)
+
+
 _STATUS_WORD = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
 
 
@@ -507,6 +521,22 @@ def build_parser() -> argparse.ArgumentParser:
         ep.add_argument("--since", help="2026-11-24, 2026-11-24T08:00[+08:00], or 90m / 12h / 7d")
         ep.add_argument("--limit", type=int, default=10000, help="at most this many events (default 10000)")
         ep.add_argument("--json", action="store_true", help="print one JSON value")
+
+    sync = sub.add_parser("sync", help="MQTT sync with the centre")
+    sync.set_defaults(handler=cmd_sync)
+    ssub = sync.add_subparsers(dest="sync_cmd", required=True)
+    flush = ssub.add_parser("flush", help="publish everything pending; exit 0 once the outbox is empty")
+    flush.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)"
+    )
+    installer = sub.add_parser("installer", help="installer accounts for the local page")
+    installer.set_defaults(handler=cmd_installer)
+    isub = installer.add_subparsers(dest="installer_cmd", required=True)
+    iadd = isub.add_parser("add", help="create an installer account (the secret is printed once)")
+    iadd.add_argument("username", metavar="USERNAME")
+    iadd.add_argument("--reset", action="store_true", help="give an existing installer a new secret")
+    isub.add_parser("remove", help="delete an installer account").add_argument("username", metavar="USERNAME")
+    isub.add_parser("list", help="list installer accounts").add_argument("--json", action="store_true")
 
     doctor = add("doctor", cmd_doctor, "check camera, GPIO, clock, disk, database and keys")
     doctor.add_argument(

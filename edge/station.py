@@ -84,6 +84,9 @@ class Station:
         self.engine = open_engine(config.storage.database_path)
         self.schema_version = migrate(self.engine)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        # Read-then-write transactions take the write lock up front (BEGIN IMMEDIATE): a deferred one
+        # fails at once with "database is locked" when the daemon commits an event in between.
+        self.write_sessions: sessionmaker[Session] = make_session_factory(self.engine, immediate=True)
         self.roster = RosterHolder()
         self._roster_loaded = False
         self._faces_broken_version: int | None = None
@@ -186,7 +189,7 @@ class Station:
     # -- members --------------------------------------------------------------------------------
 
     def add_member(self, **fields: Any) -> dict[str, Any]:
-        with self.sessions() as session, session.begin():
+        with self.write_sessions() as session, session.begin():
             member = member_store.add_member(session, **fields)
             self._bump_roster_version(session)
             return self._member_json(session, member)
@@ -202,13 +205,13 @@ class Station:
             return None if member is None else self._member_json(session, member)
 
     def update_member(self, member_id: str, **fields: Any) -> dict[str, Any]:
-        with self.sessions() as session, session.begin():
+        with self.write_sessions() as session, session.begin():
             member = member_store.update_member(session, member_id, **fields)
             self._bump_roster_version(session)
             return self._member_json(session, member)
 
     def remove_member(self, member_id: str) -> bool:
-        with self.sessions() as session, session.begin():
+        with self.write_sessions() as session, session.begin():
             removed = member_store.remove_member(session, member_id)
             if removed:
                 self._bump_roster_version(session)
@@ -301,7 +304,7 @@ class Station:
         if not plan.ok:
             raise RefusedError("enrolment refused, nothing was stored", plan.all_problems())
         now = dt.datetime.now(dt.UTC)
-        with self.sessions() as session, session.begin():
+        with self.write_sessions() as session, session.begin():
             created = member_store.get_member(session, member_id) is None
             if created:
                 member_store.add_member(
@@ -424,7 +427,7 @@ class Station:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         kid = qr_token.kid_for(public_raw)
-        with self.sessions() as session, session.begin():
+        with self.write_sessions() as session, session.begin():
             qr_store.add_public_key(session, kid=kid, public_key=public_raw, label="local")
         return kid
 
@@ -434,7 +437,7 @@ class Station:
         except qr_token.QrKeyError as exc:
             raise RefusedError(str(exc)) from None
         kid = qr_token.kid_for(raw)
-        with self.sessions() as session, session.begin():
+        with self.write_sessions() as session, session.begin():
             qr_store.add_public_key(session, kid=kid, public_key=raw, label=label)
         return kid
 
@@ -496,7 +499,7 @@ class Station:
             claims = qr_token.parse_token(text)
         except qr_token.TokenError as exc:
             raise RefusedError(f"not a token: {exc}") from None
-        with self.sessions() as session, session.begin():
+        with self.write_sessions() as session, session.begin():
             qr_store.revoke_token(
                 session,
                 nonce_hex=claims.nonce_hex,

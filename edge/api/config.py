@@ -1,4 +1,10 @@
-"""`[api]`: where the local API and installer page listen (the API issue extends this section)."""
+"""`[api]`: where the local API and installer page listen, and how they protect themselves.
+
+The station sits on a site LAN that nobody audits, often reachable by anyone on the same Wi-Fi, so
+the defaults are the cautious ones: logins expire, failed logins slow down and then lock, request
+bodies are bounded before they are read, and the live preview (JPEG encoding costs CPU the door
+needs) is limited in rate and in the number of viewers.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ApiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
-    enabled: bool = Field(False, description="Serve the local API and installer page inside `yizhan run`.")
+    enabled: bool = Field(True, description="Serve the local API and installer page inside `yizhan run`.")
     host: str = Field(
         "127.0.0.1",
         min_length=1,
@@ -16,3 +22,89 @@ class ApiConfig(BaseModel):
         description="Bind address (the station's LAN address on site).",
     )
     port: int = Field(8080, ge=1, le=65535, description="TCP port.")
+    session_ttl_s: int = Field(
+        12 * 3600,
+        ge=300,
+        le=7 * 86400,
+        description="A login lasts at most this long (seconds); then the installer logs in again.",
+    )
+    session_idle_s: int = Field(
+        2 * 3600,
+        ge=60,
+        le=7 * 86400,
+        description="A login unused for this long (seconds) ends (a phone left on a table).",
+    )
+    max_sessions: int = Field(
+        50, ge=1, le=1000, description="Logins kept at once; the oldest is ended when more are opened."
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Failed logins in a row that lock an account for login_lockout_s (one client "
+        "address may fail four times as often, across accounts, before it is locked out too).",
+    )
+    login_lockout_s: float = Field(
+        300.0,
+        ge=1.0,
+        le=86400.0,
+        allow_inf_nan=False,
+        description="How long (seconds) a locked account or address is refused without even checking "
+        "the password.",
+    )
+    login_backoff_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=60.0,
+        allow_inf_nan=False,
+        description="After a failed login the next attempt waits this long (seconds), doubled after "
+        "each further failure, at most 60 s. 0 disables the back-off (the lockout still applies).",
+    )
+    cookie_secure: bool = Field(
+        False,
+        description="Send the session cookie only over HTTPS (set it when a TLS proxy serves the page).",
+    )
+    max_upload_mb: int = Field(
+        10,
+        ge=1,
+        le=40,
+        description="Largest photo upload (MiB); a bigger request is refused with 413 before it is read.",
+    )
+    max_upload_megapixels: float = Field(
+        25.0,
+        ge=1.0,
+        le=50.0,
+        allow_inf_nan=False,
+        description="Largest photo (million pixels); decompression bombs are refused before decoding.",
+    )
+    max_json_kb: int = Field(
+        256, ge=16, le=4096, description="Largest JSON request body (KiB); bigger ones get 413."
+    )
+    preview_fps: float = Field(
+        8.0,
+        ge=1.0,
+        le=30.0,
+        allow_inf_nan=False,
+        description="Frame rate of the live preview (MJPEG); each frame is a JPEG encode on the Pi.",
+    )
+    preview_max_side: int = Field(
+        640, ge=160, le=1920, description="Preview frames are scaled down to this longest side (pixels)."
+    )
+    max_preview_clients: int = Field(
+        2, ge=1, le=10, description="Live previews served at once; more are refused with 503."
+    )
+    analysis_interval_s: float = Field(
+        0.5,
+        ge=0.1,
+        le=10.0,
+        allow_inf_nan=False,
+        description="The face box and quality hints of the preview are computed at most this often "
+        "(seconds), whatever the number of viewers: the face model is shared with the door.",
+    )
+    capture_ttl_s: int = Field(
+        900,
+        ge=60,
+        le=86400,
+        description="Photos captured or uploaded for review are forgotten after this long (seconds) "
+        "unless enrolled; they are kept in memory only.",
+    )

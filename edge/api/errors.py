@@ -1,0 +1,142 @@
+"""One error shape for every refusal: `{"detail": <sentence>, "code": <stable word>, ...}`.
+
+`detail` is English for the log and for scripts; `code` is what the page translates (zh-CN first).
+The domain's own exceptions are mapped here once, so routes raise or let through what the station
+raises and never build error responses by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edge.api.auth import InstallerError, LoginRefused
+from edge.api.retry import database_locked
+from edge.station import RefusedError
+from models.database import StoreError, ValidationError
+from models.members import DuplicateMemberError, MemberNotFoundError
+from recognizer.images import ImageError
+
+log = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A refusal with a status, a sentence, a stable code and optional extra fields."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or _STATUS_CODES.get(status, "error")
+        self.headers = headers
+        self.extra = extra
+
+
+def error_body(status: int, detail: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, "code": code or _STATUS_CODES.get(status, "error"), **extra}
+
+
+def _respond(
+    status: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(error_body(status, detail, code, **extra), status_code=status, headers=headers)
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or "request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _respond(exc.status, exc.detail, exc.code, exc.headers, **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        code = None
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail, code = "the body could not be parsed (malformed, or nested too deeply)", "bad_body"
+        return _respond(exc.status_code, detail, code, headers=dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": _location(e.get("loc", ())),
+                "message": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]) or "invalid request"
+        if any(e["type"] == "json_invalid" for e in errors):
+            return _respond(422, f"the body is not valid JSON ({summary})", "bad_json", errors=errors)
+        return _respond(422, summary, "invalid_request", errors=errors)
+
+    @app.exception_handler(RefusedError)
+    async def _refused(_: Request, exc: RefusedError) -> JSONResponse:
+        return _respond(422, str(exc), "refused", problems=exc.problems)
+
+    @app.exception_handler(ImageError)
+    async def _bad_image(_: Request, exc: ImageError) -> JSONResponse:
+        return _respond(422, str(exc), "bad_image")
+
+    @app.exception_handler(InstallerError)
+    async def _installer(_: Request, exc: InstallerError) -> JSONResponse:
+        return _respond(422, str(exc), "invalid_value")
+
+    @app.exception_handler(LoginRefused)
+    async def _login(_: Request, exc: LoginRefused) -> JSONResponse:
+        headers = None
+        extra: dict[str, Any] = {}
+        if exc.retry_after_s is not None:
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
+            extra["retry_after_s"] = round(exc.retry_after_s, 1)
+        return _respond(exc.status, str(exc), exc.code, headers, **extra)
+
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, exc: OperationalError) -> JSONResponse:
+        if database_locked(exc):
+            return _respond(503, "the station's database is busy: try again", "busy", {"Retry-After": "1"})
+        raise exc  # anything else is a real server error (500, logged with its traceback)
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        if isinstance(exc, DuplicateMemberError):
+            return _respond(409, str(exc), "member_exists")
+        if isinstance(exc, MemberNotFoundError):
+            return _respond(404, str(exc), "member_not_found")
+        if isinstance(exc, ValidationError):
+            return _respond(422, str(exc), "invalid_value")
+        log.error("stored data unusable", extra={"fields": {"error": str(exc)}})
+        return _respond(503, f"stored data cannot be used: {exc}", "store_unusable")

@@ -1,0 +1,157 @@
+"""Members: list and search, create (QR-only), change validity / status / details, delete.
+
+Deleting a member deletes their face templates (same transaction, by cascade) and the snapshot
+files of every event naming them; the event rows stay, because the access log outlives the
+membership. Every change is also recorded as an event naming the installer (`details.by`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
+
+from edge.api.deps import ContextDep, CurrentInstaller, StationDep, actor, current_installer
+from edge.api.errors import ApiError
+from edge.api.retry import retry_locked
+from edge.api.schemas import (
+    MEMBER_ID_PATTERN,
+    Group,
+    Instant,
+    MemberFields,
+    MemberId,
+    MemberOut,
+    MemberStatus,
+    Name,
+    Phone,
+    Strict,
+    WorkerKind,
+    new_member_id,
+)
+from edge.api.snapshot_files import delete_member_snapshots, snapshot_store
+from models.members import GROUPS_MAX
+
+router = APIRouter(prefix="/api/v1/members", tags=["members"], dependencies=[Depends(current_installer)])
+
+MemberPath = Annotated[str, Path(pattern=MEMBER_ID_PATTERN, description="Member id")]
+
+
+class MemberPage(BaseModel):
+    items: list[MemberOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class MemberCreate(MemberFields):
+    member_id: MemberId | None = Field(
+        None, description="Letters, digits, '.', '_', '-'; generated when absent."
+    )
+
+
+class MemberUpdate(Strict):
+    """Only the fields given change; null clears phone, kind and the validity bounds."""
+
+    name: Name | None = None
+    phone: Phone | None = None
+    groups: list[Group] | None = Field(None, max_length=GROUPS_MAX)
+    kind: WorkerKind | None = None
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
+    status: MemberStatus | None = None
+    consent_face: bool | None = Field(
+        None, description="false withdraws consent and deletes the face templates."
+    )
+    consent_cross_station: bool | None = None
+
+
+class Removed(BaseModel):
+    member_id: str
+    removed: bool
+    snapshots_deleted: int
+
+
+def _matches(member: dict[str, Any], needle: str) -> bool:
+    return any(needle in str(member.get(k) or "").casefold() for k in ("member_id", "name", "phone"))
+
+
+@router.get("", response_model=MemberPage)
+def list_members(
+    station: StationDep,
+    q: Annotated[str | None, Query(max_length=100, description="Part of the id, name or phone")] = None,
+    status: MemberStatus | None = None,
+    kind: WorkerKind | None = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> MemberPage:
+    """Members ordered by id, filtered by a search text, status and kind."""
+    members = station.list_members()
+    needle = (q or "").strip().casefold()
+    selected = [
+        m
+        for m in members
+        if (not needle or _matches(m, needle))
+        and (status is None or m["status"] == status)
+        and (kind is None or m["kind"] == kind)
+    ]
+    page = selected[offset : offset + limit]
+    return MemberPage(items=[MemberOut(**m) for m in page], total=len(selected), offset=offset, limit=limit)
+
+
+@router.post("", response_model=MemberOut, status_code=201, responses={409: {"description": "Id taken"}})
+def create_member(
+    body: MemberCreate, station: StationDep, ctx: ContextDep, installer: CurrentInstaller
+) -> MemberOut:
+    """A member without a face (QR code only); add a face later by enrolling with the same id and name."""
+    member_id = body.member_id or new_member_id()
+    member = retry_locked(
+        lambda: station.add_member(member_id=member_id, **body.store_fields()), what="member_created"
+    )
+    ctx.audit("member_created", by=actor(installer), member_id=member_id)
+    ctx.refresh_roster()
+    return MemberOut(**member)
+
+
+@router.get("/{member_id}", response_model=MemberOut, responses={404: {"description": "No such member"}})
+def get_member(member_id: MemberPath, station: StationDep) -> MemberOut:
+    member = station.get_member(member_id)
+    if member is None:
+        raise ApiError(404, f"no member {member_id!r}", "member_not_found")
+    return MemberOut(**member)
+
+
+@router.patch("/{member_id}", response_model=MemberOut, responses={404: {"description": "No such member"}})
+def update_member(
+    member_id: MemberPath,
+    body: MemberUpdate,
+    station: StationDep,
+    ctx: ContextDep,
+    installer: CurrentInstaller,
+) -> MemberOut:
+    """Change validity, status (suspend / activate), details or consent."""
+    changes = body.model_dump(exclude_unset=True)
+    for field in ("name", "status", "groups", "consent_face", "consent_cross_station"):
+        if field in changes and changes[field] is None:
+            raise ApiError(422, f"{field} cannot be null", "invalid_value")
+    if not changes:
+        raise ApiError(422, "nothing to change: give at least one field", "invalid_request")
+    member = retry_locked(lambda: station.update_member(member_id, **changes), what="member_updated")
+    ctx.audit("member_updated", by=actor(installer), member_id=member_id, details={"fields": sorted(changes)})
+    ctx.refresh_roster()
+    return MemberOut(**member)
+
+
+@router.delete("/{member_id}", response_model=Removed, responses={404: {"description": "No such member"}})
+def delete_member(
+    member_id: MemberPath, station: StationDep, ctx: ContextDep, installer: CurrentInstaller
+) -> Removed:
+    """Delete the member, their face templates and their event snapshots (event rows are kept)."""
+    if not retry_locked(lambda: station.remove_member(member_id), what="member_removed"):
+        raise ApiError(404, f"no member {member_id!r}", "member_not_found")
+    deleted = delete_member_snapshots(station, snapshot_store(ctx.services), member_id)
+    ctx.audit(
+        "member_removed", by=actor(installer), member_id=member_id, details={"snapshots_deleted": deleted}
+    )
+    ctx.refresh_roster()
+    return Removed(member_id=member_id, removed=True, snapshots_deleted=deleted)
