@@ -226,6 +226,7 @@ def _rebase(config: Config, base: Path) -> Config:
         update={
             "storage": storage.model_copy(update=changes),
             "qr": qr.model_copy(update=qr_changes),
+            "mqtt": config.mqtt.rebased(base),
         }
     )
 

@@ -342,6 +342,12 @@ class Station:
                 qualities=qualities,
                 sources=[Path(p.source).name for p in kept],
             )
+            if self.config.mqtt.enabled:
+                # Queued for the centre in the same transaction (templates only for members with
+                # cross-station consent: sync.enrolment decides what may leave the station).
+                from sync.enrolment import enqueue_enrolment
+
+                enqueue_enrolment(session, member_id=member_id, template_ids=template_ids)
             self._bump_roster_version(session)
         log.info(
             "enrolled",

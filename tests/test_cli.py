@@ -295,3 +295,15 @@ def test_data_stays_under_data_dir(cli: Cli, fixtures: Path, station_dir: Path) 
     stored = {p.relative_to(station_dir).parts[0] for p in station_dir.rglob("*") if p.is_file()}
     assert stored == {"data", "yizhan.toml"}
     assert os.listdir(station_dir / "data")
+
+
+def test_enrolment_is_queued_for_the_centre_when_sync_is_on(
+    cli: Cli, fixtures: Path, station_dir: Path
+) -> None:
+    config = station_dir / "yizhan.toml"
+    config.write_text(config.read_text() + "\n[mqtt]\nenabled = true\n")
+    enroll(cli, "w-001", "Barack Obama", fixtures / "obama_1.jpg")
+    db = sqlite3.connect(station_dir / "data" / "yizhan.db")
+    rows = db.execute("select topic_kind, payload from outbox where topic_kind = 'enrolment'").fetchall()
+    db.close()
+    assert len(rows) == 1 and '"w-001"' in rows[0][1]
