@@ -45,6 +45,9 @@ class SystemdNotifier:
         message = "\n".join(fields).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block: a reader that stopped reading (not systemd, which always reads) must
+                # not freeze the main thread, which also handles SIGTERM.
+                sock.setblocking(False)
                 sock.connect(self._address)
                 sock.sendall(message)
         except OSError as exc:
@@ -56,7 +59,8 @@ class SystemdNotifier:
         return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
 
     def watchdog(self) -> bool:
-        return self.notify("WATCHDOG=1")
+        """Ping the watchdog; nothing is sent when systemd set no watchdog for us."""
+        return self.watchdog_s is not None and self.notify("WATCHDOG=1")
 
     def status(self, text: str) -> bool:
         return self.notify(f"STATUS={text}")

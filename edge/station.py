@@ -90,6 +90,7 @@ class Station:
         self.roster = RosterHolder()
         self._roster_loaded = False
         self._faces_broken_version: int | None = None
+        self._members_cache: tuple[int, Mapping[str, MemberInfo]] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -483,10 +484,28 @@ class Station:
         except ValueError as exc:
             raise RefusedError(str(exc)) from None
 
+    def _member_records(self) -> Mapping[str, MemberInfo]:
+        """Member records at the stored roster version, without re-reading 10k rows per QR code.
+
+        The daemon has them in its roster snapshot already; a CLI process reads them once per roster
+        version. (Listing every member for every QR check cost 226 ms at 10k members: bench.door.)
+        """
+        stored = self._stored_roster_version()
+        current = self.roster.current
+        if self._roster_loaded and current.version == stored:
+            return current.members
+        if self._members_cache is None or self._members_cache[0] != stored:
+            with self.sessions() as session:
+                records = {
+                    m.member_id: member_store.member_info(m) for m in member_store.list_members(session)
+                }
+            self._members_cache = (stored, records)
+        return self._members_cache[1]
+
     def _qr_state(self) -> dict[str, Any]:
         now = int(time.time())
+        members = self._member_records()
         with self.sessions() as session:
-            members = {m.member_id: member_store.member_info(m) for m in member_store.list_members(session)}
             return {
                 "public_keys": qr_store.public_keys(session),
                 "revoked_kids": qr_store.revoked_kids(session),

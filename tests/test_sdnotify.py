@@ -45,3 +45,28 @@ def test_abstract_socket_and_foreign_watchdog_pid() -> None:
 def test_vanished_socket_is_logged_not_raised(tmp_path: Path) -> None:
     notifier = SystemdNotifier(env={"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert notifier.enabled and notifier.watchdog() is False
+
+
+def test_a_reader_that_stops_reading_never_blocks_the_sender(tmp_path: Path) -> None:
+    """The main thread sends these and also handles SIGTERM: a full socket must not freeze it."""
+    import time
+
+    path = tmp_path / "full.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))  # never reads
+        notifier = SystemdNotifier(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"})
+        started = time.monotonic()
+        results = [notifier.watchdog() for _ in range(500)]
+        assert time.monotonic() - started < 2.0
+        assert results[0] and not results[-1]  # the queue filled; later pings fail instead of hanging
+
+
+def test_no_watchdog_pings_without_a_watchdog(tmp_path: Path) -> None:
+    path = tmp_path / "n.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(0.2)
+        notifier = SystemdNotifier(env={"NOTIFY_SOCKET": str(path)})
+        assert notifier.watchdog() is False
+        assert notifier.ready()
+        assert server.recv(64) == b"READY=1"
