@@ -50,9 +50,9 @@ import numpy.typing as npt  # noqa: E402
 from bench.dataset import REPO, FacePhoto, by_person, faces_dir, fixture_photos, load_manifest  # noqa: E402
 from recognizer.face_pipeline import FacePipeline  # noqa: E402
 from recognizer.images import decode_image  # noqa: E402
-from recognizer.matcher import MatchPolicy, match  # noqa: E402
 from recognizer.results import Decision  # noqa: E402
 from recognizer.roster import MemberInfo, RosterSnapshot  # noqa: E402
+from recognizer.scoring import ScoringPolicy, preset, score  # noqa: E402
 
 Rgb = npt.NDArray[np.uint8]
 Vector = npt.NDArray[np.float32]
@@ -293,7 +293,7 @@ class PathRun:
 
 
 def yizhan_identify(
-    pipeline: FacePipeline, rgb: Rgb, snapshot: RosterSnapshot, policy: MatchPolicy
+    pipeline: FacePipeline, rgb: Rgb, snapshot: RosterSnapshot, policy: ScoringPolicy
 ) -> tuple[Outcome, dict[str, float]]:
     """yizhan's hot path on one image: detect, landmarks, quality, encode, match (its own timings)."""
     result = pipeline.identify(rgb, snapshot, policy)
@@ -363,7 +363,7 @@ def naive_without_false_accepts(probes: Sequence[Probe], outcomes: Sequence[Outc
 def run_face_paths(
     pipeline: FacePipeline,
     snapshot: RosterSnapshot,
-    policy: MatchPolicy,
+    policy: ScoringPolicy,
     naive_known: list[npt.NDArray[np.float64]],
     naive_names: list[str],
     images: Sequence[Rgb],
@@ -514,9 +514,10 @@ def bench_match_1n(
     sizes: Sequence[int],
     repeats: int,
     naive_repeats: int,
-    policy: MatchPolicy,
+    policy: ScoringPolicy,
 ) -> dict[str, Any]:
-    """`recognizer.matcher.match` alone at each roster size, and the naive distance for the ratio.
+    """`recognizer.scoring.score` (the door's 1:N rule) alone at each roster size, and the naive
+    distance for the ratio.
 
     The naive column is `np.linalg.norm(M - q, axis=1)` on float64 rows, what face_distance computes
     once its Python list has become an array (the list-to-array copy is not even counted here).
@@ -534,7 +535,7 @@ def bench_match_1n(
         matrix_mb[str(size)] = round(
             (snapshot.templates.nbytes + snapshot.sq_norms.nbytes + snapshot.owner_index.nbytes) / 1e6, 2
         )
-        ours[str(size)] = summary(time_calls(functools.partial(match, snapshot, query, policy), repeats))
+        ours[str(size)] = summary(time_calls(functools.partial(score, snapshot, query, policy), repeats))
         matrix64 = np.asarray(snapshot.templates, dtype=np.float64)
         naive[str(size)] = summary(
             time_calls(functools.partial(naive_distances, matrix64, query64), naive_repeats)
@@ -676,7 +677,7 @@ def door_process_peak_rss(frame: Rgb, real: dict[str, Vector], rows: int) -> dic
     )
     del ids
     for _ in range(3):
-        pipeline.identify(frame, snapshot, MatchPolicy())
+        pipeline.identify(frame, snapshot, preset())
     return {
         "rows": snapshot.size,
         "peak_rss_mb": address_space_peak_mb() or 0.0,
@@ -760,7 +761,7 @@ def run_benchmark(config: BenchConfig, pipeline: FacePipeline | None = None) -> 
     if pipeline is None:
         pipeline = FacePipeline(DlibFaceModel())
     rss_model = current_rss_mb()
-    policy = MatchPolicy()
+    policy = preset()  # the door's default operating point ([recognition] preset = "balanced")
 
     mark = time.perf_counter()
     dataset = load_dataset(config.data_root, use_fixtures=config.use_fixtures)
@@ -840,7 +841,7 @@ def run_benchmark(config: BenchConfig, pipeline: FacePipeline | None = None) -> 
             "face_roster_rows": snapshot.size,
             "frame_repeats": config.frame_repeats,
             "photo_repeats": config.photo_repeats,
-            "match_policy": {"threshold": policy.threshold, "min_margin": policy.min_margin},
+            "match_policy": {"preset": policy.name, **policy.limits()},
             "naive_tolerance": NAIVE_TOLERANCE,
             "match_repeats": config.match_repeats,
             "naive_match_repeats": config.naive_match_repeats,
@@ -997,8 +998,9 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         "",
         f"### Accuracy (same probes, same {s['face_roster_rows']:,}-row roster)",
         "",
-        f"yizhan: `MatchPolicy(threshold={s['match_policy']['threshold']}, "
-        f"min_margin={s['match_policy']['min_margin']})` on the largest face. Naive: nearest known face "
+        f"yizhan: the `{s['match_policy']['preset']}` scoring preset (max distance "
+        f"{s['match_policy']['max_distance']}, margin {s['match_policy']['min_margin']}, ratio "
+        f"{s['match_policy']['max_ratio']}) on the largest face. Naive: nearest known face "
         f"within tolerance {s['naive_tolerance']}, any face in the image. A false accept is a genuine "
         "probe accepted as someone else or an impostor accepted as anyone.",
         "",
@@ -1106,7 +1108,7 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         "",
         "- Frames: each probe photo scaled (up or down) to fit 640x480, aspect kept, centred on flat grey. "
         "Photos: the decoded photo as it is.",
-        "- yizhan: `FacePipeline(DlibFaceModel()).identify(rgb, snapshot, MatchPolicy())`; stage times are "
+        "- yizhan: `FacePipeline(DlibFaceModel()).identify(rgb, snapshot, preset())`; stage times are "
         "its own `timings_ms`, the total is wall time around the call.",
         "- Naive: the face_recognition tutorial loop (`facerec_from_webcam_faster.py`): "
         "`face_encodings(rgb)` (HOG, upsample 1), then for each face `compare_faces(known, enc)` and "
