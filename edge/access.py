@@ -32,8 +32,9 @@ Rules, in order (the first that applies decides):
     an "out", less than anti_passback_reset_s ago): "anti_passback".
 11. Otherwise granted, kind "entry".
 
-Repeated refusals: the same refusal (method, direction, member, reason) within refusal_repeat_s of
-the last one recorded is kind "ignored", reason "repeated_refusal": not an event, not counted.
+Repeated refusals: the same refusal (method, direction, member, reason, and for faces the
+appearance id in details["appearance"]) within refusal_repeat_s of the last one recorded is kind
+"ignored", reason "repeated_refusal": not an event, not counted.
 
 Lockout: only refusals of *unidentified* credentials count (rule 4 with no member id: an unknown
 face, or a QR code whose signature did not verify, since the checker reports a member id only from
@@ -146,7 +147,9 @@ class Credential:
         object.__setattr__(self, "details", _frozen(self.details))
 
     @classmethod
-    def from_face(cls, result: FaceResult, *, direction: Direction = "in") -> Credential | None:
+    def from_face(
+        cls, result: FaceResult, *, direction: Direction = "in", appearance: int | None = None
+    ) -> Credential | None:
         """The credential a face result amounts to, or None when the frame is not an attempt.
 
         MATCH -> accepted for its member. UNKNOWN -> refused "unknown_face", the matcher's own
@@ -154,7 +157,12 @@ class Credential:
         member id (an unmatched face is nobody). NO_FACE and POOR_QUALITY -> None: the daemon keeps
         looking; a blurry frame is not someone being refused.
         """
-        numbers = _numbers(distance=result.distance, margin=result.margin, runner_up_id=result.runner_up_id)
+        numbers = _numbers(
+            distance=result.distance,
+            margin=result.margin,
+            runner_up_id=result.runner_up_id,
+            appearance=appearance,
+        )
         if result.decision == Decision.MATCH:
             return cls("face", result.member_id, True, None, numbers, direction)
         if result.decision == Decision.UNKNOWN:
@@ -233,7 +241,7 @@ class AccessDecider:
         self._failures: deque[float] = deque()
         self._lockout_until: float | None = None
         self._granted_at: dict[tuple[str, Direction], float] = {}
-        self._refused_at: dict[tuple[str, Direction, str | None, str], float] = {}
+        self._refused_at: dict[tuple[str, Direction, str | None, str, Any], float] = {}
         self._presence: dict[str, tuple[Direction, float]] = {}
 
     @property
@@ -424,7 +432,9 @@ class AccessDecider:
         extra: Mapping[str, Any] | None = None,
     ) -> AccessDecision:
         details = {**c.details, **(extra or {})}
-        key = (c.method, c.direction, c.member_id, reason)
+        # A face credential names its appearance (the tracker's track id): two strangers one after
+        # the other are two refusals, while one appearance is never refused twice anyway.
+        key = (c.method, c.direction, c.member_id, reason, c.details.get("appearance"))
         last = self._refused_at.get(key)
         if last is not None and now - last < self._config.refusal_repeat_s:
             return AccessDecision(

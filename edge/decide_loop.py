@@ -180,7 +180,7 @@ class DecideLoop:
         verdict = self.tracker.record(result, time.monotonic())
         if verdict is None:
             return
-        credential = Credential.from_face(verdict.result)
+        credential = Credential.from_face(verdict.result, appearance=verdict.track_id)
         if credential is not None:
             self._decide(credential, frame, verdict.result.box, _face_details(verdict.result, verdict.frames))
 

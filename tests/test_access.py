@@ -686,3 +686,25 @@ def test_invariants_over_random_traffic(
             locked_until = mono + 120.0
         assert decision.granted == (decision.kind in ("entry", "exit"))
         assert (decision.kind == "refused") == (decision.reason is not None and decision.is_event)
+
+
+def test_two_strangers_in_a_row_are_two_refusals_one_appearance_is_one() -> None:
+    """The repeat window folds one stranger's repeats, not a second stranger (another appearance)."""
+    import datetime as _dt
+
+    from edge.access import AccessDecider, Credential
+    from edge.access_config import AccessConfig, ScheduleConfig
+    from recognizer.results import Decision, FaceResult
+
+    decider = AccessDecider(AccessConfig(refusal_repeat_s=10.0), ScheduleConfig().opening_hours())
+    now_wall = _dt.datetime(2026, 11, 24, 12, 0, tzinfo=_dt.UTC)
+    stranger = FaceResult(Decision.UNKNOWN, distance=0.8, reason="over_threshold")
+    first = Credential.from_face(stranger, appearance=1)
+    again = Credential.from_face(stranger, appearance=1)
+    second = Credential.from_face(stranger, appearance=2)
+    assert first is not None and again is not None and second is not None
+    kinds = [
+        decider.decide(c, {}, now_wall=now_wall, now_mono=t).kind
+        for c, t in ((first, 100.0), (again, 101.0), (second, 103.0))
+    ]
+    assert kinds == ["refused", "ignored", "refused"]
