@@ -59,6 +59,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
+from bench import report  # noqa: E402
 from bench.dataset import FIXTURES, REPO  # noqa: E402
 from bench.recognition import machine_info, padding_vectors, ratio, summary, time_calls  # noqa: E402
 from edge.config import Config, parse_config  # noqa: E402
@@ -1288,19 +1289,7 @@ def _decisions_text(events: Sequence[Mapping[str, Any]]) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of `path` (between its markers), keeping everything else."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    start, end = text.find(MARK_START), text.find(MARK_END)
-    if start != -1 and end > start:
-        new = text[:start] + section.rstrip("\n") + text[end + len(MARK_END) :]
-    elif text.strip():
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        new = (
-            "# Benchmarks\n\nMeasured numbers, each section written by the benchmark named in it.\n\n"
-            + section
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new if new.endswith("\n") else new + "\n", encoding="utf-8")
+    report.write_section(path, section, MARK_START, MARK_END)
 
 
 def render_text(result: Mapping[str, Any]) -> str:

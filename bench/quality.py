@@ -51,6 +51,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
+from bench import report  # noqa: E402
 from bench.dataset import REPO, by_person, faces_dir, load_manifest  # noqa: E402
 from recognizer.face_pipeline import FacePipeline  # noqa: E402
 from recognizer.images import decode_image  # noqa: E402
@@ -928,19 +929,7 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of `path` (between its markers), keeping everything else."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    start, end = text.find(MARK_START), text.find(MARK_END)
-    if start != -1 and end > start:
-        new = text[:start] + section.rstrip("\n") + text[end + len(MARK_END) :]
-    elif text.strip():
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        new = (
-            "# Benchmarks\n\nMeasured numbers, each section written by the benchmark named in it.\n\n"
-            + section
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new if new.endswith("\n") else new + "\n", encoding="utf-8")
+    report.write_section(path, section, MARK_START, MARK_END)
 
 
 def render_text(result: Mapping[str, Any]) -> str:
