@@ -271,6 +271,10 @@ class StationDaemon:
         """
         if self.recorder is None or self.door is None or self.decider is None or self.station is None:
             raise RuntimeError("the daemon is not running")
+        if seconds is not None and not (isinstance(seconds, int | float) and 0.0 < seconds <= 600.0):
+            # Checked before anything is recorded: an "entry" row must never stand for a door that
+            # the relay then refused to open.
+            raise ValueError(f"seconds must be in (0, 600], got {seconds!r}")
         credential = Credential.remote(member_id, details={"by": by, **(details or {})})
         decision = self.decider.decide(
             credential,

@@ -348,3 +348,32 @@ def test_two_factor_qr_names_the_member_and_the_face_confirms(
     scores = mismatch["details"]["scores"]
     assert scores["mode"] == "verify" and scores["claimed_id"] == "m-biden" and scores["distance"] > 0.55
     station.close()
+
+
+def test_remote_open_checks_its_duration_before_recording(tmp_path: Path, face_model: Any) -> None:
+    config = make_config(tmp_path)
+    station = Station(config, env={})
+    station.face_model = face_model
+    factory = MockFactory()
+    daemon = StationDaemon(
+        config, RunOptions(camera_source=str(tmp_path / "none.avi")), pin_factory=factory, station=station
+    )
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while daemon.decider is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for bad in (0, -1, 601, float("nan"), float("inf")):
+            with pytest.raises(ValueError):
+                daemon.remote_open(seconds=bad, by="test")
+        event = daemon.remote_open(seconds=0.5, by="test")
+        assert event["kind"] == "entry" and event["method"] == "remote"
+        assert factory.pin(RELAY_PIN).state
+    finally:
+        daemon.stop_event.set()
+        thread.join(20)
+    with station.sessions() as session:
+        kinds = [e.kind for e in event_store.list_events(session)]
+    assert kinds.count("entry") == 1
+    station.close()
