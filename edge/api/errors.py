@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.api.auth import InstallerError, LoginRefused
+from common.login import LoginRefused
+from edge.api.auth import InstallerError
 from edge.api.retry import database_locked
 from edge.station import RefusedError
 from models.database import StoreError, ValidationError

@@ -20,7 +20,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.api.auth import Identity, LoginRefused
+from common.login import LoginRefused
+from edge.api.auth import Identity
 from edge.api.context import ApiContext
 from edge.api.deps import CSRF_HEADER, SESSION_COOKIE
 from edge.api.errors import error_body

@@ -13,7 +13,9 @@ import time
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.api.auth import PASSWORD_MAX, LoginRefused, Session, check_new_password
+from common.login import LoginRefused
+from common.passwords import PASSWORD_MAX, check_new_password
+from common.sessions import Session
 from edge.api.deps import SESSION_COOKIE, ClientAddress, ContextDep, CurrentInstaller, current_installer
 from edge.api.errors import ApiError
 
