@@ -32,7 +32,6 @@ DEFAULT_CONFIG_NAME = "central.toml"
 EXAMPLE_CONFIG = "central.example.toml"
 DATABASE_FILE = "central.db"
 
-Name = str
 DISTRICT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 ANY_DISTRICT = "*"
 
@@ -85,6 +84,17 @@ class DatabaseConfig(Section):
         normalised = normalise_database_url(value)
         return normalised.render_as_string(hide_password=False)
 
+    def rebased(self, base: Path) -> DatabaseConfig:
+        """Relative file paths (password_file, a SQLite file in url) taken relative to `base`."""
+        changes: dict[str, Any] = {"password_file": rebased(self.password_file, base)}
+        if self.url is not None:
+            url = make_url(self.url)
+            if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
+                changes["url"] = url.set(database=str(base / url.database)).render_as_string(
+                    hide_password=False
+                )
+        return self.model_copy(update=changes)
+
     def effective_url(self, data_dir: Path) -> URL:
         """The URL to connect to: the configured one, else SQLite under `data_dir`."""
         if self.url is None:
@@ -103,14 +113,13 @@ def normalise_database_url(value: str) -> URL:
         raise ValueError(
             "not a database URL (e.g. postgresql+psycopg://user@host/db or sqlite:///path)"
         ) from None
-    backend = url.get_backend_name()
-    driver = url.get_driver_name()
+    backend, _, driver = url.drivername.partition("+")  # no dialect is loaded to look at the name
     if backend in ("postgresql", "postgres"):
-        if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        if driver in ("", "psycopg"):
             return url.set(drivername="postgresql+psycopg")
         raise ValueError(f"PostgreSQL is reached through psycopg 3 (postgresql+psycopg://), not {driver!r}")
     if backend == "sqlite":
-        if url.drivername != "sqlite":
+        if driver:
             raise ValueError(f"SQLite is used through the standard driver (sqlite:///path), not {driver!r}")
         if not url.database or url.database == ":memory:":
             raise ValueError(
@@ -361,7 +370,7 @@ def _rebase(config: CentralConfig, base: Path) -> CentralConfig:
     return config.model_copy(
         update={
             "storage": files(config.storage, "data_dir", "key_file"),
-            "database": files(config.database, "password_file"),
+            "database": config.database.rebased(base),
             "mqtt": config.mqtt.rebased(base),
             "alarms": alarms,
             "sms": files(config.sms, "token_file"),

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.asgi import STATUS_CODES, error_body
 from common.login import LoginRefused
 from edge.api.auth import InstallerError
 from edge.api.retry import database_locked
@@ -25,20 +26,6 @@ from models.members import DuplicateMemberError, MemberNotFoundError
 from recognizer.images import ImageError
 
 log = logging.getLogger(__name__)
-
-_STATUS_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "too_many_requests",
-    503: "unavailable",
-}
 
 
 class ApiError(Exception):
@@ -56,13 +43,9 @@ class ApiError(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        self.code = code or _STATUS_CODES.get(status, "error")
+        self.code = code or STATUS_CODES.get(status, "error")
         self.headers = headers
         self.extra = extra
-
-
-def error_body(status: int, detail: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"detail": detail, "code": code or _STATUS_CODES.get(status, "error"), **extra}
 
 
 def _respond(
