@@ -9,7 +9,9 @@ SIGTERM/SIGINT; `close()` stops what was started, newest first. Nothing is built
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,6 +27,15 @@ from central.web.app import create_app
 from central.web.context import WebContext
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ours asks it to exit and the process then stops the
+    workers and exits 0 (uvicorn's re-raises SIGTERM after shutdown, killing the process first)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Worker(Protocol):
@@ -79,10 +90,10 @@ class CentralApp:
         return self.config.database_url.render_as_string(hide_password=True)
 
     def serve(self) -> None:
-        """Serve the web app until a signal stops uvicorn (it installs SIGINT/SIGTERM handlers)."""
+        """Serve the web app in this thread until SIGTERM or SIGINT."""
         assert self.web is not None, "start() first"
         web = self.config.web
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 self.web,
                 host=web.host,
@@ -95,7 +106,17 @@ class CentralApp:
             )
         )
         log.info("serving", extra={"fields": {"event": "web_listening", "host": web.host, "port": web.port}})
-        server.run()
+
+        def _stop(signum: int, _frame: object) -> None:
+            log.info("stopping", extra={"fields": {"event": "centre_stopping", "signal": signum}})
+            server.should_exit = True
+
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def close(self) -> None:
         """Stop what was started, in reverse order; safe to call twice."""

@@ -431,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"yizhan-central: {exc}\n")
         return EXIT_REFUSED
     configure_logging(config.logging.level, args.log_format or config.logging.format)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines narrate every start
     log.debug("configuration loaded", extra={"fields": {"source": source}})
     try:
         return int(args.handler(args, config))

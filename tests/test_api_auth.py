@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from routes import app_routes
 from test_api_support import USERNAME, ApiEnv, api_env
 
 from edge.api.app import create_app
@@ -57,15 +57,6 @@ def test_page_shell_and_static_assets_are_open_and_local(env: ApiEnv) -> None:
 def _fill(path: str) -> str:
     values = {"member_id": "m-1", "event_id": str(uuid.uuid4()), "capture_id": "A" * 22}
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m[1], "x"), path)
-
-
-def app_routes(app: Any) -> list[tuple[str, set[str]]]:
-    """(path, methods) of every HTTP route, whether FastAPI keeps included routers flat or not."""
-    try:
-        from fastapi.routing import iter_route_contexts  # FastAPI >= 0.165 keeps routers nested
-    except ImportError:
-        return [(r.path, set(r.methods)) for r in app.routes if isinstance(r, APIRoute)]
-    return [(c.path, set(c.methods)) for c in iter_route_contexts(app.routes) if c.path and c.methods]
 
 
 def test_every_api_v1_route_answers_401_without_credentials(env: ApiEnv) -> None:

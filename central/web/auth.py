@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session as DbSession
@@ -76,39 +77,51 @@ class StaffAuth:
         )
         return token, session
 
-    def check_password(self, username: str, password: str, client: str) -> str:
-        """The account's name if the password is right (an active account); LoginRefused otherwise."""
+    def check_password(
+        self, username: str, password: str, client: str, *, db: DbSession | None = None
+    ) -> str:
+        """The account's name if the password is right (an active account); LoginRefused otherwise.
+
+        Without `db` the account is read and the login recorded in short transactions of their own,
+        none held while argon2 runs (~50 ms). A request that already holds a transaction passes it
+        as `db` (on SQLite a second writer inside the same request would wait for itself).
+        """
 
         def verify(name: str) -> bool:
-            # Read, check (argon2, ~50 ms) and record in separate steps: no transaction, and on
-            # SQLite no write lock, is held while the hash is computed.
-            with self._db() as db:
-                account = staff_store.get_by_username(db, username=name) if name else None
+            with self._session(db) as session:
+                account = staff_store.get_by_username(session, username=name) if name else None
                 stored = account.password_hash if account is not None and account.active else None
             verdict = self.passwords.verify(stored, password)
             if verdict.unusable:
                 log.error("staff password hash unusable", extra={"fields": {"username": name}})
             if verdict.ok:
-                self._record_login(name, password if verdict.needs_rehash else None, client)
+                with self._session(db, write=True) as session:
+                    self._record_check(session, name, password if verdict.needs_rehash else None, client)
             return verdict.ok
 
         return self.guard.check(username, client, verify)
 
-    def _record_login(self, name: str, rehash_password: str | None, client: str) -> None:
-        with self._db.begin() as db:
-            account = staff_store.get_by_username(db, username=name)
-            if account is None:
-                return
-            if rehash_password is not None:
-                account.password_hash = self.passwords.hash(rehash_password)
-            account.last_login_at = utc_now()
-            audit.record(
-                db,
-                actor=f"staff:{name}",
-                action="password_ok",
-                client=client,
-                district_id=account.district_id,
-            )
+    @contextmanager
+    def _session(self, db: DbSession | None, *, write: bool = False) -> Iterator[DbSession]:
+        if db is not None:
+            yield db
+        elif write:
+            with self._db.begin() as session:
+                yield session
+        else:
+            with self._db() as session:
+                yield session
+
+    def _record_check(self, db: DbSession, name: str, rehash_password: str | None, client: str) -> None:
+        account = staff_store.get_by_username(db, username=name)
+        if account is None:
+            return
+        if rehash_password is not None:
+            account.password_hash = self.passwords.hash(rehash_password)
+        account.last_login_at = utc_now()
+        audit.record(
+            db, actor=f"staff:{name}", action="password_ok", client=client, district_id=account.district_id
+        )
 
     def _lockout(self, scope: str, key: str) -> None:
         with self._db.begin() as db:

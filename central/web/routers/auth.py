@@ -109,7 +109,7 @@ def change_password(
 ) -> Response:
     """Replace one's own password (10 to 256 characters); the account's other logins end."""
     try:
-        ctx.auth.check_password(staff.username, body.current_password, client)
+        ctx.auth.check_password(staff.username, body.current_password, client, db=db)
     except LoginRefused as exc:
         if exc.status != 401:
             raise
