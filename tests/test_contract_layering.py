@@ -43,3 +43,14 @@ def test_layering_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from edge.app import StationDaemon\n", encoding="utf-8")
     assert _imports(probe) == ["edge.app"]
+
+
+CENTRE_FORBIDDEN = ("edge", "sync", "models", "door", "bench")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "central").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT / "central"))
+)
+def test_the_centre_imports_no_station_code(path: Path) -> None:
+    bad = [name for name in _imports(path) if name.split(".")[0] in CENTRE_FORBIDDEN]
+    assert not bad, f"{path.name} imports {bad}: the centre never runs station code"
