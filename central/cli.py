@@ -66,33 +66,48 @@ def _database(config: CentralConfig) -> Iterator[Session]:
 
 def cmd_init(args: argparse.Namespace, config: CentralConfig) -> int:
     from central.data_key import DataKey
-    from central.store import audit, qr_keys
+    from central.store import audit, signing_keys
     from central.store import staff as staff_store
     from common.passwords import Passwords
 
     data_key = DataKey.load(config)  # created on first use, before anything is encrypted with it
+    now = dt.datetime.now(dt.UTC)
     with _database(config) as db:
         account, secret = staff_store.create_staff(db, Passwords(), username=args.admin, role="admin")
         audit.record(
             db, actor=CLI_ACTOR, action="staff_created", target_type="staff", target_id=account.username
         )
-        key = qr_keys.active_key(db)
-        if key is None:
-            now = dt.datetime.now(dt.UTC)
-            key, _ = qr_keys.rotate_key(
-                db, data_key, now=now, max_pass_ttl=dt.timedelta(seconds=config.qr.max_pass_ttl_s)
-            )
-            audit.record(
-                db, actor=CLI_ACTOR, action="qr_key_created", target_type="qr_key", target_id=key.kid
-            )
+        keys = {}
+        for purpose in ("qr", "messages"):  # a pass key and a key for signed messages, once
+            key = signing_keys.active_key(db, purpose=purpose)
+            if key is None:
+                key, _ = signing_keys.rotate_key(
+                    db, data_key, purpose=purpose, now=now, overlap=_overlap(config, purpose)
+                )
+                audit.record(
+                    db,
+                    actor=CLI_ACTOR,
+                    action="signing_key_created",
+                    target_type="signing_key",
+                    target_id=key.kid,
+                    details={"purpose": purpose},
+                )
+            keys[purpose] = (key.kid, signing_keys.public_key_b64(key))
     sys.stdout.write(
         f"database ready: {config.database_url.render_as_string(hide_password=True)}\n"
         f"data key: {data_key.fingerprint} (back it up apart from the database)\n"
-        f"QR signing key: {key.kid}\n"
+        f"QR pass signing key: {keys['qr'][0]}\n"
+        f"message signing key: {keys['messages'][0]} {keys['messages'][1]} (stations pin it at install)\n"
         f"admin account {account.username} created; its password, shown only now:\n"
         f"{secret}\n"
     )
     return EXIT_OK
+
+
+def _overlap(config: CentralConfig, purpose: str) -> dt.timedelta:
+    """How long a replaced key stays trusted: a QR key until its longest pass expires; a message
+    key until the roster has told every station about its successor (a day, then revoked)."""
+    return dt.timedelta(seconds=config.qr.max_pass_ttl_s if purpose == "qr" else 86_400)
 
 
 def _station_json(station: Any, now: dt.datetime) -> dict[str, Any]:
@@ -256,53 +271,61 @@ def cmd_events(args: argparse.Namespace, config: CentralConfig) -> int:
 
 def cmd_keys(args: argparse.Namespace, config: CentralConfig) -> int:
     from central.data_key import DataKey
-    from central.store import audit, qr_keys
+    from central.store import audit, signing_keys
 
     now = dt.datetime.now(dt.UTC)
     data_key = DataKey.load(config)
     with _database(config) as db:
         if args.keys_cmd == "rotate":
-            key, previous = qr_keys.rotate_key(
+            key, previous = signing_keys.rotate_key(
                 db,
                 data_key,
+                purpose=args.purpose,
                 now=now,
-                max_pass_ttl=dt.timedelta(seconds=config.qr.max_pass_ttl_s),
+                overlap=_overlap(config, args.purpose),
                 label=args.label,
             )
-            previous_kid = previous.kid if previous else None
             audit.record(
                 db,
                 actor=CLI_ACTOR,
-                action="qr_key_rotated",
-                target_type="qr_key",
+                action="signing_key_rotated",
+                target_type="signing_key",
                 target_id=key.kid,
-                details={"previous": previous_kid},
+                details={"purpose": args.purpose, "previous": previous and previous.kid},
             )
+            until = previous.trusted_until if previous is not None else None
             value = {
                 "kid": key.kid,
-                "previous": previous.kid if previous else None,
-                "previous_trusted_until": previous.trusted_until.isoformat()
-                if previous and previous.trusted_until
-                else None,
+                "purpose": key.purpose,
+                "public_key": signing_keys.public_key_b64(key),
+                "previous": previous.kid if previous is not None else None,
+                "previous_trusted_until": until.isoformat() if until else None,
             }
-            text = f"new signing key {key.kid}" + (
-                f"; {previous.kid} still trusted until {previous.trusted_until:%Y-%m-%d %H:%M} UTC"
-                if previous and previous.trusted_until
-                else ""
-            )
+            text = f"new {args.purpose} signing key {key.kid}"
+            if previous is not None and until is not None:
+                text += f"; {previous.kid} stays trusted until {until:%Y-%m-%d %H:%M} UTC"
             _emit(args, value, text)
             return EXIT_OK
         rows = [
             {
                 "kid": k.kid,
+                "purpose": k.purpose,
                 "state": k.state,
                 "label": k.label,
+                "public_key": signing_keys.public_key_b64(k),
                 "created_at": k.created_at.isoformat(),
                 "trusted_until": k.trusted_until.isoformat() if k.trusted_until else None,
             }
-            for k in qr_keys.list_keys(db)
+            for k in signing_keys.list_keys(db)
         ]
-    _emit(args, rows, lambda: "\n".join(f"{r['kid']}\t{r['state']}\t{r['label']}" for r in rows) or "no keys")
+    _emit(
+        args,
+        rows,
+        lambda: (
+            "\n".join(f"{r['kid']}\t{r['purpose']}\t{r['state']}\t{r['public_key']}" for r in rows)
+            or "no keys"
+        ),
+    )
     return EXIT_OK
 
 
@@ -406,9 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
     elist.add_argument("--json", action="store_true")
     elist.set_defaults(handler=cmd_events)
 
-    keys = sub.add_parser("keys", help="QR signing keys").add_subparsers(dest="keys_cmd", required=True)
+    keys = sub.add_parser("keys", help="the centre's signing keys").add_subparsers(
+        dest="keys_cmd", required=True
+    )
     rotate = keys.add_parser(
         "rotate", help="new signing key; the old one stays trusted until its passes expire"
+    )
+    rotate.add_argument(
+        "--purpose",
+        choices=("qr", "messages"),
+        default="qr",
+        help="qr: member passes (default); messages: down/",
     )
     rotate.add_argument("--label", default="")
     rotate.add_argument("--json", action="store_true")

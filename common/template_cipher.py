@@ -9,8 +9,7 @@ message that says which one it is; it is never turned into "no template", becaus
 silently lost rows would look healthy while refusing members at the door (or, worse, a future bug
 could match against garbage).
 
-Blob layout: ``nonce (12 bytes) || AES-GCM(ciphertext of N little-endian float32 || tag (16))``,
-N = 128 for dlib's encodings (the default) or the dimension of the model a template names.
+Blob layout: ``nonce (12 bytes) || AES-GCM(ciphertext of 128 little-endian float32 || tag (16))``.
 The associated data binds the blob to its member and template id, so a ciphertext copied or swapped
 into another row fails authentication instead of making one member match another's face.
 
@@ -48,7 +47,6 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 PLAINTEXT_BYTES = EMBEDDING_DIM * 4
 BLOB_BYTES = NONCE_BYTES + PLAINTEXT_BYTES + TAG_BYTES
-MAX_DIM = 4096
 _AAD_PREFIX = b"yizhan-template-v1"
 _FINGERPRINT_PREFIX = b"yizhan-template-key"
 _MAX_KEY_FILE_BYTES = 1024
@@ -201,20 +199,16 @@ def _aad(member_id: str, template_id: str) -> bytes:
     return _AAD_PREFIX + b"".join(struct.pack(">I", len(p)) + p for p in parts)
 
 
-def as_template_vector(
-    vector: npt.ArrayLike, field: str = "encoding", *, dim: int = EMBEDDING_DIM
-) -> npt.NDArray[np.float32]:
-    """Coerce to a float32 vector of `dim` finite values, or raise `ValidationError` naming `field`."""
+def as_template_vector(vector: npt.ArrayLike, field: str = "encoding") -> npt.NDArray[np.float32]:
+    """Coerce to a float32 vector of 128 finite values, or raise `ValidationError` naming `field`."""
     try:
         # Overflow to inf is caught by the finiteness check below, with a clearer message than a warning.
         with np.errstate(over="ignore", invalid="ignore"):
             arr = np.asarray(vector, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{field} is not a numeric vector: {exc}") from exc
-    if not 1 <= dim <= MAX_DIM:
-        raise ValidationError(f"{field}: a template dimension of {dim} is not supported")
-    if arr.shape != (dim,):
-        raise ValidationError(f"{field} must be {dim} floats, got shape {arr.shape}")
+    if arr.shape != (EMBEDDING_DIM,):
+        raise ValidationError(f"{field} must be {EMBEDDING_DIM} floats, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValidationError(f"{field} holds NaN or infinity (or a value too large for float32)")
     return arr
@@ -237,17 +231,15 @@ class TemplateCipher:
     def __repr__(self) -> str:
         return f"TemplateCipher(fingerprint={self._fingerprint!r})"
 
-    def encrypt(
-        self, member_id: str, template_id: str, vector: npt.ArrayLike, *, dim: int = EMBEDDING_DIM
-    ) -> bytes:
-        """Encrypt a `dim`-d encoding (128 unless the template's model says otherwise) for the row."""
-        arr = as_template_vector(vector, dim=dim)
+    def encrypt(self, member_id: str, template_id: str, vector: npt.ArrayLike) -> bytes:
+        """Encrypt a 128-d encoding for the row (member_id, template_id)."""
+        arr = as_template_vector(vector)
         plaintext = arr.astype("<f4").tobytes()
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, _aad(member_id, template_id))
 
     def decrypt(
-        self, member_id: str, template_id: str, key_fingerprint: str, blob: bytes, *, dim: int = EMBEDDING_DIM
+        self, member_id: str, template_id: str, key_fingerprint: str, blob: bytes
     ) -> npt.NDArray[np.float32]:
         """Decrypt a stored template; raise `TemplateKeyMismatch` or `TemplateCorrupt`, never return junk."""
         if key_fingerprint != self._fingerprint:
@@ -261,8 +253,7 @@ class TemplateCipher:
             f"template {template_id} of member {member_id} failed authentication: "
             "the row is corrupted or was tampered with"
         )
-        expected = NONCE_BYTES + dim * 4 + TAG_BYTES
-        if not isinstance(blob, bytes | bytearray | memoryview) or len(blob) != expected:
+        if not isinstance(blob, bytes | bytearray | memoryview) or len(blob) != BLOB_BYTES:
             raise TemplateCorrupt(corrupt, member_id=member_id, template_id=template_id)
         raw = bytes(blob)
         try:
@@ -270,7 +261,7 @@ class TemplateCipher:
         except InvalidTag as exc:
             raise TemplateCorrupt(corrupt, member_id=member_id, template_id=template_id) from exc
         vector = np.frombuffer(plaintext, dtype="<f4").astype(np.float32)
-        if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
+        if vector.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(vector)):
             raise TemplateCorrupt(
                 f"template {template_id} of member {member_id} decrypted to an invalid vector "
                 "(wrong length or NaN): the row is corrupted",

@@ -39,7 +39,10 @@ class Run:
         self.capsys = capsys
 
     def __call__(self, *args: str) -> tuple[int, str, str]:
-        code = main(["--config", str(self.config), *args])
+        try:
+            code = main(["--config", str(self.config), *args])
+        except SystemExit as exc:  # argparse refusing the command line
+            code = int(exc.code or 0)
         captured = self.capsys.readouterr()
         return code, captured.out, captured.err
 
@@ -64,7 +67,10 @@ def test_init_creates_the_database_and_an_admin_whose_password_is_the_last_line(
             row = conn.execute(text("SELECT username, role, password_hash FROM staff")).one()
             assert row[0] == "ops.liu" and row[1] == "admin" and secret not in row[2]
             assert Passwords().verify(row[2], secret).ok
-            assert conn.execute(text("SELECT count(*) FROM qr_keys WHERE state = 'active'")).scalar() == 1
+            active = conn.execute(
+                text("SELECT purpose FROM signing_keys WHERE state = 'active' ORDER BY purpose")
+            )
+            assert active.scalars().all() == ["messages", "qr"]
     finally:
         engine.dispose()
     code, _, err = run("init", "--admin", "ops.liu")
@@ -176,8 +182,16 @@ def test_keys_rotate_keeps_the_old_key_trusted_until_its_passes_expire(cli: Run)
     assert second["previous"] == first["kid"] and second["kid"] != first["kid"]
     until = dt.datetime.fromisoformat(second["previous_trusted_until"])
     assert until - dt.datetime.now(dt.UTC) > dt.timedelta(days=364)
-    keys = {k["kid"]: k["state"] for k in json.loads(cli("keys", "list", "--json")[1])}
-    assert keys == {first["kid"]: "retiring", second["kid"]: "active"}
+    code, out, _ = cli("keys", "rotate", "--purpose", "messages", "--json")
+    messages = json.loads(out)
+    assert code == 0 and messages["purpose"] == "messages" and messages["previous"] is None
+    keys = {k["kid"]: (k["purpose"], k["state"]) for k in json.loads(cli("keys", "list", "--json")[1])}
+    assert keys == {
+        first["kid"]: ("qr", "retiring"),
+        second["kid"]: ("qr", "active"),
+        messages["kid"]: ("messages", "active"),
+    }
+    assert cli("keys", "rotate", "--purpose", "nonsense")[0] == 2
 
 
 def test_bad_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,14 +221,16 @@ def test_a_sealed_qr_key_needs_the_same_data_key(
     central_db: CentralDb, central_config: CentralConfig
 ) -> None:
     from central.data_key import SealedDataError
-    from central.store import qr_keys
+    from central.store import signing_keys
+    from recognizer.qr_token import public_key_for
 
     key = DataKey.load(central_config)
+    now = dt.datetime.now(dt.UTC)
     with central_db.sessions.begin() as db:
-        row, _ = qr_keys.rotate_key(db, key, now=dt.datetime.now(dt.UTC), max_pass_ttl=dt.timedelta(days=1))
-        assert len(qr_keys.private_key(row, key)) == 32
+        row, _ = signing_keys.rotate_key(db, key, purpose="messages", now=now, overlap=dt.timedelta(days=1))
+        assert public_key_for(signing_keys.private_key(row, key)) == row.public_key
         with pytest.raises(SealedDataError, match="wrong key"):
-            qr_keys.private_key(row, DataKey(b"\x01" * 32))
+            signing_keys.private_key(row, DataKey(b"\x01" * 32))
         row.private_key = row.private_key[:-1] + bytes([row.private_key[-1] ^ 1])
         with pytest.raises(SealedDataError, match="damaged"):
-            qr_keys.private_key(row, key)
+            signing_keys.private_key(row, key)

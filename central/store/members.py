@@ -26,7 +26,10 @@ from common.errors import ValidationError
 from common.template_cipher import TemplateCipher
 
 TEMPLATE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-DEFAULT_MODEL = "dlib-128"
+DEFAULT_MODEL = "dlib_resnet_v1"
+#: Models whose templates the centre can store now, with their dimension. Other encoders (ONNX,
+#: 512-d) arrive with the model-aware cipher of the rec-onnx branch (`TemplateCipher(..., model=)`).
+MODEL_DIMS = {DEFAULT_MODEL: 128}
 
 
 class MemberExistsError(ValidationError):
@@ -167,17 +170,16 @@ def add_template(
     scope = "fleet" if member.consent_cross_station else "station"
     if scope == "station" and origin_station_id is None:
         raise ValidationError("a template without cross-station consent needs the station it stays on")
-    shape = np.shape(vector) if isinstance(vector, list | tuple | np.ndarray) else ()
-    if len(shape) != 1:
-        raise ValidationError("a template is a flat list of numbers")
-    dim = int(shape[0])
+    if model not in MODEL_DIMS:
+        raise ValidationError(f"face model {model!r} is not supported here yet ({', '.join(MODEL_DIMS)})")
+    dim = MODEL_DIMS[model]
     template = FaceTemplate(
         template_id=template_id,
         member_id=member_id,
-        model=checks.text(model, "model", 64),
+        model=model,
         dim=dim,
         key_fingerprint=cipher.fingerprint,
-        ciphertext=cipher.encrypt(member_id, template_id, vector, dim=dim),
+        ciphertext=cipher.encrypt(member_id, template_id, vector),
         scope=scope,
         origin_station_id=origin_station_id,
     )
@@ -193,7 +195,4 @@ def member_templates(
     rows: Sequence[FaceTemplate] = session.scalars(
         select(FaceTemplate).where(FaceTemplate.member_id == member_id).order_by(FaceTemplate.created_at)
     ).all()
-    return [
-        (t, cipher.decrypt(t.member_id, t.template_id, t.key_fingerprint, t.ciphertext, dim=t.dim))
-        for t in rows
-    ]
+    return [(t, cipher.decrypt(t.member_id, t.template_id, t.key_fingerprint, t.ciphertext)) for t in rows]

@@ -9,7 +9,7 @@ Conventions:
 * Ids that come from the contract keep its limits: station and member ids 1-64 of `A-Za-z0-9._-`,
   template ids 32 hex characters, event ids UUID text (36).
 * Lists and small documents are JSON (`JSONB` on PostgreSQL).
-* Nothing here holds a secret in clear: face templates and QR private keys are AES-GCM ciphertext
+* Nothing here holds a secret in clear: face templates and signing private keys are AES-GCM ciphertext
   under the data key (`common.template_cipher`), staff passwords are argon2id hashes.
 * `events` is partitioned by month on PostgreSQL (`central.store.partitions`); its primary key is
   (id, ts) because a partitioned table's unique keys must contain the partition key.
@@ -54,7 +54,8 @@ MEMBER_STATUSES = ("active", "suspended", "pending")
 STAFF_ROLES = ("admin", "district", "viewer")
 ALARM_SEVERITIES = ("emergency", "critical", "warning")
 ALARM_STATES = ("open", "acknowledged")
-QR_KEY_STATES = ("active", "retiring", "revoked")
+KEY_STATES = ("active", "retiring", "revoked")
+KEY_PURPOSES = ("qr", "messages")
 COMMAND_STATES = ("pending", "sent", "ok", "failed", "expired")
 
 # Constraint names follow one convention, so Alembic revisions can name them on both databases.
@@ -222,7 +223,7 @@ class FaceTemplate(Base):
 
     template_id: Mapped[str] = mapped_column(String(TEMPLATE_ID_LEN), primary_key=True)
     member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id", ondelete="CASCADE"), index=True)
-    model: Mapped[str] = mapped_column(String(64), default="dlib-128")
+    model: Mapped[str] = mapped_column(String(64), default="dlib_resnet_v1")
     dim: Mapped[int] = mapped_column(Integer, default=128)
     key_fingerprint: Mapped[str] = mapped_column(String(16))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
@@ -242,17 +243,20 @@ class FaceTemplate(Base):
     )
 
 
-class QrKey(Base):
-    """An Ed25519 key that signs member passes. Only the centre holds private keys (encrypted).
+class SigningKey(Base):
+    """An Ed25519 key of the centre. Only the centre holds private keys (sealed with the data key).
 
-    `active`: signs new passes (exactly one at a time). `retiring`: no longer signs, still trusted by
-    the stations until `trusted_until` (the longest pass it may have signed expires). `revoked`:
-    stations stop trusting it at once (a leaked key).
+    `purpose`: `qr` signs member passes (stations check them offline, `add_qr_key` /
+    `revoke_qr_key`); `messages` signs what the centre publishes on `down/` (docs/mqtt.md,
+    "Signatures": `add_centre_key` / `revoke_centre_key`). `active`: signs (one per purpose).
+    `retiring`: no longer signs, still trusted by the stations until `trusted_until` (for a QR key,
+    until the longest pass it may have signed expires). `revoked`: no longer trusted.
     """
 
-    __tablename__ = "qr_keys"
+    __tablename__ = "signing_keys"
 
     kid: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
     public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     private_key: Mapped[bytes] = mapped_column(LargeBinary)
     key_fingerprint: Mapped[str] = mapped_column(String(16))
@@ -264,11 +268,12 @@ class QrKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
     __table_args__ = (
-        CheckConstraint(_in("state", QR_KEY_STATES), name="state"),
-        # At most one active key: a partial unique index (SQLite and PostgreSQL both have them).
+        CheckConstraint(_in("state", KEY_STATES), name="state"),
+        CheckConstraint(_in("purpose", KEY_PURPOSES), name="purpose"),
+        # One active key per purpose: a partial unique index (SQLite and PostgreSQL both have them).
         Index(
-            "uq_qr_keys_one_active",
-            "state",
+            "uq_signing_keys_one_active",
+            "purpose",
             unique=True,
             sqlite_where=text("state = 'active'"),
             postgresql_where=text("state = 'active'"),

@@ -93,8 +93,9 @@ def upgrade() -> None:
     op.create_index("ix_events_ts", "events", ["ts"], unique=False)
 
     op.create_table(
-        "qr_keys",
+        "signing_keys",
         sa.Column("kid", sa.String(length=64), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
         sa.Column("public_key", sa.LargeBinary(length=32), nullable=False),
         sa.Column("private_key", sa.LargeBinary(), nullable=False),
         sa.Column("key_fingerprint", sa.String(length=16), nullable=False),
@@ -104,18 +105,18 @@ def upgrade() -> None:
         sa.Column("retired_at", TIMESTAMP, nullable=True),
         sa.Column("trusted_until", TIMESTAMP, nullable=True),
         sa.Column("revoked_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint("state IN ('active', 'retiring', 'revoked')", name=op.f("ck_qr_keys_state")),
-        sa.PrimaryKeyConstraint("kid", name=op.f("pk_qr_keys")),
+        sa.CheckConstraint("purpose IN ('qr', 'messages')", name=op.f("ck_signing_keys_purpose")),
+        sa.CheckConstraint("state IN ('active', 'retiring', 'revoked')", name=op.f("ck_signing_keys_state")),
+        sa.PrimaryKeyConstraint("kid", name=op.f("pk_signing_keys")),
     )
     op.create_index(
-        "uq_qr_keys_one_active",
-        "qr_keys",
-        ["state"],
+        "uq_signing_keys_one_active",
+        "signing_keys",
+        ["purpose"],
         unique=True,
         sqlite_where=sa.text("state = 'active'"),
         postgresql_where=sa.text("state = 'active'"),
     )
-
     op.create_table(
         "qr_revocations",
         sa.Column("nonce_hex", sa.String(length=128), nullable=False),
@@ -501,7 +502,7 @@ def downgrade() -> None:
     op.drop_table("staff")
     op.drop_table("snapshots")
     op.drop_table("qr_revocations")
-    op.drop_table("qr_keys")
+    op.drop_table("signing_keys")
     op.drop_table("events")
     op.drop_table("erasures")
     op.drop_table("districts")
