@@ -1,4 +1,4 @@
-"""The centre's data key: what keeps face templates and QR private keys unreadable in the database.
+"""The centre's data key: what keeps face templates and signing keys unreadable in the database.
 
 One 32-byte key outside the database (`[storage] key_file`, default `<data_dir>/central.key`,
 mode 0600, or `$YIZHAN_CENTRAL_KEY`), loaded and checked by `common.template_cipher`. A stolen
