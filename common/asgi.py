@@ -32,6 +32,26 @@ STATUS_CODES = {
 }
 
 
+class ApiError(Exception):
+    """A refusal with a status, a sentence, a stable code and optional extra fields."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or STATUS_CODES.get(status, "error")
+        self.headers = headers
+        self.extra = extra
+
+
 def error_body(status: int, detail: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code or STATUS_CODES.get(status, "error"), **extra}
 

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common.asgi import STATUS_CODES, error_body
+from common.asgi import ApiError as ApiError
+from common.asgi import error_body
 from common.login import LoginRefused
 from edge.api.auth import InstallerError
 from edge.api.retry import database_locked
@@ -26,26 +27,6 @@ from models.members import DuplicateMemberError, MemberNotFoundError
 from recognizer.images import ImageError
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """A refusal with a status, a sentence, a stable code and optional extra fields."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        code: str | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.code = code or STATUS_CODES.get(status, "error")
-        self.headers = headers
-        self.extra = extra
 
 
 def _respond(

@@ -9,26 +9,19 @@ request (the page keeps it in memory and gets it again from `/api/v1/auth/me`).
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from central.store import audit
 from central.store import staff as staff_store
 from central.web.deps import ClientAddress, ContextDep, CurrentStaff, DbSession, current_staff
 from central.web.errors import ApiError
 from central.web.middleware import SESSION_COOKIE
+from common.auth_schemas import LoginRequest, PasswordChange
 from common.login import LoginRefused
-from common.passwords import PASSWORD_MAX
 from common.sessions import Session
 
 public = APIRouter(prefix="/api/auth", tags=["auth"])
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], dependencies=[Depends(current_staff)])
-
-
-class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
 class SessionOut(BaseModel):
@@ -38,13 +31,6 @@ class SessionOut(BaseModel):
     token: str | None = Field(None, description="Bearer token (only in the login answer).")
     csrf_token: str = Field(description="Send as X-CSRF-Token with unsafe requests made with the cookie.")
     expires_in_s: float
-
-
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
-    new_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
 def _out(
