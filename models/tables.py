@@ -5,7 +5,8 @@ and upgrades older ones step by step. Any change here needs a migration step the
 
 Datetimes are stored as naive UTC and come back timezone-aware (`common.db_types.UtcDateTime`);
 naive datetimes are refused on the way in, because a station's local clock zone must never leak
-into stored validity periods. Unix times that are compared in hot paths (events, nonces, outbox) are plain numbers.
+into stored validity periods. Unix times that are compared in hot paths (events, nonces, outbox)
+are plain numbers.
 """
 
 from __future__ import annotations
