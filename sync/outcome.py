@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-RefType = Literal["command", "roster_change", "roster_snapshot", "unknown"]
+RefType = Literal["command", "roster_change", "roster_snapshot", "roster_status", "ack", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
