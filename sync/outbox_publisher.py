@@ -70,6 +70,7 @@ SNAPSHOT_RETRY_S = 0.5
 PRUNE_EVERY_S = 3600.0
 PRUNE_CHUNK = 2000
 RC_NO_SUBSCRIBERS = 0x10
+RECONNECT_GRACE_S = 10.0
 CONFIRMED_KEY = "sync.centre_ack_seq"
 ACK_MODE_KEY = "sync.centre_acks"
 
@@ -530,6 +531,11 @@ class OutboxPublisher:
             self._reconnected = False
             for flight in self._inflight.values():
                 flight.sent_mono = now
+            # A reconnection may mean the broker restarted and lost what it held: what the centre
+            # has not acknowledged goes out again soon (its acks queued meanwhile arrive first).
+            soon = now - self._config.ack_timeout_s + min(RECONNECT_GRACE_S, self._config.ack_timeout_s)
+            for seq, (flight, at) in list(self._awaiting.items()):
+                self._awaiting[seq] = (flight, min(at, soon))
         if self._awaiting and self._link.connected:
             late = [seq for seq, (_, at) in self._awaiting.items() if now - at >= self._config.ack_timeout_s]
             if late:

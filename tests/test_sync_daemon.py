@@ -236,7 +236,9 @@ def test_member_added_over_mqtt_is_recognised_and_a_suspended_one_refused(world:
                     "member_id": "m-obama",
                     "name": "Barack Obama",
                     "consent_face": True,
-                    "templates": [{"template_id": template_id, "vector": world["obama"]}],
+                    "templates": [
+                        {"template_id": template_id, "model": "dlib_resnet_v1", "vector": world["obama"]}
+                    ],
                 },
             }
         ],
@@ -345,6 +347,7 @@ def hostile_messages(rng: random.Random, applied: int, count: int) -> Iterator[t
                             "member_id": "m-zhang",
                             "template": {
                                 "template_id": uuid.uuid4().hex,
+                                "model": "dlib_resnet_v1",
                                 "vector": vector[: rng.choice([0, 127, 129])] or vector + [0.1],
                             },
                         }
@@ -359,7 +362,12 @@ def hostile_messages(rng: random.Random, applied: int, count: int) -> Iterator[t
                     [
                         {
                             "op": "add_member",
-                            "member": {**member, "templates": [{"template_id": "a" * 32, "vector": vector}]},
+                            "member": {
+                                **member,
+                                "templates": [
+                                    {"template_id": "a" * 32, "model": "dlib_resnet_v1", "vector": vector}
+                                ],
+                            },
                         }
                     ]
                 )

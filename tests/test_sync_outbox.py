@@ -30,13 +30,13 @@ from models import members as member_store
 from models.tables import OutboxItem
 from sync.client import MqttLink
 from sync.enrolment import enqueue_enrolment
-from sync.flush import flush_command
 from sync.outbox_publisher import OutboxPublisher
 from tests.mqtt_broker import (
     Broker,
     Centre,
     broker,
     bulk_events,
+    flush,
     free_port,
     make_certs,
     measured,
@@ -68,7 +68,7 @@ def test_events_round_trip_with_the_contract_fields(
     ]
     station.close()
     with Centre(broker.port) as centre:
-        assert flush_command(config, 10) == 0
+        assert flush(config, 10) == 0
         assert "the outbox is empty" in capsys.readouterr().err
         centre.wait_for(lambda: len(centre.json_messages("event")) >= 3, 5)
         events = centre.json_messages("event")
@@ -84,7 +84,7 @@ def test_events_round_trip_with_the_contract_fields(
     station = Station(config, env={})
     assert depth(station) == 0
     station.close()
-    assert flush_command(config, 1) == 0  # nothing left: exits at once
+    assert flush(config, 1) == 0  # nothing left: exits at once
 
 
 def test_flush_times_out_with_the_count_left(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,7 +93,7 @@ def test_flush_times_out_with_the_count_left(tmp_path: Path, capsys: pytest.Capt
     bulk_events(station.sessions, 7)
     station.close()
     started = time.monotonic()
-    assert flush_command(config, 1.0) == 1
+    assert flush(config, 1.0) == 1
     assert time.monotonic() - started < 5
     err = capsys.readouterr().err
     assert "7 message(s) left in the outbox" in err
@@ -107,7 +107,7 @@ def test_drain_10000_queued_events_on_loopback(broker: Broker, tmp_path: Path) -
     station.close()
     with Centre(broker.port) as centre:
         started = time.monotonic()
-        assert flush_command(config, 30) == 0
+        assert flush(config, 30) == 0
         elapsed = time.monotonic() - started
         centre.wait_for(lambda: len(centre.messages("/up/event")) >= 10_000, 5)
         received = [e["id"] for e in centre.json_messages("event")]
@@ -172,7 +172,7 @@ def test_broker_killed_mid_stream_every_event_arrives(tmp_path: Path) -> None:
     results: list[int] = []
     centre = Centre(broker.port, ack_every=0.2).start()
     try:
-        flusher = threading.Thread(target=lambda: results.append(flush_command(config, 60)))
+        flusher = threading.Thread(target=lambda: results.append(flush(config, 60)))
         flusher.start()
         centre.wait_for(lambda: len(centre.messages("/up/event")) >= 1500, 20)
         broker.kill()
@@ -218,7 +218,7 @@ def test_snapshots_follow_their_events(broker: Broker, tmp_path: Path) -> None:
     station.close()
     quick = station_config(tmp_path / "data", broker.port, snapshot_wait_s=1.0)
     with Centre(broker.port) as centre:
-        assert flush_command(quick, 15) == 0
+        assert flush(quick, 15) == 0
         centre.wait_for(lambda: centre.messages(f"/up/snapshot/{with_file}"), 5)
         snapshots = centre.messages("/up/snapshot/")
     assert [m.topic for m in snapshots] == [f"yz/v1/station/st-1/up/snapshot/{with_file}"]
@@ -258,7 +258,7 @@ def test_enrolment_templates_leave_only_with_cross_station_consent(broker: Broke
             )
     station.close()
     with Centre(broker.port) as centre:
-        assert flush_command(config, 10) == 0
+        assert flush(config, 10) == 0
         centre.wait_for(lambda: len(centre.json_messages("enrolment")) >= 2, 5)
         enrolments = {e["member"]["member_id"]: e for e in centre.json_messages("enrolment")}
     yes, no = enrolments["m-yes"], enrolments["m-no"]
@@ -343,7 +343,7 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
             station = Station(good, env={})
             ids = bulk_events(station.sessions, 5)
             station.close()
-            assert flush_command(good, 10) == 0
+            assert flush(good, 10) == 0
             centre.wait_for(lambda: len(centre.json_messages("event")) >= 5, 5)
             assert [e["id"] for e in centre.json_messages("event")] == ids
             # Mutual TLS as well (the broker accepts, the station presents a certificate).
@@ -358,7 +358,7 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
             station = Station(mutual, env={})
             bulk_events(station.sessions, 2)
             station.close()
-            assert flush_command(mutual, 10) == 0
+            assert flush(mutual, 10) == 0
             # The same credentials pretending to be another station: refused by the ACL, kept.
             forged = station_config(
                 tmp_path / "forged", tls_port, station_id="st-other", username="st-tls", **tls
@@ -366,12 +366,12 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
             station = Station(forged, env={})
             bulk_events(station.sessions, 3)
             station.close()
-            assert flush_command(forged, 3) == 1
+            assert flush(forged, 3) == 1
             assert "3 message(s) left" in capsys.readouterr().err
             assert not centre.messages("/st-other/")
     finally:
         running.stop()
     # A password file others can read is refused before anything is sent.
     secret.chmod(0o644)
-    assert flush_command(good, 2) == 2
+    assert flush(good, 2) == 2
     assert "chmod 600" in capsys.readouterr().err
