@@ -358,10 +358,12 @@ class Centre:
         self, topic: str, payload: bytes | str | dict[str, Any], qos: int = 1, *, wait: bool = True
     ) -> None:
         """Publish (a dict is signed first when the centre has a signer, as the real one does)."""
-        if isinstance(payload, dict):
-            data = (
-                self.signer.sign_bytes(payload) if self.signer is not None else json.dumps(payload).encode()
-            )
+        if isinstance(payload, dict) and self.signer is not None:
+            parts = topic.split("/")
+            station = parts[3] if len(parts) > 3 else ""
+            data = self.signer.sign_bytes({"station_id": station, **payload})
+        elif isinstance(payload, dict):
+            data = json.dumps(payload).encode()
         else:
             data = payload
         info = self.client.publish(topic, data, qos=qos)
