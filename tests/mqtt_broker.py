@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+MOSQUITTO_DOCS = Path(__file__).resolve().parent.parent / "docs" / "mosquitto"
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
@@ -527,6 +528,39 @@ def mosquitto_passwd(path: Path, users: dict[str, str]) -> Path:
     subprocess.run([tool, "-U", str(path)], check=True, capture_output=True, timeout=30)
     path.chmod(0o600)
     return path
+
+
+def shipped_broker(
+    folder: Path, *, bind_ids: bool = True, stations: dict[str, str] | None = None, client_cn: str = "st-a"
+) -> tuple[Broker, Certs, int, int]:
+    """docs/mosquitto/ as shipped, paths and ports swapped: (broker, certs, stations' TLS port,
+    the centre's loopback port). Station users `stations` (default st-a, st-b); the centre's user
+    is `centre` / `centre-secret`. `bind_ids=False` drops use_username_as_clientid (a control)."""
+    certs = make_certs(folder, client_cn=client_cn)
+    mosquitto_passwd(folder / "passwd", stations or {"st-a": "secret-a", "st-b": "secret-b"})
+    mosquitto_passwd(folder / "passwd-centre", {"centre": "centre-secret"})
+    for name in ("acl", "acl-centre"):
+        (folder / name).write_text((MOSQUITTO_DOCS / name).read_text())
+    tls_port, centre_tls_port, local_port = free_port(), free_port(), free_port()
+    conf = (
+        (MOSQUITTO_DOCS / "mosquitto.conf")
+        .read_text()
+        .replace("/etc/mosquitto/yizhan/", f"{folder}/")
+        .replace("/var/lib/mosquitto/", f"{folder}/")
+        .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
+        .replace("listener 8884", f"listener {centre_tls_port} 127.0.0.1")
+        .replace("listener 1883 127.0.0.1", f"listener {local_port} 127.0.0.1")
+        .replace("persistence true", "persistence false")
+    )
+    if not bind_ids:
+        conf = conf.replace("use_username_as_clientid true", "")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        conf += "\nuser root\n"  # see tests/mqtt_broker.py
+    conf += "log_dest stderr\n"
+    (folder / "mosquitto.conf").write_text(conf)
+    broker = Broker(port=tls_port, folder=folder, config_path=folder / "mosquitto.conf")
+    broker.start()
+    return broker, certs, tls_port, local_port
 
 
 # -- station-side helpers -----------------------------------------------------------------------------

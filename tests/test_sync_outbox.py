@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import threading
 import time
 from collections import Counter
@@ -38,9 +37,8 @@ from tests.mqtt_broker import (
     bulk_events,
     flush,
     free_port,
-    make_certs,
     measured,
-    mosquitto_passwd,
+    shipped_broker,
     start_broker,
     station_config,
 )
@@ -308,25 +306,9 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
     """docs/mosquitto/ as shipped (paths and ports swapped): TLS with a verified certificate, a
     password read from a 0600 file, and the ACL keeping a station inside its own topics. A refused
     publish (PUBACK 0x87) is never marked sent."""
-    folder = tmp_path / "broker"
-    certs = make_certs(folder)
-    mosquitto_passwd(folder / "passwd", {"st-tls": "station-secret", "centre": "centre-secret"})
-    (folder / "acl").write_text((DOCS / "mosquitto" / "acl").read_text())
-    tls_port, local_port = free_port(), free_port()
-    conf = (DOCS / "mosquitto" / "mosquitto.conf").read_text()
-    conf = (
-        conf.replace("/etc/mosquitto/yizhan/", f"{folder}/")
-        .replace("/var/lib/mosquitto/", f"{folder}/")
-        .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
-        .replace("listener 1883 127.0.0.1", f"listener {local_port} 127.0.0.1")
-        .replace("persistence true", "persistence false")
+    running, certs, tls_port, local_port = shipped_broker(
+        tmp_path / "broker", stations={"st-tls": "station-secret"}, client_cn="st-tls"
     )
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        conf += "\nuser root\n"  # see tests/mqtt_broker.py
-    conf += "log_dest stderr\n"
-    (folder / "mosquitto.conf").write_text(conf)
-    running = Broker(port=tls_port, folder=folder, config_path=folder / "mosquitto.conf")
-    running.start()
     secret = tmp_path / "mqtt.password"
     secret.write_text("station-secret\n")
     secret.chmod(0o600)

@@ -10,7 +10,6 @@ which shows the test can fail.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -22,9 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.mqtt_broker import Broker, Centre, Certs, free_port, make_certs, mosquitto_passwd, wait
+from tests.mqtt_broker import Centre, Certs, shipped_broker, wait
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "mosquitto"
 CENTRE_ID = "centre-ingest-1"
 
 
@@ -65,34 +63,6 @@ class Client:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def shipped_broker(folder: Path, *, bind_ids: bool) -> tuple[Broker, Certs, int, int]:
-    certs = make_certs(folder, client_cn="st-a")
-    mosquitto_passwd(folder / "passwd", {"st-a": "secret-a", "st-b": "secret-b"})
-    mosquitto_passwd(folder / "passwd-centre", {"centre": "centre-secret"})
-    for name in ("acl", "acl-centre"):
-        (folder / name).write_text((DOCS / name).read_text())
-    tls_port, centre_tls_port, local_port = free_port(), free_port(), free_port()
-    conf = (
-        (DOCS / "mosquitto.conf")
-        .read_text()
-        .replace("/etc/mosquitto/yizhan/", f"{folder}/")
-        .replace("/var/lib/mosquitto/", f"{folder}/")
-        .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
-        .replace("listener 8884", f"listener {centre_tls_port} 127.0.0.1")
-        .replace("listener 1883 127.0.0.1", f"listener {local_port} 127.0.0.1")
-        .replace("persistence true", "persistence false")
-    )
-    if not bind_ids:
-        conf = conf.replace("use_username_as_clientid true", "")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        conf += "\nuser root\n"  # see tests/mqtt_broker.py
-    conf += "log_dest stderr\n"
-    (folder / "mosquitto.conf").write_text(conf)
-    broker = Broker(port=tls_port, folder=folder, config_path=folder / "mosquitto.conf")
-    broker.start()
-    return broker, certs, tls_port, local_port
 
 
 def attack(tmp: Path, *, bind_ids: bool) -> dict[str, Any]:
