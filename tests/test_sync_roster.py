@@ -451,3 +451,12 @@ def test_the_door_records_events_while_a_large_snapshot_is_applied(h: Harness) -
     assert len(h.members()) == 3000 and len(h.templates()) == 6000
     with h.station.sessions() as session:
         assert member_store.get_state(session, "sync.roster_version") == "1"
+
+
+def test_the_roster_apply_benchmark_runs() -> None:
+    from bench.roster_apply import markdown, run
+
+    report = run(members=40, templates=1)
+    assert set(report["runs"]) == {"new station", "unchanged", "10% changed"}
+    assert all(r["ok"] and r["door_commit_failures"] == 0 for r in report["runs"].values())
+    assert "bench.roster_apply:start" in markdown(report, "x")
