@@ -21,7 +21,7 @@ from typing import TextIO
 
 from sqlalchemy import func, select
 
-from contract.messages import ResultMessage, RosterRequestReason, iso_now
+from contract.messages import RosterRequestReason
 from contract.topics import StationTopics
 from models.tables import Member
 from sync.client import LinkConfigError, MqttLink
@@ -80,17 +80,7 @@ class _Pull:
         self.inbox.offer(topic, payload)
 
     def _answer(self, outcome: Outcome) -> None:
-        message = ResultMessage(
-            station_id=self.port.station_id,
-            ref=outcome.ref,
-            ref_type=outcome.ref_type,
-            ok=outcome.ok,
-            error=outcome.error,
-            message=outcome.message,
-            data=outcome.data,
-            ts=iso_now(),
-        )
-        self.link.publish(self.topics.result, message.model_dump_json().encode(), qos=1)
+        self.link.publish(self.topics.result, outcome.result_payload(self.port.station_id), qos=1)
 
     def _request(self, reason: RosterRequestReason, have: int) -> object:
         request_id = send_roster_request(self.link, self.topics, self.port, reason, have)

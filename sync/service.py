@@ -20,7 +20,6 @@ from typing import Any
 
 from contract.messages import (
     OutboxAck,
-    ResultMessage,
     RosterRequest,
     RosterRequestReason,
     StationState,
@@ -228,20 +227,10 @@ class SyncService:
     # -- talking to the centre ------------------------------------------------------------------
 
     def _answer(self, outcome: Outcome) -> None:
-        message = ResultMessage(
-            station_id=self.station_id,
-            ref=outcome.ref,
-            ref_type=outcome.ref_type,
-            ok=outcome.ok,
-            error=outcome.error,
-            message=outcome.message,
-            data=outcome.data,
-            ts=iso_now(),
-        )
         link = self.link
         if (
             link is None
-            or link.publish(self.topics.result, message.model_dump_json().encode(), qos=1) is None
+            or link.publish(self.topics.result, outcome.result_payload(self.station_id), qos=1) is None
         ):
             log.warning("result not sent: not connected", extra={"fields": {"ref": outcome.ref}})
 
