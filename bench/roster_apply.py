@@ -186,7 +186,13 @@ def markdown(report: dict[str, Any], command: str) -> str:
         )
     lines += [
         "",
-        "The door's worst commits are not the lock: the `unchanged` run writes nothing until its last tiny transaction and still shows them. They are the GIL, held by JSON parsing and pydantic validation of each 1,000-member part (~0.5 s each) on the sync thread; the door thread waits for the interpreter, not for SQLite. No door commit failed in any run. Parsing in a worker process would remove that too (not done).",
+        (
+            "The door's worst commits are not the lock: the `unchanged` run writes nothing until its "
+            "last tiny transaction and still shows them. They are the GIL, held by JSON parsing and "
+            "pydantic validation of each 1,000-member part (~0.5 s each) on the sync thread; the door "
+            "thread waits for the interpreter, not for SQLite. No door commit failed in any run. "
+            "Parsing in a worker process would remove that too (not done)."
+        ),
         "",
         END,
         "",
