@@ -374,8 +374,8 @@ Seq = Annotated[int, Field(ge=1, lt=SAFE_INT)]
 class OutboxAck(_Down):
     """The centre has committed these outbox messages of this station to its database (`down/ack`).
 
-    `stored` lists inclusive `[first, last]` ranges of the station's outbox `seq`s (a range may
-    span seqs the station never used: snapshots given up, rows of other kinds). A station that
+    `stored` lists inclusive `[first, last]` ranges of the station's outbox `seq`s that the centre
+    has stored, and only those (never merged across a gap: a missing seq may still come). A station that
     receives acks treats them as the delivery rule: a message is delivered when the centre has it
     stored, not when the broker said PUBACK (`[mqtt] delivery`, docs/mqtt.md).
     """
