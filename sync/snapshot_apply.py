@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 BATCH_S = 0.05
 GAP_S = 0.12  # > the 100 ms a waiting SQLite writer sleeps between tries at most
-BATCH_MAX_ITEMS = 1000
+BATCH_MAX_ITEMS = 250  # also bounds a batch when the machine is slower than the estimate
 
 T = TypeVar("T")
 
