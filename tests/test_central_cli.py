@@ -222,6 +222,7 @@ def test_a_sealed_qr_key_needs_the_same_data_key(
 ) -> None:
     from central.data_key import SealedDataError
     from central.store import signing_keys
+    from contract.signing import PublicKey, verify_message
     from recognizer.qr_token import public_key_for
 
     key = DataKey.load(central_config)
@@ -229,6 +230,11 @@ def test_a_sealed_qr_key_needs_the_same_data_key(
     with central_db.sessions.begin() as db:
         row, _ = signing_keys.rotate_key(db, key, purpose="messages", now=now, overlap=dt.timedelta(days=1))
         assert public_key_for(signing_keys.private_key(row, key)) == row.public_key
+        signed = signing_keys.message_signer(row, key).sign(
+            {"v": 1, "type": "ack", "id": "a-1", "station_id": "s1"}
+        )
+        trusted = [PublicKey.from_b64(signing_keys.public_key_b64(row))]
+        assert verify_message(signed, trusted, "s1") == row.kid  # what a station checks
         with pytest.raises(SealedDataError, match="wrong key"):
             signing_keys.private_key(row, DataKey(b"\x01" * 32))
         row.private_key = row.private_key[:-1] + bytes([row.private_key[-1] ^ 1])

@@ -15,12 +15,14 @@ import base64
 import datetime as dt
 from collections.abc import Sequence
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from central.data_key import DataKey
 from central.store.tables import KEY_PURPOSES, SigningKey
 from common.errors import ValidationError
+from contract.signing import CentreSigner
 from recognizer.qr_token import generate_signing_key, kid_for
 
 SEAL_PURPOSE = "signing-key"
@@ -82,6 +84,14 @@ def rotate_key(
 def private_key(key: SigningKey, data_key: DataKey) -> bytes:
     """The raw 32-byte Ed25519 private key (to sign); raises if the data key is not the one used."""
     return data_key.open_sealed(SEAL_PURPOSE, key.kid, key.key_fingerprint, key.private_key)
+
+
+def message_signer(key: SigningKey, data_key: DataKey) -> CentreSigner:
+    """The contract's signer for a `messages` key: what signs every `down/` message."""
+    if key.purpose != "messages":
+        raise ValidationError(f"key {key.kid} signs {key.purpose} passes, not messages")
+    raw = private_key(key, data_key)
+    return CentreSigner(Ed25519PrivateKey.from_private_bytes(raw), label=key.label)
 
 
 def public_key_b64(key: SigningKey) -> str:
