@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.config import CentralConfig
 from central.data_key import DataKey
+from central.live import LiveBus
 from central.store.database import open_engine, session_factory, upgrade
 from central.web.app import create_app
 from central.web.context import WebContext
@@ -55,6 +56,7 @@ class CentralApp:
     db: sessionmaker[Session] | None = None
     web: FastAPI | None = None
     revision: str | None = None
+    live: LiveBus = field(default_factory=LiveBus)
     _stops: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -65,7 +67,7 @@ class CentralApp:
             self._stops.append(("database", self.engine.dispose))
             self.revision = upgrade(self.engine)
             self.db = session_factory(self.engine)
-            self.web = create_app(WebContext.build(self.config, self.db, self.data_key))
+            self.web = create_app(WebContext.build(self.config, self.db, self.data_key, self.live))
             # Later steps, one line each: ingest workers ([mqtt] enabled), roster fan-out, alarms.
             for name, worker in self.workers():
                 worker.start()

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.config import CentralConfig
 from central.data_key import DataKey
+from central.live import LiveBus
 from central.web.auth import StaffAuth
 
 
@@ -23,8 +24,13 @@ class WebContext:
     db: sessionmaker[Session]
     auth: StaffAuth
     data_key: DataKey
+    live: LiveBus = field(default_factory=LiveBus)
     now: Callable[[], dt.datetime] = field(default=_utc_now)
 
     @classmethod
-    def build(cls, config: CentralConfig, db: sessionmaker[Session], data_key: DataKey) -> WebContext:
-        return cls(config=config, db=db, auth=StaffAuth(db, config.web), data_key=data_key)
+    def build(
+        cls, config: CentralConfig, db: sessionmaker[Session], data_key: DataKey, live: LiveBus | None = None
+    ) -> WebContext:
+        return cls(
+            config=config, db=db, auth=StaffAuth(db, config.web), data_key=data_key, live=live or LiveBus()
+        )
