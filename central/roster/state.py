@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.roster.view import MemberState, StationBasis, TemplateRef
@@ -96,8 +96,8 @@ def publish(session: Session, member_id: str, state: MemberState | None) -> None
     row = session.get(RosterPublished, member_id)
     if state is None:
         if row is not None:
-            session.execute(delete(RosterPublished).where(RosterPublished.member_id == member_id))
-            session.expire(row)
+            session.delete(row)
+            session.flush()
         return
     if row is None:
         session.add(RosterPublished(member_id=member_id, state=state.to_json()))
