@@ -27,7 +27,7 @@ from central.ingest.parts import MqttSide
 from central.live import LiveBus
 from central.metrics import CentreMetrics
 from central.signing import MessageSigner
-from central.store.database import open_engine, session_factory, upgrade
+from central.store.database import open_engine, read_session_factory, session_factory, upgrade
 from central.web.app import create_app
 from central.web.context import WebContext
 
@@ -74,10 +74,17 @@ class CentralApp:
             self._stops.append(("database", self.engine.dispose))
             self.revision = upgrade(self.engine)
             self.db = session_factory(self.engine)
-            self.signer = MessageSigner(self.db, self.data_key)
+            reads = read_session_factory(self.engine)
+            self.signer = MessageSigner(reads, self.data_key)
             if self.config.mqtt.enabled:  # objects only: they connect when started below
                 self.mqtt = MqttSide.build(
-                    self.config, self.db, self.data_key, self.live, self.metrics, signer=self.signer
+                    self.config,
+                    self.db,
+                    self.data_key,
+                    self.live,
+                    self.metrics,
+                    signer=self.signer,
+                    reads=reads,
                 )
             context = WebContext.build(self.config, self.db, self.data_key, self.live)
             context.metrics, context.signer = self.metrics, self.signer

@@ -472,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve the dashboard and the API, ingest stations' messages ([mqtt])")
     run.set_defaults(handler=cmd_run)
     ingest = sub.add_parser(
-        "ingest", help="ingest only, no web server (more workers on this or other hosts: own [mqtt] client_id)"
+        "ingest",
+        help="ingest only, no web server (more workers on this or other hosts: own [mqtt] client_id)",
     )
     ingest.set_defaults(handler=cmd_ingest)
     return parser

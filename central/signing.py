@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class MessageSigner:
+    """`db` should be read-only sessions (`central.store.database.read_session_factory`): the signer
+    is used inside other transactions, which on SQLite hold the one write lock."""
+
     def __init__(
         self,
         db: sessionmaker[Session],

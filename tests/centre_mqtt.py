@@ -93,7 +93,11 @@ def prepare(
         for station_id, extra in items:
             if station_store.get_station(db, station_id=station_id) is None:
                 station_store.add_station(
-                    db, station_id=station_id, name=station_id, district_id=extra.pop("district", "d1"), **extra
+                    db,
+                    station_id=station_id,
+                    name=station_id,
+                    district_id=extra.pop("district", "d1"),
+                    **extra,
                 )
     return Prepared(data_key, signer)
 
@@ -154,7 +158,9 @@ class Publisher:
 
     def __init__(self, port: int, client_id: str | None = None) -> None:
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id or f"p-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"p-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
         )
         self.received: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
@@ -175,7 +181,9 @@ class Publisher:
             found = [p for t, p in self.received if t.endswith(suffix)]
         return [json.loads(p) for p in found]
 
-    def publish(self, topic: str, payload: bytes | str | dict[str, Any], properties: Properties | None = None) -> None:
+    def publish(
+        self, topic: str, payload: bytes | str | dict[str, Any], properties: Properties | None = None
+    ) -> None:
         data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
         self.client.publish(topic, data, qos=1, properties=properties).wait_for_publish(5)
 
@@ -230,3 +238,49 @@ def until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
 def metric(app: CentralApp, name: str, **labels: str) -> float:
     value = app.metrics.registry.get_sample_value(name, labels)
     return float(value or 0.0)
+
+
+def enrol(
+    st: Station, member_id: str, vectors: list[list[float]], *, cross: bool, groups: list[str] | None = None
+) -> list[str]:
+    """An on-site enrolment at a station, stored exactly as `yizhan enroll` stores it (member,
+    encrypted templates, the outbox row in the same transaction), without a camera or dlib."""
+    from models import members as member_store
+    from sync.enrolment import enqueue_enrolment
+
+    station_store_ = st.double.station
+    with station_store_.write_sessions() as session, session.begin():
+        member_store.add_member(
+            session,
+            member_id=member_id,
+            name=f"worker {member_id}",
+            groups=groups or [],
+            kind="courier",
+            consent_face=True,
+            consent_cross_station=cross,
+        )
+        ids = member_store.add_templates(
+            session,
+            station_store_.cipher,
+            member_id=member_id,
+            encodings=vectors,
+            qualities=[{} for _ in vectors],
+            sources=[None for _ in vectors],
+        )
+        enqueue_enrolment(session, member_id=member_id, template_ids=ids)
+        st.double.bump_roster(session)
+    st.service.publisher.wake()
+    return ids
+
+
+def station_templates(st: Station, member_id: str) -> set[str]:
+    from sqlalchemy import select as select_
+
+    from models.tables import FaceTemplate as StationTemplate
+
+    with st.double.sessions() as session:
+        return set(
+            session.scalars(
+                select_(StationTemplate.template_id).where(StationTemplate.member_id == member_id)
+            )
+        )

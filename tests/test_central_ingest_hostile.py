@@ -110,7 +110,9 @@ def test_hostile_messages_of_every_type_are_refused_and_counted(
     send("event", {**event_message(SID, next(seq)), "seq": "5"}, "invalid_payload")
     send("event", {**event_message(SID, next(seq)), "id": "not-a-uuid"}, "invalid_payload")
     send("event", {**event_message(SID, next(seq)), "ts": "yesterday"}, "invalid_payload")
-    send("event", {**event_message(SID, next(seq)), "ts": "2026-11-24T06:31:07"}, "invalid_payload")  # no zone
+    send(
+        "event", {**event_message(SID, next(seq)), "ts": "2026-11-24T06:31:07"}, "invalid_payload"
+    )  # no zone
     send("event", {**event_message(SID, next(seq)), "kind": "entry; DROP TABLE"}, "invalid_payload")
     send("event", {**event_message(SID, next(seq)), "reason": "a\x00b"}, "invalid_payload")
     send("event", {**event_message(SID, next(seq)), "member_id": "../../etc"}, "invalid_payload")
@@ -139,8 +141,13 @@ def test_hostile_messages_of_every_type_are_refused_and_counted(
     send("unknown", picture, "bad_topic", topic=f"{UP}/snapshot/NOT-A-UUID",
          properties=snapshot_properties(SID, snap_seq, event_id, picture))  # fmt: skip
     stray = str(uuid.uuid4())
-    send("snapshot", picture, "unknown_event", topic=f"{UP}/snapshot/{stray}",
-         properties=snapshot_properties(SID, next(seq), stray, picture))  # fmt: skip  (parked, then refused)
+    send(
+        "snapshot",
+        picture,
+        "unknown_event",
+        topic=f"{UP}/snapshot/{stray}",
+        properties=snapshot_properties(SID, next(seq), stray, picture),
+    )  # fmt: skip  (parked, then refused)
     their_picture_topic = f"{UP}/snapshot/{theirs['id']}"
     send("snapshot", picture, "unknown_event", topic=their_picture_topic,
          properties=snapshot_properties(SID, next(seq), theirs["id"], picture))  # fmt: skip

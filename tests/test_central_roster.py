@@ -111,7 +111,9 @@ def built(db: Session, data_key: DataKey, *station_ids: str) -> None:
             {"v": 1, "type": "roster_request", "station_id": sid, "id": f"q-{sid}", "have_version": 0,
              "reason": "new", "ts": "2026-12-01T00:00:00+00:00"}, strict=False,
         )  # fmt: skip
-        assert answer_request(db, data_key.templates, station_id=sid, request=request, now=dt.datetime.now(dt.UTC))
+        assert answer_request(
+            db, data_key.templates, station_id=sid, request=request, now=dt.datetime.now(dt.UTC)
+        )
 
 
 def vector(seed: int) -> list[float]:
@@ -119,7 +121,9 @@ def vector(seed: int) -> list[float]:
 
 
 def station_changes(db: Session, sid: str) -> list[RosterChange]:
-    return list(db.scalars(select(RosterChange).where(RosterChange.station_id == sid).order_by(RosterChange.version)))
+    return list(
+        db.scalars(select(RosterChange).where(RosterChange.station_id == sid).order_by(RosterChange.version))
+    )
 
 
 def parsed(message: dict[str, Any]) -> Any:
@@ -174,7 +178,9 @@ def test_stations_never_built_get_a_snapshot_not_changes(keyed: tuple[CentralDb,
              "reason": "new", "ts": "2026-12-01T00:00:00+00:00",
              "face_model": {"name": "dlib_resnet_v1", "dim": 128}}, strict=False,
         )  # fmt: skip
-        answer = answer_request(db, data_key.templates, station_id="s2", request=request, now=dt.datetime.now(dt.UTC))
+        answer = answer_request(
+            db, data_key.templates, station_id="s2", request=request, now=dt.datetime.now(dt.UTC)
+        )
         assert answer is not None and answer.snapshot and answer.version == 1
         *parts, status = answer.messages
         snapshot = parsed(parts[0])
@@ -184,20 +190,28 @@ def test_stations_never_built_get_a_snapshot_not_changes(keyed: tuple[CentralDb,
         assert status["version"] == 1
         # Asked again at version 1: current, a status only.
         request = request.model_copy(update={"have_version": 1, "reason": "pull", "id": "q2"})
-        again = answer_request(db, data_key.templates, station_id="s2", request=request, now=dt.datetime.now(dt.UTC))
+        again = answer_request(
+            db, data_key.templates, station_id="s2", request=request, now=dt.datetime.now(dt.UTC)
+        )
         assert again is not None and [m["type"] for m in again.messages] == ["roster_status"]
         # A station ahead of the centre (a restored backup): jumped past, with a snapshot.
         ahead = request.model_copy(update={"have_version": 40, "id": "q3"})
-        jump = answer_request(db, data_key.templates, station_id="s2", request=ahead, now=dt.datetime.now(dt.UTC))
+        jump = answer_request(
+            db, data_key.templates, station_id="s2", request=ahead, now=dt.datetime.now(dt.UTC)
+        )
         assert jump is not None and jump.snapshot and jump.version == 41
 
 
-def test_big_snapshots_come_in_parts_under_the_stations_payload_limit(keyed: tuple[CentralDb, DataKey]) -> None:
+def test_big_snapshots_come_in_parts_under_the_stations_payload_limit(
+    keyed: tuple[CentralDb, DataKey],
+) -> None:
     central_db, data_key = keyed
     with central_db.sessions.begin() as db:
         for i in range(300):
             mid = f"m-{i:04d}"
-            member_store.add_member(db, member_id=mid, name=f"worker {i}", consent_face=True, consent_cross_station=True)
+            member_store.add_member(
+                db, member_id=mid, name=f"worker {i}", consent_face=True, consent_cross_station=True
+            )
             for j in range(3):
                 member_store.add_template(db, data_key.templates, member_id=mid, vector=vector(i * 3 + j))
             roster.member_changed(db, mid)
@@ -212,7 +226,9 @@ def test_big_snapshots_come_in_parts_under_the_stations_payload_limit(keyed: tup
     assert {p["parts"] for p in parts} == {len(parts)}
 
 
-def test_erasure_reaches_every_holder_and_is_recorded_without_the_data(keyed: tuple[CentralDb, DataKey]) -> None:
+def test_erasure_reaches_every_holder_and_is_recorded_without_the_data(
+    keyed: tuple[CentralDb, DataKey],
+) -> None:
     central_db, data_key = keyed
     with central_db.sessions.begin() as db:
         built(db, data_key, "s1", "s2", "s3")
@@ -225,7 +241,9 @@ def test_erasure_reaches_every_holder_and_is_recorded_without_the_data(keyed: tu
     with central_db.sessions.begin() as db:
         row = db.get(Erasure, erasure_id)
         assert row is not None and sorted(row.stations_pending) == ["s1", "s2"] and row.templates_deleted == 1
-        assert "赵六" not in json.dumps({c.name: str(getattr(row, c.name)) for c in Erasure.__table__.columns})
+        assert "赵六" not in json.dumps(
+            {c.name: str(getattr(row, c.name)) for c in Erasure.__table__.columns}
+        )
         assert member_store.get_member(db, member_id="m-9") is None
         assert db.get(FaceTemplate, T3) is None
         last = station_changes(db, "s1")[-1]
@@ -250,7 +268,9 @@ def test_withdrawn_cross_station_consent_keeps_the_face_only_where_it_was_enroll
                                   origin_station_id="s1")  # fmt: skip
         roster.member_changed(db, "m-5")
         erasure = roster.withdraw_consent(db, "m-5", "staff:ops", cross_station=True)
-        assert erasure is not None and erasure.reason == "consent_withdrawn" and erasure.templates_deleted == 1
+        assert (
+            erasure is not None and erasure.reason == "consent_withdrawn" and erasure.templates_deleted == 1
+        )
         s1_last, s2_last = station_changes(db, "s1")[-1].ops, station_changes(db, "s2")[-1].ops
         assert {"op": "remove_template", "member_id": "m-5", "template_id": T1} in s2_last
         assert all(op["op"] != "remove_template" for op in s1_last)  # its origin keeps it

@@ -46,14 +46,17 @@ class MqttSide:
         metrics: CentreMetrics,
         *,
         signer: MessageSigner | None = None,
+        reads: sessionmaker[Session] | None = None,
     ) -> MqttSide:
-        signer = signer or MessageSigner(db, data_key)
+        """`db`: the sessions that write; `reads`: sessions for reads only (central.store.database)."""
+        reads = reads or db
+        signer = signer or MessageSigner(reads, data_key)
         down = DownLink(config.mqtt, config.mqtt.effective_client_id(0).removesuffix("-0") + "-down")
         roster = RosterService(db=db, data_key=data_key, down=down, signer=signer, metrics=metrics)
         files = SnapshotFiles(config.storage.snapshots_dir)
         processor = BatchProcessor(
             db=db,
-            directory=StationDirectory(db),
+            directory=StationDirectory(reads),
             files=files,
             config=config,
             cipher=data_key.templates,
