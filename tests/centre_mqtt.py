@@ -284,3 +284,78 @@ def station_templates(st: Station, member_id: str) -> set[str]:
                 select_(StationTemplate.template_id).where(StationTemplate.member_id == member_id)
             )
         )
+
+
+def write_config(path: Path, config: CentralConfig) -> Path:
+    """`config` as a TOML file for a `yizhan-central` process (only the keys the tests change)."""
+    mqtt = config.mqtt
+    lines = [
+        "[storage]",
+        f'data_dir = "{config.storage.data_dir}"',
+        "[database]",
+        f'url = "{config.database.url}"',
+        "[mqtt]",
+        f'host = "{mqtt.host}"',
+        f"port = {mqtt.port}",
+        f'client_id = "{mqtt.client_id}"',
+        f"workers = {mqtt.workers}",
+        f"ack_interval_s = {mqtt.ack_interval_s}",
+        f"batch_ms = {mqtt.batch_ms}",
+        f"session_expiry_s = {mqtt.session_expiry_s}",
+        f"reconnect_max_s = {mqtt.reconnect_max_s}",
+        f"snapshot_park_s = {mqtt.snapshot_park_s}",
+        "[logging]",
+        'format = "json"',
+    ]
+    if mqtt.username is not None:
+        lines.insert(lines.index("[mqtt]") + 1, f'username = "{mqtt.username}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class IngestProcess:
+    """`yizhan-central ingest` as its own process, to be killed with SIGKILL and started again."""
+
+    def __init__(self, config_file: Path, log_file: Path) -> None:
+        self.config_file = config_file
+        self.log_file = log_file
+        self.process: Any = None
+
+    def start(self) -> IngestProcess:
+        import subprocess
+        import sys
+
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "central.cli", "--config", str(self.config_file), "ingest"],
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        assert until(lambda: "ingest worker connected" in self.log_text(), 30), self.log_text()[-3000:]
+        return self
+
+    def log_text(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no flush, no commit of what it held."""
+        import os
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except Exception:
+                self.kill()
