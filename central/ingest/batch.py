@@ -218,6 +218,9 @@ class BatchProcessor:
     def _events(self, session: Session, events: list[Prepared], handled: Handled) -> None:
         if not events:
             return
+        # `received_at` of an event is when the centre stored it: this batch, one clock reading.
+        stored_at = dt.datetime.now(dt.UTC)
+        stored_iso = stored_at.isoformat()
         rows = []
         for prepared in events:
             message = prepared.message
@@ -235,7 +238,7 @@ class BatchProcessor:
                     "details": message.details,
                     "snapshot": message.snapshot,
                     "latency_ms": message.latency_ms,
-                    "received_at": prepared.item.received_at,
+                    "received_at": stored_at,
                 }
             )
         outcomes = ingest_store.store_events(session, rows)
@@ -254,14 +257,14 @@ class BatchProcessor:
                 handled.live.append(
                     (
                         "event",
-                        self._event_live(message, prepared),
+                        self._event_live(message, stored_iso),
                         message.station_id,
                         prepared.station.district_id,
                     )
                 )
 
     @staticmethod
-    def _event_live(message: EventIn, prepared: Prepared) -> dict[str, Any]:
+    def _event_live(message: EventIn, stored_iso: str) -> dict[str, Any]:
         return {
             "id": message.id,
             "station_id": message.station_id,
@@ -275,7 +278,7 @@ class BatchProcessor:
             "snapshot": None,
             "snapshot_expected": message.snapshot is not None,
             "latency_ms": message.latency_ms,
-            "received_at": prepared.item.received_at.isoformat(),
+            "received_at": stored_iso,
         }
 
     def _enrolment(self, session: Session, prepared: Prepared, handled: Handled) -> None:

@@ -9,10 +9,11 @@ enrolment by its id, a result by (station, ref, ref_type).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -46,10 +47,13 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[str]:
     for index, row in enumerate(rows):
         first.setdefault(row["id"], index)
     unique = [dict(rows[i]) for i in sorted(first.values())]
-    statement = (
-        _insert(session)(Event).on_conflict_do_nothing(index_elements=["id", "ts"]).returning(Event.id)
-    )
-    inserted = {str(i) for i in session.scalars(statement, unique)}
+    if session.get_bind().dialect.name == "postgresql":
+        inserted = _insert_recordset(session, unique)
+    else:
+        statement = (
+            sqlite_insert(Event).on_conflict_do_nothing(index_elements=["id", "ts"]).returning(Event.id)
+        )
+        inserted = {str(i) for i in session.scalars(statement, unique)}
     stored_owner: dict[str, str] = {}
     missing = [r for r in unique if r["id"] not in inserted]
     if missing:
@@ -73,6 +77,55 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[str]:
             owner = stored_owner.get(event_id, "")
         outcomes.append(DUPLICATE if owner == row["station_id"] else FOREIGN)
     return outcomes
+
+
+_EVENT_COLUMNS = (
+    ("id", "text"),
+    ("ts", "timestamptz"),
+    ("station_id", "text"),
+    ("seq", "bigint"),
+    ("kind", "text"),
+    ("method", "text"),
+    ("member_id", "text"),
+    ("reason", "text"),
+    ("details", "jsonb"),
+    ("snapshot", "text"),
+    ("latency_ms", "float8"),
+    ("received_at", "timestamptz"),
+)
+_NAMES = ", ".join(c for c, _ in _EVENT_COLUMNS)
+_RECORDSET = text(
+    f"INSERT INTO events ({_NAMES}) SELECT {_NAMES} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+    f"AS r({', '.join(f'{c} {t}' for c, t in _EVENT_COLUMNS)}) "
+    "ON CONFLICT (id, ts) DO NOTHING RETURNING id"
+)
+
+
+def _insert_recordset(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """PostgreSQL: all rows in one `INSERT ... SELECT FROM jsonb_to_recordset(:rows)`.
+
+    Why not SQLAlchemy's multi-row VALUES: its statement text changes with the row count and is too
+    long for psycopg's statement cache, so every batch was re-parsed client-side (about 0.1 ms per
+    row); arrays per column (`unnest`) cost as much again in psycopg's text quoting of each element.
+    One JSON document, written by the C encoder and read by PostgreSQL's, is the cheap way in."""
+    stamps: dict[dt.datetime, str] = {}  # a batch shares one received_at: format it once
+
+    def iso(value: dt.datetime) -> str:
+        found = stamps.get(value)
+        if found is None:
+            found = stamps[value] = value.isoformat()
+        return found
+
+    document = [
+        {
+            **row,
+            "ts": row["ts"].isoformat(),
+            "received_at": iso(row["received_at"]),
+            "details": row.get("details") or {},
+        }
+        for row in rows
+    ]
+    return {str(i) for i in session.scalars(_RECORDSET, {"rows": json.dumps(document, allow_nan=False)})}
 
 
 def find_event(session: Session, *, station_id: str, event_id: str) -> Event | None:
