@@ -67,6 +67,66 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far (0 for a gone one)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _children(parent: int) -> list[int]:
+    """The process and its children (PostgreSQL's backends are children of the postmaster)."""
+    found = [parent]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+class CpuMeter:
+    """CPU seconds per component, sampled every half second per process, so processes that come
+    and go in the window (a killed worker, its database backends) keep what they used."""
+
+    def __init__(self, groups: dict[str, Any]) -> None:
+        self.groups = groups  # name -> callable returning the pids now
+        self.last: dict[str, dict[int, float]] = {name: {} for name in groups}
+        self.base: dict[str, dict[int, float]] = {name: {} for name in groups}
+        self._lock = threading.Lock()
+
+    def sample(self) -> None:
+        for name, pids in self.groups.items():
+            for pid in pids():
+                value = _cpu_s([pid])
+                with self._lock:
+                    if value > 0:
+                        self.last[name][pid] = value
+
+    def mark(self) -> None:
+        self.sample()
+        with self._lock:
+            self.base = {name: dict(values) for name, values in self.last.items()}
+
+    def used(self) -> dict[str, float]:
+        self.sample()
+        with self._lock:
+            return {
+                name: sum(v - self.base[name].get(pid, 0.0) for pid, v in values.items())
+                for name, values in self.last.items()
+            }
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -261,7 +321,8 @@ def _worker_config(path: Path, url: str, port: int, data_dir: Path, name: str, g
     return path
 
 
-def run_once(workers: int, args: argparse.Namespace, pg: Any, broker_port: int, folder: Path) -> Run:
+def run_once(workers: int, args: argparse.Namespace, pg: Any, broker: Any, folder: Path) -> Run:
+    broker_port = broker.port
     # Each run has its own station ids and shared group: the broker keeps the previous run's
     # sessions (and would go on handing messages to its stopped workers' sessions until they expire).
     station_ids = [f"st-w{workers}-{i:05d}" for i in range(args.stations)]
@@ -315,8 +376,25 @@ def run_once(workers: int, args: argparse.Namespace, pg: Any, broker_port: int, 
         )
         fleet.ask("events", args.rate)
         time.sleep(WARMUP_S)
+        meter = CpuMeter(
+            {
+                "ingest": lambda: [p.process.pid for p in procs if p.process is not None],
+                "postgresql": lambda: _children(pg.pid),
+                "mosquitto": lambda: [broker.process.pid] if broker.process is not None else [],
+                "stations": lambda: [p.pid for p in fleet.processes if p.pid is not None],
+            }
+        )
+        metering = threading.Event()
+
+        def measure() -> None:
+            while not metering.wait(0.5):
+                meter.sample()
+
+        threading.Thread(target=measure, daemon=True).start()
+        stack.callback(metering.set)
         window_start, count_start = time.time(), _count(url)
         load_start = os.getloadavg()
+        meter.mark()
         kill_at = window_start + args.duration * 0.4 if workers >= 2 and not args.no_kill else None
         fanout_at = window_start + args.duration * 0.7
         killed = fanned = False
@@ -342,6 +420,8 @@ def run_once(workers: int, args: argparse.Namespace, pg: Any, broker_port: int, 
                 fanout, fanned = fan_out(), True
             time.sleep(0.2)
         window_end, count_end = time.time(), _count(url)
+        cpu_used = meter.used()
+        metering.set()
         if not fanned:
             fanout = fan_out()
         load_end = os.getloadavg()
@@ -385,9 +465,17 @@ def run_once(workers: int, args: argparse.Namespace, pg: Any, broker_port: int, 
         commit_ms = [c * 1000 for c, _, hit in latencies if not hit]
         live_ms = [d * 1000 for _, d, hit in latencies if not hit]
         live_all_ms = [d * 1000 for _, d, _ in latencies]
+        stored_in_window = max(1, count_end - count_start)
+        # CPU per stored event, by component.
+        cpu_ms = {k: round(v * 1000 / stored_in_window, 3) for k, v in cpu_used.items()}
+        centre_ms = cpu_ms["ingest"] + cpu_ms["postgresql"] + cpu_ms["mosquitto"]
         run.results.update(
             {
                 "events_per_s": round((count_end - count_start) / (window_end - window_start), 1),
+                "cpu_ms_per_event": cpu_ms,
+                "centre_cpu_ms_per_event": round(centre_ms, 3),
+                # What 2 cores doing only the centre's work (ingest + PostgreSQL + mosquitto) would store.
+                "projected_events_per_s_2_cores": round(2000 / centre_ms) if centre_ms > 0 else None,
                 "published_per_s_offered": round(run.offered_per_s, 1),
                 "window_s": round(window_end - window_start, 1),
                 "commit_p50_ms": _round(_percentile(commit_ms, 0.5)),
@@ -500,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         stack.callback(broker.stop)
         for count in (int(w) for w in args.workers.split(",")):
-            runs.append(run_once(count, args, pg, broker.port, folder))
+            runs.append(run_once(count, args, pg, broker, folder))
     result = summary(runs, args)
     command = "python -m bench.fleet " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.write:

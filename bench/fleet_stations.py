@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 
 from contract.signing import PublicKey, SignatureError, verify_message
 
-ACK_TIMEOUT_S = 15.0
+ACK_TIMEOUT_S = 60.0  # as the real station's default ack_timeout_s
 VERIFY_EVERY = 25  # check one ack in this many against the centre's key
 
 

@@ -49,7 +49,7 @@ from central.ingest.messages import (
 )
 from central.ingest.refusals import RefusalLog
 from central.roster.enrolments import enrolment_received
-from central.roster.erasure import confirm_applied
+from central.roster.erasure import confirm_applied_many
 from central.snapshot_files import JPEG_MAGIC, SnapshotFiles
 from central.store import ingest as ingest_store
 from central.store import snapshots as snapshot_store
@@ -137,6 +137,7 @@ class BatchProcessor:
         self._clock = clock
         self._max_bytes = config.mqtt.max_payload_bytes
         self._park_s = config.mqtt.snapshot_park_s
+        self._last_history: dict[str, dt.datetime] = {}  # station -> its last status history row
 
     # -- checks without the database ----------------------------------------------------------
 
@@ -414,20 +415,27 @@ class BatchProcessor:
         ordered = sorted(
             (p for p in batch if p.kind in ("status", "result")), key=lambda p: p.item.received_mono
         )
+        results: list[dict[str, Any]] = []
+        applied: dict[str, int] = {}
         for prepared in ordered:
             station = rows.get(prepared.station.station_id)
             if station is None:  # deleted meanwhile
                 self._refuse(handled, prepared, "unknown_station", "deleted while the message was in flight")
                 continue
+            before = station.applied_version
             if isinstance(prepared.message, StatusIn):
                 self._status(session, station, prepared, handled)
             elif isinstance(prepared.message, ResultIn):
-                self._result(session, station, prepared, handled)
+                results.append(self._result(session, station, prepared, handled))
+            if station.applied_version is not None and station.applied_version != before:
+                applied[station.station_id] = station.applied_version
+        ingest_store.store_results(session, results)
+        if applied:
+            confirm_applied_many(session, applied)
 
     def _status(self, session: Session, station: Station, prepared: Prepared, handled: Handled) -> None:
         message = prepared.message
         assert isinstance(message, StatusIn)
-        before = station.applied_version
         change = apply_status(
             session,
             station=station,
@@ -435,9 +443,8 @@ class BatchProcessor:
             ts=message.ts,
             health=message.health,
             received_at=prepared.item.received_at,
+            last_history=self._last_history,
         )
-        if station.applied_version is not None and station.applied_version != before:
-            confirm_applied(session, station_id=station.station_id, applied_version=station.applied_version)
         handled.done.append(prepared.item)
         handled.outcomes["status", "stored"] += 1
         if change.applied:
@@ -466,22 +473,24 @@ class BatchProcessor:
                 )
             )
 
-    def _result(self, session: Session, station: Station, prepared: Prepared, handled: Handled) -> None:
+    def _result(
+        self, session: Session, station: Station, prepared: Prepared, handled: Handled
+    ) -> dict[str, Any]:
+        """Act on one result; returns its row (the batch stores them together)."""
         message = prepared.message
         assert isinstance(message, ResultIn)
         now = prepared.item.received_at
-        ingest_store.store_result(
-            session,
-            station_id=station.station_id,
-            ref=message.ref,
-            ref_type=message.ref_type,
-            ok=message.ok,
-            error=message.error,
-            message=message.message,
-            data=message.data,
-            ts=message.ts,
-            received_at=now,
-        )
+        row = {
+            "station_id": station.station_id,
+            "ref": message.ref,
+            "ref_type": message.ref_type[:16],
+            "ok": message.ok,
+            "error": message.error,
+            "message": message.message,
+            "data": message.data,
+            "ts": message.ts,
+            "received_at": now,
+        }
         live: dict[str, Any] = {
             "station_id": station.station_id,
             "ref": message.ref,
@@ -512,7 +521,7 @@ class BatchProcessor:
             applied = message.data.get("applied_version")
             if isinstance(applied, int) and not isinstance(applied, bool) and 0 <= applied < 2**53:
                 station.applied_version = applied
-                confirm_applied(session, station_id=station.station_id, applied_version=applied)
         handled.done.append(prepared.item)
         handled.outcomes["result", "stored"] += 1
         handled.live.append(("result", live, station.station_id, station.district_id))
+        return row

@@ -18,11 +18,12 @@ every station the member may enter. How the views and ops are decided: central.r
 
 from central.roster.changes import keys_changed, member_changed, station_changed, token_revoked
 from central.roster.enrolments import EnrolmentOutcome, enrolment_received
-from central.roster.erasure import confirm_applied, erase_member, withdraw_consent
+from central.roster.erasure import confirm_applied, confirm_applied_many, erase_member, withdraw_consent
 
 __all__ = [
     "EnrolmentOutcome",
     "confirm_applied",
+    "confirm_applied_many",
     "enrolment_received",
     "erase_member",
     "keys_changed",

@@ -202,27 +202,38 @@ def withdraw_consent(
 def confirm_applied(session: Session, *, station_id: str, applied_version: int) -> list[int]:
     """The station applied its roster up to `applied_version`: erasures whose change it now has
     are confirmed for it. Returns the erasure ids completed now."""
+    return confirm_applied_many(session, {station_id: applied_version})
+
+
+def confirm_applied_many(session: Session, applied: dict[str, int]) -> list[int]:
+    """`confirm_applied` for several stations (one ingest batch): one query when nothing is pending."""
     pending = list(
         session.scalars(select(Erasure).where(Erasure.completed_at.is_(None)).order_by(Erasure.id))
     )
     completed: list[int] = []
     for erasure in pending:
-        if station_id not in (erasure.stations_pending or []):
-            continue
-        version = session.scalar(
-            select(RosterChange.version)
-            .where(
-                RosterChange.station_id == station_id,
-                RosterChange.cause == ERASURE_CAUSE.format(id=erasure.id),
+        waiting = list(erasure.stations_pending or [])
+        confirmed = []
+        for station_id in waiting:
+            if station_id not in applied:
+                continue
+            version = session.scalar(
+                select(RosterChange.version)
+                .where(
+                    RosterChange.station_id == station_id,
+                    RosterChange.cause == ERASURE_CAUSE.format(id=erasure.id),
+                )
+                .order_by(RosterChange.version.desc())
+                .limit(1)
             )
-            .order_by(RosterChange.version.desc())
-            .limit(1)
-        )
-        if version is None or applied_version >= version:
-            remaining = [s for s in erasure.stations_pending if s != station_id]
-            values: dict[str, object] = {"stations_pending": remaining}
-            if not remaining:
-                values["completed_at"] = utc_now()
-                completed.append(erasure.id)
-            session.execute(update(Erasure).where(Erasure.id == erasure.id).values(**values))
+            if version is None or applied[station_id] >= version:
+                confirmed.append(station_id)
+        if not confirmed:
+            continue
+        remaining = [s for s in waiting if s not in confirmed]
+        values: dict[str, object] = {"stations_pending": remaining}
+        if not remaining:
+            values["completed_at"] = utc_now()
+            completed.append(erasure.id)
+        session.execute(update(Erasure).where(Erasure.id == erasure.id).values(**values))
     return completed

@@ -145,42 +145,30 @@ def events_known(session: Session, *, pairs: Sequence[tuple[str, str]]) -> dict[
     return {(s, i): ts for s, i, ts in found if (s, i) in wanted}
 
 
-def store_result(
-    session: Session,
-    *,
-    station_id: str,
-    ref: str | None,
-    ref_type: str,
-    ok: bool,
-    error: str | None,
-    message: str | None,
-    data: dict[str, Any],
-    ts: dt.datetime,
-    received_at: dt.datetime,
-) -> bool:
-    """Keep a station's answer (once per ref; roster answers are replaced by newer ones). True if
-    stored or updated."""
-    values = {
-        "station_id": station_id,
-        "ref": ref,
-        "ref_type": ref_type[:16],
-        "ok": ok,
-        "error": error,
-        "message": message,
-        "data": data,
-        "ts": ts,
-        "received_at": received_at,
-    }
-    statement = _insert(session)(Result).values(**values)
+def store_results(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Keep stations' answers (Result columns), once per (station, ref, ref_type): roster answers
+    replace older ones (a `version_gap` followed by `ok`), a command's first answer is final (a
+    broker redelivery of the command is answered `replayed`, which must not overwrite it)."""
+    latest: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    first: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["station_id"], row["ref"], row["ref_type"])
+        if row["ref_type"] in _LATEST_WINS:
+            latest[key] = row  # the last of a batch wins, as later batches will
+        else:
+            first.setdefault(key, row)
     keys = ["station_id", "ref", "ref_type"]
-    if ref_type in _LATEST_WINS:
+    if latest:
+        statement = _insert(session)(Result)
         statement = statement.on_conflict_do_update(
             index_elements=keys,
             set_={k: statement.excluded[k] for k in ("ok", "error", "message", "data", "ts", "received_at")},
         )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=keys)
-    return session.execute(statement.returning(Result.id)).first() is not None
+        session.execute(statement, list(latest.values()))
+    if first:
+        session.execute(
+            _insert(session)(Result).on_conflict_do_nothing(index_elements=keys), list(first.values())
+        )
 
 
 def answer_command(

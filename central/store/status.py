@@ -77,8 +77,12 @@ def apply_status(
     ts: dt.datetime,
     health: dict[str, Any] | None,
     received_at: dt.datetime,
+    last_history: dict[str, dt.datetime] | None = None,
 ) -> StatusChange:
-    """Store one status message of `station` (locked by the caller's batch). See the module doc."""
+    """Store one status message of `station` (locked by the caller's batch). See the module doc.
+
+    `last_history` caches when each station's last history row was written (the caller keeps it
+    across batches), so a heartbeat costs no query to decide whether it is due."""
     previous_state = station.last_state
     newer = station.last_status_at is None or received_at >= station.last_status_at
     stored_health = None
@@ -89,12 +93,14 @@ def apply_status(
             stored_health["clock_skew_s"] = skew  # the centre's measurement, beside the station's
     history = not newer or previous_state != state or _summary(station.last_health) != _summary(stored_health)
     if newer:
-        last = session.scalar(
-            select(StationStatus.received_at)
-            .where(StationStatus.station_id == station.station_id)
-            .order_by(StationStatus.received_at.desc())
-            .limit(1)
-        )
+        last = last_history.get(station.station_id) if last_history is not None else None
+        if last is None:
+            last = session.scalar(
+                select(StationStatus.received_at)
+                .where(StationStatus.station_id == station.station_id)
+                .order_by(StationStatus.received_at.desc())
+                .limit(1)
+            )
         history = history or last is None or received_at - last >= HISTORY_EVERY
         station.last_state = state
         station.last_status_at = received_at
@@ -108,6 +114,10 @@ def apply_status(
             if isinstance(model, dict) and isinstance(model.get("name"), str) and len(model["name"]) <= 64:
                 station.face_model = station.face_model or model["name"]
     if history:
+        if last_history is not None:
+            if len(last_history) > 100_000:
+                last_history.clear()
+            last_history[station.station_id] = received_at
         session.add(
             StationStatus(
                 station_id=station.station_id,
