@@ -49,7 +49,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the tests' server helpers (mosquitto, PostgreSQL)
 START, END = "<!-- bench.fleet:start -->", "<!-- bench.fleet:end -->"
 STATIONS_PER_PROCESS = 700
-WARMUP_S = 5.0
 
 
 def _log(text: str) -> None:
@@ -193,7 +192,7 @@ class Run:
 class Publishers:
     """The simulated stations, in a few processes (bench.fleet_stations)."""
 
-    def __init__(self, port: int, station_ids: list[str], key_b64: str) -> None:
+    def __init__(self, port: int, station_ids: list[str], key_b64: str, ack_timeout_s: float) -> None:
         from bench.fleet_stations import run
 
         context = mp.get_context("spawn")
@@ -203,7 +202,7 @@ class Publishers:
             parent, child = context.Pipe()
             chunk = station_ids[start : start + STATIONS_PER_PROCESS]
             process = context.Process(
-                target=run, args=(child, "127.0.0.1", port, chunk, key_b64), daemon=True
+                target=run, args=(child, "127.0.0.1", port, chunk, key_b64, ack_timeout_s), daemon=True
             )
             process.start()
             self.pipes.append(parent)
@@ -360,7 +359,7 @@ def run_once(workers: int, args: argparse.Namespace, pg: Any, broker: Any, folde
         sampler.start()
         stack.callback(sampling.set)
         _log(f"{workers} worker(s) up; connecting {len(station_ids)} stations")
-        fleet = Publishers(broker_port, station_ids, key)
+        fleet = Publishers(broker_port, station_ids, key, args.ack_timeout)
         stack.callback(fleet.stop)
         deadline = time.monotonic() + 180
         while True:
@@ -375,7 +374,7 @@ def run_once(workers: int, args: argparse.Namespace, pg: Any, broker: Any, folde
             f"stations connected and built ({run.results['ready_s']} s); events at {run.offered_per_s:.0f}/s"
         )
         fleet.ask("events", args.rate)
-        time.sleep(WARMUP_S)
+        time.sleep(args.warmup)
         meter = CpuMeter(
             {
                 "ingest": lambda: [p.process.pid for p in procs if p.process is not None],
@@ -444,7 +443,11 @@ def run_once(workers: int, args: argparse.Namespace, pg: Any, broker: Any, folde
         # Drain: every event acknowledged (re-sent where an ack never came).
         _log("draining")
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and fleet.report()["unacked"] > 0:
+        while time.monotonic() < deadline:
+            left = fleet.report()
+            if left["unacked"] == 0:
+                break
+            _log(f"draining: {left['unacked']} unacknowledged, {left['republished']} published again")
             time.sleep(1.0)
         final = fleet.report()
         published = {i for part in fleet.ask("ids") for i in part}
@@ -570,6 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1.2, help="events per second per station")
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of the measured window")
     parser.add_argument("--no-kill", action="store_true", help="do not kill -9 a worker in runs with 2+")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of events before the window")
+    parser.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=60.0,
+        help="stations publish again what is unacknowledged this long",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--write", action="store_true", help="write the section of docs/BENCHMARKS.md")
     args = parser.parse_args(argv)

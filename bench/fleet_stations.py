@@ -57,8 +57,16 @@ class SimStation:
 
 
 class Fleet:
-    def __init__(self, host: str, port: int, station_ids: list[str], centre_key_b64: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        station_ids: list[str],
+        centre_key_b64: str,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+    ) -> None:
         self.host, self.port = host, port
+        self.ack_timeout_s = ack_timeout_s
         self.selector = selectors.DefaultSelector()
         self.key = PublicKey.from_b64(centre_key_b64)
         self.stations = [self._make(sid) for sid in station_ids]
@@ -229,7 +237,7 @@ class Fleet:
         now = time.monotonic()
         for sim in self.stations:
             for seq, (payload, sent) in list(sim.unacked.items()):
-                if now - sent > ACK_TIMEOUT_S and sim.connected:
+                if now - sent > self.ack_timeout_s and sim.connected:
                     sim.unacked[seq] = (payload, now)
                     sim.client.publish(f"{sim.base}/up/event", payload, qos=1)
                     self.counts["republished"] += 1
@@ -263,9 +271,16 @@ def _iso(at: float | None = None) -> str:
     )
 
 
-def run(conn: Any, host: str, port: int, station_ids: list[str], centre_key_b64: str) -> None:
+def run(
+    conn: Any,
+    host: str,
+    port: int,
+    station_ids: list[str],
+    centre_key_b64: str,
+    ack_timeout_s: float = ACK_TIMEOUT_S,
+) -> None:
     """The child process: connect the stations, then serve the parent's commands until ("stop",)."""
-    fleet = Fleet(host, port, station_ids, centre_key_b64)
+    fleet = Fleet(host, port, station_ids, centre_key_b64, ack_timeout_s)
     fleet.connect_all()
     next_misc = next_republish = time.monotonic()
     while True:

@@ -72,8 +72,14 @@ def _sample_stacks(path: str, stop: threading.Event) -> None:
         for ident, frame in sys._current_frames().items():
             if ident not in names:
                 names = {t.ident: t.name for t in threading.enumerate()}
-            for entry in [e for e in traceback.extract_stack(frame) if "/central/" in e.filename or "fleet" in e.filename][-4:] + traceback.extract_stack(frame)[-2:]:
-                counts[(names.get(ident, "?"), f"{Path(entry.filename).name}:{entry.lineno} {entry.name}")] += 1
+            for entry in [
+                e
+                for e in traceback.extract_stack(frame)
+                if "/central/" in e.filename or "fleet" in e.filename
+            ][-4:] + traceback.extract_stack(frame)[-2:]:
+                counts[
+                    (names.get(ident, "?"), f"{Path(entry.filename).name}:{entry.lineno} {entry.name}")
+                ] += 1
     with open(path, "w", encoding="utf-8") as out:
         out.write(f"{samples} samples\n")
         for (thread, where), n in counts.most_common(150):
@@ -84,7 +90,9 @@ if __name__ == "__main__":
     profile = os.environ.get("YZ_FLEET_PROFILE")  # a file prefix: sample the threads' stacks
     if profile:
         stopping = threading.Event()
-        sampler = threading.Thread(target=_sample_stacks, args=(f"{profile}.{os.getpid()}", stopping), daemon=True)
+        sampler = threading.Thread(
+            target=_sample_stacks, args=(f"{profile}.{os.getpid()}", stopping), daemon=True
+        )
         sampler.start()
         code = main()
         stopping.set()

@@ -92,7 +92,7 @@ def apply_status(
         if skew is not None:
             stored_health["clock_skew_s"] = skew  # the centre's measurement, beside the station's
     history = not newer or previous_state != state or _summary(station.last_health) != _summary(stored_health)
-    if newer:
+    if newer and not history:  # a plain heartbeat: a history row only every HISTORY_EVERY
         last = last_history.get(station.station_id) if last_history is not None else None
         if last is None:
             last = session.scalar(
@@ -101,7 +101,8 @@ def apply_status(
                 .order_by(StationStatus.received_at.desc())
                 .limit(1)
             )
-        history = history or last is None or received_at - last >= HISTORY_EVERY
+        history = last is None or received_at - last >= HISTORY_EVERY
+    if newer:
         station.last_state = state
         station.last_status_at = received_at
         station.last_seen_at = received_at if state == "online" else station.last_seen_at
