@@ -280,6 +280,24 @@ def run(
     ack_timeout_s: float = ACK_TIMEOUT_S,
 ) -> None:
     """The child process: connect the stations, then serve the parent's commands until ("stop",)."""
+    import os
+
+    profile = os.environ.get("YZ_FLEET_STATIONS_PROFILE")  # a file prefix (bench work)
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            profiler.runcall(_serve, conn, host, port, station_ids, centre_key_b64, ack_timeout_s)
+        finally:
+            profiler.dump_stats(f"{profile}.{os.getpid()}")
+        return
+    _serve(conn, host, port, station_ids, centre_key_b64, ack_timeout_s)
+
+
+def _serve(
+    conn: Any, host: str, port: int, station_ids: list[str], centre_key_b64: str, ack_timeout_s: float
+) -> None:
     fleet = Fleet(host, port, station_ids, centre_key_b64, ack_timeout_s)
     fleet.connect_all()
     next_misc = next_republish = time.monotonic()
