@@ -255,7 +255,8 @@ def _prepare_database(url: str, station_ids: list[str], data_dir: Path) -> str:
             db.execute(insert(District), [{"district_id": "bench", "name": "bench", "created_at": now}])
             db.execute(
                 insert(Station),
-                [{"station_id": sid, "name": sid, "district_id": "bench", "created_at": now, "updated_at": now}
+                [{"station_id": sid, "name": sid, "district_id": "bench",
+                  "created_at": now, "updated_at": now}
                  for sid in station_ids],
             )  # fmt: skip
             for i in range(20):  # a small roster every station admits (their snapshots are real)
@@ -312,8 +313,9 @@ def _stored_ids(url: str) -> tuple[set[str], int]:
 def _worker_config(path: Path, url: str, port: int, data_dir: Path, name: str, group: str) -> Path:
     path.write_text(
         f'[storage]\ndata_dir = "{data_dir}"\n[database]\nurl = "{url}"\npool_size = 5\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nclient_id = "{name}"\nworkers = 1\nshared_group = "{group}"\n'
-        f"receive_maximum = 4000\nbatch_max = 1000\nbatch_ms = 50\nack_interval_s = 1.0\nreconnect_max_s = 2\n"
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nclient_id = "{name}"\nworkers = 1\n'
+        f'shared_group = "{group}"\nreceive_maximum = 4000\nbatch_max = 1000\nbatch_ms = 50\n'
+        f"ack_interval_s = 1.0\nreconnect_max_s = 2\n"
         f'session_expiry_s = 600\n[logging]\nlevel = "WARNING"\nformat = "json"\n',
         encoding="utf-8",
     )
@@ -539,7 +541,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         rows.append(
             f"| {r['workers']} | {r['published_per_s_offered']:.0f} | **{r['events_per_s']:.0f}** | "
             f"{r['commit_p50_ms']} / {r['commit_p95_ms']} | {r['live_p50_ms']} / **{r['live_p95_ms']}** | "
-            f"{fan.get('p50_s')} / **{fan.get('all_s')}** | {', '.join(str(m) for m in r['worker_rss_mb'])} | "
+            f"{fan.get('p50_s')} / **{fan.get('all_s')}** | "
+            f"{', '.join(str(m) for m in r['worker_rss_mb'])} | "
             f"{'yes' if r['killed_worker'] else 'no'} | {r['lost']} / {r['duplicated']} | "
             f"{r['load_avg_1m'][0]}-{r['load_avg_1m'][1]} |"
         )
@@ -551,8 +554,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d}. The box is shared with other engineers' jobs: the load "
         "average during each window is in the last column (2 cores: anything above 2 means we got a "
         "fraction of them).\n\n"
-        "| ingest workers | offered ev/s | stored ev/s | publish->commit p50/p95 ms | publish->live p50/p95 ms "
-        "| roster change p50 / all stations s | worker RSS MiB | kill -9 mid-run | lost / duplicated | load |\n"
+        "| ingest workers | offered ev/s | stored ev/s | publish->commit p50/p95 ms "
+        "| publish->live p50/p95 ms | roster change p50 / all stations s | worker RSS MiB "
+        "| kill -9 mid-run | lost / duplicated | load |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "Stored ev/s: rows committed per second over the window (after a warm-up). Latencies are "
         "from the simulated station's publish to the commit of the event's batch and to the live bus "

@@ -141,7 +141,8 @@ class Fleet:
             "v": 1, "type": "status", "station_id": sim.station_id, "state": "online", "ts": _iso(),
             "health": {"camera": {"state": "up", "fps": 15.0}, "disk": {"check": "disk", "status": "ok"},
                        "clock": {"station_time": _iso()}, "outbox_depth": len(sim.unacked),
-                       "centre_roster_version": sim.applied, "face_model": {"name": "dlib_resnet_v1", "dim": 128},
+                       "centre_roster_version": sim.applied,
+                       "face_model": {"name": "dlib_resnet_v1", "dim": 128},
                        "signatures": "on", "delivery": "centre_ack"},
         }  # fmt: skip
         client.publish(f"{sim.base}/up/status", json.dumps(status), qos=1, retain=True)

@@ -95,7 +95,8 @@ def ssl_context(settings: TlsFiles, read_secret: Callable[[Path, str], str]) -> 
     (default: the system CAs) with its host name checked, TLS 1.2 or newer, and the client
     certificate for mutual TLS (its key's passphrase read by `read_secret` from
     `key_password_file`). Raises OSError, ssl.SSLError or ValueError for files that cannot be used."""
-    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file is not None else None)
+    cafile = str(settings.ca_file) if settings.ca_file is not None else None
+    context = ssl.create_default_context(cafile=cafile)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if settings.cert_file is not None and settings.key_file is not None:
         password = (

@@ -24,8 +24,8 @@ from central.app import CentralApp
 from central.store import staff as staff_store
 from central.store.tables import AuditEntry, Station
 from common.passwords import Passwords
-from tests.centre_mqtt import Publisher, Station as StationUnderTest
-from tests.centre_mqtt import centre_config, prepare, running_centre, station, until
+from tests.centre_mqtt import Publisher, centre_config, prepare, running_centre, station, until
+from tests.centre_mqtt import Station as StationUnderTest
 from tests.mqtt_broker import Broker, broker
 
 __all__ = ["broker"]
@@ -61,10 +61,17 @@ class Api:
 @pytest.fixture
 def api(central_db: CentralDb, broker: Broker, tmp_path: Path) -> Iterator[tuple[Api, StationUnderTest]]:
     config = centre_config(central_db.url, tmp_path / "centre", broker.port, command_ttl_s=5)
-    prepared = prepare(config, central_db.sessions, {"st-a": {"district": "haidian"}, "st-far": {"district": "chaoyang"}})
+    stations = {"st-a": {"district": "haidian"}, "st-far": {"district": "chaoyang"}}
+    prepared = prepare(config, central_db.sessions, stations)
     with central_db.sessions.begin() as db:
-        for name, role, district in (("ops", "district", "haidian"), ("look", "viewer", None), ("cy", "district", "chaoyang")):
-            staff_store.create_staff(db, Passwords(), username=name, role=role, district_id=district, password=PASSWORD)
+        for name, role, district in (
+            ("ops", "district", "haidian"),
+            ("look", "viewer", None),
+            ("cy", "district", "chaoyang"),
+        ):
+            staff_store.create_staff(
+                db, Passwords(), username=name, role=role, district_id=district, password=PASSWORD
+            )
     with running_centre(config) as app:
         st = station(tmp_path, broker.port, "st-a", prepared.key_file(tmp_path / "keys"))
         try:
@@ -96,7 +103,11 @@ def test_a_remote_opening_is_signed_audited_and_shows_the_stations_answer(
         assert done["reason"] == "courier locked out at night"
         live = until(lambda: [m for m in feed.drain() if m.data.get("ref") == command_id], 5)
         assert live and live[0].data["ok"] is True and live[0].data["command_id"] == command_id
-    assert st.double.opens and st.double.opens[0]["by"] == "centre:staff:ops" and st.double.opens[0]["seconds"] == 4
+    assert (
+        st.double.opens
+        and st.double.opens[0]["by"] == "centre:staff:ops"
+        and st.double.opens[0]["seconds"] == 4
+    )
     with central_db.sessions() as db:
         audit = db.scalars(select(AuditEntry).where(AuditEntry.action == "remote_open")).all()
     assert len(audit) == 1 and audit[0].actor == "staff:ops" and audit[0].details["reason"]
@@ -122,7 +133,10 @@ def test_commands_are_refused_before_anything_is_sent(api: tuple[Api, StationUnd
     assert web.command(ops, "st-a", name="open", reason="ok reason", seconds=0).status_code == 422
     assert web.command(ops, "st-a", name="self_destruct").status_code == 422
     assert web.command(ops, "st-a", name="ping", seconds=3).status_code == 422  # not a ping argument
-    assert web.command(ops, "st-a", name="set_schedule", schedule={"weekly": {"mon": "whenever"}}).status_code == 422
+    assert (
+        web.command(ops, "st-a", name="set_schedule", schedule={"weekly": {"mon": "whenever"}}).status_code
+        == 422
+    )
     assert web.command(look, "st-a", name="ping").status_code == 403  # viewers look only
     assert web.command(cy, "st-a", name="ping").status_code == 404  # another district's station
     assert web.command(ops, "st-nowhere", name="ping").status_code == 404
@@ -149,9 +163,15 @@ def test_an_offline_station_is_reported_at_once_and_a_silent_one_expires(
     try:
         mute.publish(
             "yz/v1/station/st-a/up/status",
-            {"v": 1, "type": "status", "station_id": "st-a", "state": "online",
-             "ts": "2026-12-01T00:00:00+00:00", "health": {}},
-        )  # fmt: skip
+            {
+                "v": 1,
+                "type": "status",
+                "station_id": "st-a",
+                "state": "online",
+                "ts": "2026-12-01T00:00:00+00:00",
+                "health": {},
+            },
+        )
         assert until(lambda: _state(central_db, "st-a") == "online", 10)
         sent = web.command(ops, "st-a", name="ping").json()
         assert sent["state"] in ("pending", "sent")

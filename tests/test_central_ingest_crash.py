@@ -61,8 +61,12 @@ class Traffic:
             thread.join(10)
 
 
-def check_all_stored_once(central_db: CentralDb, stations: list[Station], ids: list[str], timeout: float) -> None:
-    assert until(lambda: all(s.outbox_depth() == 0 for s in stations), timeout), [s.outbox_depth() for s in stations]
+def check_all_stored_once(
+    central_db: CentralDb, stations: list[Station], ids: list[str], timeout: float
+) -> None:
+    assert until(lambda: all(s.outbox_depth() == 0 for s in stations), timeout), [
+        s.outbox_depth() for s in stations
+    ]
     with central_db.sessions() as db:
         stored = list(db.scalars(select(Event.id)))
         twice = db.execute(select(Event.id).group_by(Event.id).having(func.count() > 1)).all()
@@ -80,7 +84,9 @@ def test_kill_9_of_ingest_workers_loses_nothing_and_stores_nothing_twice(
         config = centre_config(central_db.url, tmp_path / "centre", broker.port, client_id=name,
                                session_expiry_s=20, batch_ms=50)  # fmt: skip
         configs.append(config)
-        processes.append(IngestProcess(write_config(tmp_path / f"{name}.toml", config), tmp_path / f"{name}.log"))
+        processes.append(
+            IngestProcess(write_config(tmp_path / f"{name}.toml", config), tmp_path / f"{name}.log")
+        )
     key = prepare(configs[0], central_db.sessions, list(STATIONS)).key_file(tmp_path / "keys")
     stations: list[Station] = []
     try:
@@ -111,8 +117,12 @@ def test_kill_9_of_ingest_workers_loses_nothing_and_stores_nothing_twice(
 def test_kill_9_of_the_broker_loses_nothing_and_stores_nothing_twice(
     central_db: CentralDb, tmp_path: Path
 ) -> None:
-    mosquitto = start_broker(tmp_path / "broker", extra=["persistence true", f"persistence_location {tmp_path}/"])
-    config = centre_config(central_db.url, tmp_path / "centre", mosquitto.port, client_id="ingest-k", batch_ms=50)
+    mosquitto = start_broker(
+        tmp_path / "broker", extra=["persistence true", f"persistence_location {tmp_path}/"]
+    )
+    config = centre_config(
+        central_db.url, tmp_path / "centre", mosquitto.port, client_id="ingest-k", batch_ms=50
+    )
     key = prepare(config, central_db.sessions, list(STATIONS)).key_file(tmp_path / "keys")
     process = IngestProcess(write_config(tmp_path / "ingest.toml", config), tmp_path / "ingest.log")
     stations: list[Station] = []

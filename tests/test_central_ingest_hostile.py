@@ -130,16 +130,41 @@ def test_hostile_messages_of_every_type_are_refused_and_counted(
     topic = f"{UP}/snapshot/{event_id}"
     snap_seq = next(seq)
     send("snapshot", picture, "invalid_payload", topic=topic)  # no properties at all
-    send("snapshot", picture, "invalid_payload", topic=topic,
-         properties=snapshot_properties(SID, snap_seq, str(uuid.uuid4()), picture))  # fmt: skip
-    send("snapshot", picture, "wrong_station", topic=topic,
-         properties=snapshot_properties(OTHER, snap_seq, event_id, picture))  # fmt: skip
-    send("snapshot", picture, "bad_checksum", topic=topic,
-         properties=snapshot_properties(SID, snap_seq, event_id, picture, sha256="0" * 64))  # fmt: skip
-    send("snapshot", b"GIF89a" + picture, "not_jpeg", topic=topic,
-         properties=snapshot_properties(SID, snap_seq, event_id, b"GIF89a" + picture))  # fmt: skip
-    send("unknown", picture, "bad_topic", topic=f"{UP}/snapshot/NOT-A-UUID",
-         properties=snapshot_properties(SID, snap_seq, event_id, picture))  # fmt: skip
+    send(
+        "snapshot",
+        picture,
+        "invalid_payload",
+        topic=topic,
+        properties=snapshot_properties(SID, snap_seq, str(uuid.uuid4()), picture),
+    )
+    send(
+        "snapshot",
+        picture,
+        "wrong_station",
+        topic=topic,
+        properties=snapshot_properties(OTHER, snap_seq, event_id, picture),
+    )
+    send(
+        "snapshot",
+        picture,
+        "bad_checksum",
+        topic=topic,
+        properties=snapshot_properties(SID, snap_seq, event_id, picture, sha256="0" * 64),
+    )
+    send(
+        "snapshot",
+        b"GIF89a" + picture,
+        "not_jpeg",
+        topic=topic,
+        properties=snapshot_properties(SID, snap_seq, event_id, b"GIF89a" + picture),
+    )
+    send(
+        "unknown",
+        picture,
+        "bad_topic",
+        topic=f"{UP}/snapshot/NOT-A-UUID",
+        properties=snapshot_properties(SID, snap_seq, event_id, picture),
+    )
     stray = str(uuid.uuid4())
     send(
         "snapshot",
@@ -149,8 +174,13 @@ def test_hostile_messages_of_every_type_are_refused_and_counted(
         properties=snapshot_properties(SID, next(seq), stray, picture),
     )  # fmt: skip  (parked, then refused)
     their_picture_topic = f"{UP}/snapshot/{theirs['id']}"
-    send("snapshot", picture, "unknown_event", topic=their_picture_topic,
-         properties=snapshot_properties(SID, next(seq), theirs["id"], picture))  # fmt: skip
+    send(
+        "snapshot",
+        picture,
+        "unknown_event",
+        topic=their_picture_topic,
+        properties=snapshot_properties(SID, next(seq), theirs["id"], picture),
+    )
     pub.publish(topic, picture, properties=snapshot_properties(SID, snap_seq, event_id, picture))
     good.append({"seq": snap_seq})
     # -- status, result, enrolment, roster request, topics -------------------------------------------
@@ -158,28 +188,69 @@ def test_hostile_messages_of_every_type_are_refused_and_counted(
     send("status", {**status, "state": "sleeping"}, "invalid_payload")
     send("status", {**status, "health": [1, 2]}, "invalid_payload")
     send("status", {**status, "station_id": OTHER}, "wrong_station")
-    result = {"v": 1, "type": "result", "station_id": SID, "ref": "c-1", "ref_type": "command", "ok": True,
-              "ts": first["ts"]}  # fmt: skip
+    result = {
+        "v": 1,
+        "type": "result",
+        "station_id": SID,
+        "ref": "c-1",
+        "ref_type": "command",
+        "ok": True,
+        "ts": first["ts"],
+    }
     send("result", {**result, "ok": "yes"}, "invalid_payload")
     send("result", {**result, "ref": "x" * 49}, "invalid_payload")
     enrolment = {
-        "v": 1, "type": "enrolment", "id": str(uuid.uuid4()), "station_id": SID, "seq": next(seq),
-        "ts": first["ts"], "templates_withheld": 0,
-        "member": {"member_id": "m-hostile", "name": "x", "groups": [], "status": "active",
-                   "consent_face": True, "consent_cross_station": True},
-    }  # fmt: skip
+        "v": 1,
+        "type": "enrolment",
+        "id": str(uuid.uuid4()),
+        "station_id": SID,
+        "seq": next(seq),
+        "ts": first["ts"],
+        "templates_withheld": 0,
+        "member": {
+            "member_id": "m-hostile",
+            "name": "x",
+            "groups": [],
+            "status": "active",
+            "consent_face": True,
+            "consent_cross_station": True,
+        },
+    }
     vector = [0.01] * 128
-    send("enrolment", {**enrolment, "templates": [{"template_id": "a" * 32, "model": "dlib_resnet_v1",
-                                                   "vector": vector[:100]}]}, "invalid_payload")  # fmt: skip
-    send("enrolment", {**enrolment, "templates": [{"template_id": "a" * 32, "model": "dlib_resnet_v1",
-                                                   "vector": [1e9] * 128}]}, "invalid_payload")  # fmt: skip
-    withheld = {**enrolment, "id": str(uuid.uuid4()), "seq": next(seq),
-                "member": {**enrolment["member"], "member_id": "m-nocross", "consent_cross_station": False},
-                "templates": [{"template_id": "b" * 32, "model": "dlib_resnet_v1", "vector": vector}]}  # fmt: skip
+    send(
+        "enrolment",
+        {
+            **enrolment,
+            "templates": [{"template_id": "a" * 32, "model": "dlib_resnet_v1", "vector": vector[:100]}],
+        },
+        "invalid_payload",
+    )
+    send(
+        "enrolment",
+        {
+            **enrolment,
+            "templates": [{"template_id": "a" * 32, "model": "dlib_resnet_v1", "vector": [1e9] * 128}],
+        },
+        "invalid_payload",
+    )
+    withheld = {
+        **enrolment,
+        "id": str(uuid.uuid4()),
+        "seq": next(seq),
+        "member": {**enrolment["member"], "member_id": "m-nocross", "consent_cross_station": False},
+        "templates": [{"template_id": "b" * 32, "model": "dlib_resnet_v1", "vector": vector}],
+    }
     send("enrolment", withheld, "templates_refused")  # stored without the face it should not have sent
     good.append(withheld)
-    request = {"v": 1, "type": "roster_request", "station_id": SID, "id": "q-1", "have_version": -1,
-               "reason": "connect", "ts": first["ts"]}  # fmt: skip
+    request = {
+        "v": 1,
+        "type": "roster_request",
+        "station_id": SID,
+        "id": "q-1",
+        "have_version": -1,
+        "reason": "connect",
+        "ts": first["ts"],
+    }
     send("roster_request", request, "invalid_payload")
     send("unknown", b"{}", "bad_topic", topic=f"{UP}/bogus")
     send("unknown", b"{}", "bad_topic", topic=f"{UP}/event/extra")
@@ -217,11 +288,19 @@ def test_a_flood_of_garbage_neither_stops_ingest_nor_grows_anything(
             message[key] = rng.choice([None, -1, 2**70, "x" * 300, [], {}, True, "\u0000"])
             payload = json.dumps(message).encode()
         else:
-            payload = json.dumps({"v": 1, "type": kind.split("/")[0], "station_id": SID,
-                                  "junk": "y" * rng.randint(0, 2000)}).encode()  # fmt: skip
+            payload = json.dumps(
+                {"v": 1, "type": kind.split("/")[0], "station_id": SID, "junk": "y" * rng.randint(0, 2000)}
+            ).encode()
         pub.client.publish(f"{UP}/{kind}", payload, qos=1)
-    assert until(lambda: app.metrics.registry.get_sample_value(
-        "yizhan_centre_ingest_messages_total", {"kind": "event", "outcome": "refused"}) is not None, 30)  # fmt: skip
+    assert until(
+        lambda: (
+            app.metrics.registry.get_sample_value(
+                "yizhan_centre_ingest_messages_total", {"kind": "event", "outcome": "refused"}
+            )
+            is not None
+        ),
+        30,
+    )
     good = event_message(SID, 99_999)
     pub.publish(f"{UP}/event", good)
     assert until(lambda: 99_999 in acked(pub), 30), "ingest stopped after the flood"

@@ -108,9 +108,17 @@ def built(db: Session, data_key: DataKey, *station_ids: str) -> None:
     """The stations asked for their roster once (a snapshot): from now on they get changes."""
     for sid in station_ids:
         request = RosterRequestIn.model_validate(
-            {"v": 1, "type": "roster_request", "station_id": sid, "id": f"q-{sid}", "have_version": 0,
-             "reason": "new", "ts": "2026-12-01T00:00:00+00:00"}, strict=False,
-        )  # fmt: skip
+            {
+                "v": 1,
+                "type": "roster_request",
+                "station_id": sid,
+                "id": f"q-{sid}",
+                "have_version": 0,
+                "reason": "new",
+                "ts": "2026-12-01T00:00:00+00:00",
+            },
+            strict=False,
+        )
         assert answer_request(
             db, data_key.templates, station_id=sid, request=request, now=dt.datetime.now(dt.UTC)
         )
@@ -138,10 +146,18 @@ def test_member_changes_are_numbered_per_station_without_gaps_and_parse_at_the_s
         built(db, data_key, "s1", "s2", "s3")
         versions = {s.station_id: s.issued_version for s in db.scalars(select(Station))}
         assert versions == {"s1": 1, "s2": 1, "s3": 1}  # the snapshot markers of their first request
-        member_store.add_member(db, member_id="m-1", name="李四", groups=["riders"], consent_face=True,
-                                consent_cross_station=True, home_station_id="s1")  # fmt: skip
-        member_store.add_template(db, data_key.templates, member_id="m-1", vector=vector(1), template_id=T1,
-                                  origin_station_id="s1")  # fmt: skip
+        member_store.add_member(
+            db,
+            member_id="m-1",
+            name="李四",
+            groups=["riders"],
+            consent_face=True,
+            consent_cross_station=True,
+            home_station_id="s1",
+        )
+        member_store.add_template(
+            db, data_key.templates, member_id="m-1", vector=vector(1), template_id=T1, origin_station_id="s1"
+        )
         assert roster.member_changed(db, "m-1") == 3
         assert roster.member_changed(db, "m-1") == 0  # nothing new
         m = member_store.get_member(db, member_id="m-1")
@@ -174,10 +190,18 @@ def test_stations_never_built_get_a_snapshot_not_changes(keyed: tuple[CentralDb,
         roster.member_changed(db, "m-1")
         assert db.scalars(select(RosterChange)).all() == []  # nobody has a roster to change yet
         request = RosterRequestIn.model_validate(
-            {"v": 1, "type": "roster_request", "station_id": "s2", "id": "q1", "have_version": 0,
-             "reason": "new", "ts": "2026-12-01T00:00:00+00:00",
-             "face_model": {"name": "dlib_resnet_v1", "dim": 128}}, strict=False,
-        )  # fmt: skip
+            {
+                "v": 1,
+                "type": "roster_request",
+                "station_id": "s2",
+                "id": "q1",
+                "have_version": 0,
+                "reason": "new",
+                "ts": "2026-12-01T00:00:00+00:00",
+                "face_model": {"name": "dlib_resnet_v1", "dim": 128},
+            },
+            strict=False,
+        )
         answer = answer_request(
             db, data_key.templates, station_id="s2", request=request, now=dt.datetime.now(dt.UTC)
         )
@@ -232,8 +256,14 @@ def test_erasure_reaches_every_holder_and_is_recorded_without_the_data(
     central_db, data_key = keyed
     with central_db.sessions.begin() as db:
         built(db, data_key, "s1", "s2", "s3")
-        member_store.add_member(db, member_id="m-9", name="赵六", phone="13800000000", consent_face=True,
-                                consent_cross_station=True)  # fmt: skip
+        member_store.add_member(
+            db,
+            member_id="m-9",
+            name="赵六",
+            phone="13800000000",
+            consent_face=True,
+            consent_cross_station=True,
+        )
         member_store.add_template(db, data_key.templates, member_id="m-9", vector=vector(9), template_id=T3)
         roster.member_changed(db, "m-9")
         erasure = roster.erase_member(db, "m-9", "staff:ops")
@@ -262,10 +292,17 @@ def test_withdrawn_cross_station_consent_keeps_the_face_only_where_it_was_enroll
     central_db, data_key = keyed
     with central_db.sessions.begin() as db:
         built(db, data_key, "s1", "s2")
-        member_store.add_member(db, member_id="m-5", name="钱七", consent_face=True, consent_cross_station=True,
-                                home_station_id="s1")  # fmt: skip
-        member_store.add_template(db, data_key.templates, member_id="m-5", vector=vector(5), template_id=T1,
-                                  origin_station_id="s1")  # fmt: skip
+        member_store.add_member(
+            db,
+            member_id="m-5",
+            name="钱七",
+            consent_face=True,
+            consent_cross_station=True,
+            home_station_id="s1",
+        )
+        member_store.add_template(
+            db, data_key.templates, member_id="m-5", vector=vector(5), template_id=T1, origin_station_id="s1"
+        )
         roster.member_changed(db, "m-5")
         erasure = roster.withdraw_consent(db, "m-5", "staff:ops", cross_station=True)
         assert (
@@ -310,8 +347,12 @@ def test_qr_key_rotation_reaches_every_station(keyed: tuple[CentralDb, DataKey])
         roster.keys_changed(db, now=now)
         ops = station_changes(db, "s1")[-1].ops
         assert len(station_changes(db, "s1")) == before + 1
-        assert ops == [{"op": "add_qr_key", "key": {"kid": new.kid, "public_key": signing_keys.public_key_b64(new),
-                                                     "label": new.label}}]  # fmt: skip
+        assert ops == [
+            {
+                "op": "add_qr_key",
+                "key": {"kid": new.kid, "public_key": signing_keys.public_key_b64(new), "label": new.label},
+            }
+        ]
         assert old is not None
         roster.keys_changed(db, now=now + dt.timedelta(hours=2))  # the old one's overlap is over
         assert station_changes(db, "s1")[-1].ops == [{"op": "revoke_qr_key", "kid": old.kid}]

@@ -55,7 +55,9 @@ def centre(central_db: CentralDb, broker: Broker, tmp_path: Path) -> Iterator[tu
     config = centre_config(central_db.url, tmp_path / "centre", broker.port)
     prepare(config, central_db.sessions, [SID])
     with central_db.sessions.begin() as db:
-        staff_store.create_staff(db, Passwords(), username="ops", role="admin", password="correct horse battery")
+        staff_store.create_staff(
+            db, Passwords(), username="ops", role="admin", password="correct horse battery"
+        )
     with running_centre(config) as app:
         pub = Publisher(broker.port)
         pub.subscribe(f"yz/v1/station/{SID}/down/ack")
@@ -66,7 +68,9 @@ def centre(central_db: CentralDb, broker: Broker, tmp_path: Path) -> Iterator[tu
 
 
 def acked(pub: Publisher) -> set[int]:
-    return {s for a in pub.messages("/down/ack") for first, last in a["stored"] for s in range(first, last + 1)}
+    return {
+        s for a in pub.messages("/down/ack") for first, last in a["stored"] for s in range(first, last + 1)
+    }
 
 
 def test_snapshots_are_stored_by_date_served_to_staff_and_erased_with_their_member(
@@ -79,10 +83,14 @@ def test_snapshots_are_stored_by_date_served_to_staff_and_erased_with_their_memb
     event = event_message(SID, 1, member_id="m-1", snapshot="2026-12-01/x.jpg")
     picture = jpeg(1)
     # The picture first (another worker's batch may hold the event): parked, stored once the event is.
-    pub.publish(f"{UP}/snapshot/{event['id']}", picture, properties=snapshot_properties(SID, 2, event["id"], picture))
+    pub.publish(
+        f"{UP}/snapshot/{event['id']}", picture, properties=snapshot_properties(SID, 2, event["id"], picture)
+    )
     pub.publish(f"{UP}/event", event)
     assert until(lambda: {1, 2} <= acked(pub), 15)
-    pub.publish(f"{UP}/snapshot/{event['id']}", picture, properties=snapshot_properties(SID, 2, event["id"], picture))
+    pub.publish(
+        f"{UP}/snapshot/{event['id']}", picture, properties=snapshot_properties(SID, 2, event["id"], picture)
+    )
     with central_db.sessions() as db:
         row = db.get(Snapshot, event["id"])
         assert row is not None and row.station_id == SID and row.size_bytes == len(picture)
@@ -115,9 +123,20 @@ def test_retention_and_the_disk_budget_delete_the_oldest_first(central_db: Centr
             event_id = f"00000000-0000-4000-8000-{i:012d}"
             relative = files.relative_for(now, event_id)
             files.write(relative, data)
-            db.add(Snapshot(event_id=event_id, event_ts=now, station_id=SID, path=relative, size_bytes=len(data),
-                            sha256="0" * 64, received_at=now - dt.timedelta(days=100 if i == 0 else 6 - i)))  # fmt: skip
-    config = SnapshotsConfig.model_construct(retention_days=90, disk_budget_mb=1, min_free_mb=0)  # (1 MiB: a test)
+            db.add(
+                Snapshot(
+                    event_id=event_id,
+                    event_ts=now,
+                    station_id=SID,
+                    path=relative,
+                    size_bytes=len(data),
+                    sha256="0" * 64,
+                    received_at=now - dt.timedelta(days=100 if i == 0 else 6 - i),
+                )
+            )
+    config = SnapshotsConfig.model_construct(
+        retention_days=90, disk_budget_mb=1, min_free_mb=0
+    )  # (1 MiB: a test)
     report = enforce(central_db.sessions, files, config, now=now)
     assert report.deleted == {"retention": 1, "budget": 2}  # 5 x 300 KiB left > 1 MiB: the two oldest go
     with central_db.sessions() as db:
@@ -134,8 +153,14 @@ def test_the_station_row_follows_heartbeats_wills_and_silence(
     now = dt.datetime.now(dt.UTC)
 
     def status(state: str, **health: object) -> dict[str, object]:
-        return {"v": 1, "type": "status", "station_id": SID, "state": state, "ts": now.isoformat(),
-                "health": health if state == "online" else None}  # fmt: skip
+        return {
+            "v": 1,
+            "type": "status",
+            "station_id": SID,
+            "state": state,
+            "ts": now.isoformat(),
+            "health": health if state == "online" else None,
+        }
 
     health = {
         "camera": {"state": "up", "fps": 14.8},
@@ -164,14 +189,21 @@ def test_the_station_row_follows_heartbeats_wills_and_silence(
     assert 290 < station.last_health["clock_skew_s"] < 310  # the centre's measure of the station's clock
     assert station.last_health["camera"]["state"] == "down"
     with central_db.sessions() as db:
-        states = [(s.state, (s.health or {}).get("camera", {}).get("state")) for s in
-                  db.scalars(select(StationStatus).order_by(StationStatus.id))]  # fmt: skip
+        states = [
+            (s.state, (s.health or {}).get("camera", {}).get("state"))
+            for s in db.scalars(select(StationStatus).order_by(StationStatus.id))
+        ]
     assert states == [("online", "up"), ("online", "down"), ("offline", None)]
     # Silence without a will: after [alarms] offline_after_s the housekeeper marks it offline.
     pub.publish(f"{UP}/status", status("online", **health))
     assert until(lambda: row().last_state == "online", 10)
-    keeper = Housekeeper(db=central_db.sessions, config=app.config, files=SnapshotFiles(app.config.storage.snapshots_dir),
-                         live=LiveBus(), metrics=CentreMetrics())  # fmt: skip
+    keeper = Housekeeper(
+        db=central_db.sessions,
+        config=app.config,
+        files=SnapshotFiles(app.config.storage.snapshots_dir),
+        live=LiveBus(),
+        metrics=CentreMetrics(),
+    )
     keeper.run_once(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10))
     assert row().last_state == "online"
     keeper.run_once(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=app.config.alarms.offline_after_s + 5))
