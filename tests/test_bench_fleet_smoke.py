@@ -20,7 +20,8 @@ def test_the_fleet_benchmark_runs_and_reports_the_contract_keys() -> None:
     postgres_bin_dir()  # skip (locally) or fail (CI) like the other tests without the servers
     done = subprocess.run(
         [sys.executable, "-m", "bench.fleet", "--stations", "6", "--workers", "2", "--rate", "2",
-         "--duration", "4", "--warmup", "1", "--ack-timeout", "5", "--steady-s", "2", "--steady-rate", "1", "--json"],
+         "--duration", "4", "--warmup", "1", "--ack-timeout", "5", "--steady-s", "2", "--steady-rate", "1",
+         "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
     )  # fmt: skip
