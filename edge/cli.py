@@ -14,6 +14,8 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ log = logging.getLogger("yizhan")
 
 EXIT_OK, EXIT_BUG, EXIT_REFUSED, EXIT_DATA = 0, 1, 2, 3
 WORKER_KINDS = ("courier", "rider", "sanitation", "driver", "other")
+_TOKEN_SHAPE = re.compile(r"YZ[0-9]{1,3}:", re.IGNORECASE)
 
 
 class CliRefusal(Exception):
@@ -94,10 +97,10 @@ def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_identify(args: argparse.Namespace, config: Config) -> int:
-    from edge.station import RefusedError, Station, read_photo
+    from edge.station import RefusedError, Station, photo_pixel_limit, read_photo
 
     try:
-        rgb = read_photo(Path(args.photo))
+        rgb = read_photo(Path(args.photo), max_pixels=photo_pixel_limit(config))
     except RefusedError as exc:
         raise CliRefusal(str(exc)) from None
     station = Station(config)
@@ -219,8 +222,20 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _names_a_file(value: str) -> bool:
+    """Whether `yizhan qr check` was given a file (a photo of a code) rather than a token's text.
+
+    Token-shaped text is never looked up on disk, and any text the OS refuses as a path (longer than
+    NAME_MAX/PATH_MAX, a NUL byte) is text: a 300-character token must not end in "File name too
+    long".
+    """
+    if _TOKEN_SHAPE.match(value.strip()):
+        return False
+    return os.path.isfile(value)  # False (not an exception) for ENAMETOOLONG and NUL bytes
+
+
 def cmd_qr(args: argparse.Namespace, config: Config) -> int:
-    from edge.station import RefusedError, Station, read_photo
+    from edge.station import RefusedError, Station, photo_pixel_limit, read_photo
 
     station = Station(config)
     try:
@@ -238,24 +253,30 @@ def cmd_qr(args: argparse.Namespace, config: Config) -> int:
                 render_png(token, Path(args.png))
             sys.stdout.write(token + "\n")
         elif args.qr_cmd == "check":
-            candidate = Path(args.token_or_image)
-            is_file = len(args.token_or_image) < 4096 and candidate.is_file()
-            if is_file:
+            # A check, not a door: a single-use pass is looked up, never used up (it must still
+            # open the door once after an installer checked it before printing it).
+            if _names_a_file(args.token_or_image):
                 try:
-                    rgb = read_photo(candidate)
+                    rgb = read_photo(Path(args.token_or_image), max_pixels=photo_pixel_limit(config))
                 except RefusedError as exc:
                     raise CliRefusal(str(exc)) from None
-                result = station.check_qr_image(rgb)
+                result = station.check_qr_image(rgb, spend=False)
                 if result is None:
                     from recognizer.results import Decision, QrResult
 
                     result = QrResult(Decision.QR_REFUSED, reason="no_qr_code")
             else:
-                result = station.check_qr_text(args.token_or_image.strip())
+                result = station.check_qr_text(args.token_or_image.strip(), spend=False)
+            note = (
+                "dry run: this single-use pass was not used up"
+                if result.single_use
+                else "dry run: nothing recorded"
+            )
             _emit(
                 args,
-                result.to_json(),
-                f"{result.decision.value}: member={result.member_id or '-'} reason={result.reason or '-'}",
+                {**result.to_json(), "dry_run": True},
+                f"{result.decision.value}: member={result.member_id or '-'} reason={result.reason or '-'} "
+                f"({note})",
             )
         elif args.qr_cmd == "revoke":
             nonce = station.revoke_qr(args.token.strip(), args.reason)
@@ -501,7 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--group", help="valid only for members of this group")
     issue.add_argument("--single-use", action="store_true", help="refused after its first use")
     issue.add_argument("--png", help="also write the QR code as a PNG image")
-    check = qsub.add_parser("check", help="check a token (text) or a photo of a QR code")
+    check = qsub.add_parser(
+        "check",
+        help="check a token (text) or a photo of a QR code; a dry run: a single-use pass is not used up",
+    )
     check.add_argument("token_or_image", metavar="TOKEN_OR_IMAGE")
     check.add_argument("--json", action="store_true", help="print one JSON value")
     revoke = qsub.add_parser("revoke", help="revoke one token (lost phone or card)")

@@ -204,6 +204,17 @@ class SqlReplayGuard:
                 log.warning("pruning expired QR nonces failed; will retry later", exc_info=True)
         return fresh
 
+    def was_used(self, kid: str, nonce_hex: str) -> bool:
+        """Whether (kid, nonce) was claimed already; a read, so a dry-run check spends nothing."""
+        try:
+            kid = validate_identifier(kid, "kid")
+            nonce = _validate_nonce(nonce_hex)
+            with self._sessions() as session:
+                row = session.get(QrNonce, (kid, nonce))
+        except (StoreError, SQLAlchemyError) as exc:
+            raise self._error_factory(f"replay guard could not look up nonce of key {kid!r}: {exc}") from exc
+        return row is not None
+
     def prune(self, now: int) -> int:
         """Delete nonces that expired more than the grace period before `now`; returns how many."""
         cutoff = now - self._prune_grace_s
