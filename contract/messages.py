@@ -504,7 +504,9 @@ def decode(raw: bytes, max_bytes: int) -> dict[str, Any]:
         data.get("type") if data.get("type") in ("roster_change", "roster_snapshot", "command") else None
     )
     version = data.get("v")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    # Exactly the integer: 1.0 == 1 and True == 1 in Python, and pydantic's Literal[1] takes 1.0
+    # even in strict mode, so a sender writing "v": 1.0 would be read as speaking version 1.
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise InboundError(
             "unsupported_version",
             f"contract version {version!r:.40} is not supported (this station speaks v{PROTOCOL_VERSION})",

@@ -78,6 +78,7 @@ class StationDaemon:
         self.schedule: ScheduleConfig = config.schedule  # the hours in force (the centre may replace them)
         self._loop_thread: threading.Thread | None = None
         self._camera_was_down = False
+        self.crashed = False  # the decide loop died: run() returns 1
         self.sync: Any = None  # sync.service.SyncService when [mqtt] enabled
         self.api: Any = None  # edge.api.server.ApiServer when [api] enabled
 
@@ -179,22 +180,26 @@ class StationDaemon:
         assert self.loop is not None
         try:
             self.loop.run()
-        except Exception:
-            log.exception("decide loop crashed")
+        except BaseException:
+            # The door cannot decide any more: stop with a failure exit code so systemd restarts
+            # us (an exit 0 here once left a station silently dead under Restart=on-failure).
+            self.crashed = True
+            log.critical("decide loop crashed: stopping with exit code 1 for a restart", exc_info=True)
         finally:
             self.stop_event.set()
 
     # -- running ----------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Start, watch until stopped (signal, end of a file source, loop crash), stop. Exit code."""
+        """Start, watch until stopped (signal, end of a file source, loop crash), stop. Exit code:
+        0 for a requested stop or the end of a file source, 1 when the decide loop crashed."""
         try:
             self.start()
             interval = self.notifier.ping_interval_s or 1.0
             while not self.stop_event.wait(min(interval, 1.0)):
                 if self.healthy_for_watchdog():
                     self.notifier.watchdog()
-            return 0
+            return 1 if self.crashed else 0
         finally:
             self.stop()
 
