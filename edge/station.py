@@ -517,7 +517,9 @@ class Station:
             return {
                 "public_keys": qr_store.public_keys(session),
                 "revoked_kids": qr_store.revoked_kids(session),
-                "revoked_nonces": qr_store.revoked_nonces(session, now),
+                "revoked_nonces": qr_store.revoked_nonces(
+                    session, now, skew_s=self.config.qr.max_clock_skew_s
+                ),
                 "members": members,
             }
 

@@ -128,15 +128,20 @@ def revoke_token(
     return row
 
 
-def revoked_nonces(session: Session, now: int) -> frozenset[str]:
-    """Nonces of revoked tokens that have not yet expired at `now`."""
-    query = select(QrRevocation.nonce_hex).where(QrRevocation.expires_at >= now)
+def revoked_nonces(session: Session, now: int, *, skew_s: int) -> frozenset[str]:
+    """Nonces of revoked tokens that a checker could still accept at `now`.
+
+    A checker accepts a token until its expiry *plus* the clock-skew tolerance, so a revocation
+    must be honoured just as long: pass the checker's `skew_s` ([qr] max_clock_skew_s). Without it
+    a revoked pass worked again for the skew window right after its expiry.
+    """
+    query = select(QrRevocation.nonce_hex).where(QrRevocation.expires_at >= now - skew_s)
     return frozenset(session.scalars(query))
 
 
-def prune_revocations(session: Session, now: int) -> int:
-    """Delete revocations of tokens that expired before `now`; returns how many."""
-    result = session.execute(delete(QrRevocation).where(QrRevocation.expires_at < now))
+def prune_revocations(session: Session, now: int, *, skew_s: int) -> int:
+    """Delete revocations of tokens no checker with this `skew_s` can accept any more."""
+    result = session.execute(delete(QrRevocation).where(QrRevocation.expires_at < now - skew_s))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
