@@ -30,6 +30,7 @@ from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings
 from edge.recorder import EventRecorder
+from edge.run_lock import RunLock
 from edge.sdnotify import SystemdNotifier
 from edge.snapshot_writer import SnapshotWriter
 from edge.snapshots import SnapshotStore
@@ -79,6 +80,9 @@ class StationDaemon:
         self._loop_thread: threading.Thread | None = None
         self._camera_was_down = False
         self.crashed = False  # the decide loop died: run() returns 1
+        self._run_lock: RunLock | None = None
+        self._early_lock = threading.Lock()
+        self._early_door_events: list[tuple[DoorEvent, float]] = []
         self.sync: Any = None  # sync.service.SyncService when [mqtt] enabled
         self.api: Any = None  # edge.api.server.ApiServer when [api] enabled
 
@@ -86,6 +90,15 @@ class StationDaemon:
 
     def start(self) -> None:
         config = self.config
+        # One daemon per data directory (a second one exits 2 here, before touching anything).
+        self._run_lock = RunLock(config.storage.data_dir).acquire()
+        # The door first: the relay is claimed de-energised before anything slow (dlib, the
+        # roster), the exit button works from here on, and a missing GPIO driver stops the start
+        # in a second with doctor's explanation (DoorHardwareError: exit code 2 in the CLI).
+        factory = self._pin_factory or make_pin_factory(config.door.gpio.pin_factory)
+        if config.door.gpio.pin_factory == "mock" and self._pin_factory is None:
+            log.warning('GPIO pins are simulated (door.gpio.pin_factory = "mock"): no real door is driven')
+        self.door = DoorController(config.door, pin_factory=factory, sink=self._on_door_event)
         self.station = station = self._station or Station(config, env=self.env)
         roster = station.door_roster()
         station.pipeline  # noqa: B018  (load dlib now, not on the first face at the door)
@@ -96,10 +109,6 @@ class StationDaemon:
         store = SnapshotStore(config.storage.data_dir / "snapshots", config.snapshots)
         self.snapshots = SnapshotWriter(store, maxsize=config.daemon.snapshot_queue)
         self.snapshots.start()
-        factory = self._pin_factory or make_pin_factory(config.door.gpio.pin_factory)
-        if config.door.gpio.pin_factory == "mock" and self._pin_factory is None:
-            log.warning('GPIO pins are simulated (door.gpio.pin_factory = "mock"): no real door is driven')
-        self.door = DoorController(config.door, pin_factory=factory, sink=self._on_door_event)
         source = self.options.camera_source or config.camera.source
         if source == "demo":
             if self._demo_source is None:
@@ -159,6 +168,7 @@ class StationDaemon:
             kind="station_started",
             details={"station_id": config.station.station_id, "members": len(roster.members)},
         )
+        self._record_early_door_events()
         self.camera.start()
         self._loop_thread = threading.Thread(target=self._run_loop, name="decide", daemon=True)
         self._loop_thread.start()
@@ -258,6 +268,9 @@ class StationDaemon:
         if self.station is not None and self._station is None:
             self.station.close()
             self.station = None
+        if self._run_lock is not None:
+            self._run_lock.release()  # last: nothing of this daemon touches the data any more
+            self._run_lock = None
 
     # -- services for the sync and API threads -----------------------------------------------
 
@@ -321,12 +334,34 @@ class StationDaemon:
     # -- callbacks from other threads -------------------------------------------------------
 
     def _on_door_event(self, event: DoorEvent) -> None:
-        """gpiozero callback thread: record at once (emergency must be on disk within 100 ms)."""
-        if self.recorder is None:
-            return
+        """gpiozero callback thread: record at once (emergency must be on disk within 100 ms).
+
+        Before the recorder exists (the first seconds of a start: the door is up before the
+        database and dlib), events are kept, with their wall time, and recorded once it does.
+        """
+        with self._early_lock:
+            if self.recorder is None:
+                self._early_door_events.append((event, time.time()))
+                return
         self.recorder.record(
             kind=event.kind, method=event.method, details=dict(event.details), ts_mono=event.at_mono
         )
+
+    def _record_early_door_events(self) -> None:
+        with self._early_lock:
+            early, self._early_door_events = self._early_door_events, []
+        for event, wall in early:
+            try:
+                assert self.recorder is not None
+                self.recorder.record(
+                    kind=event.kind,
+                    method=event.method,
+                    details={**event.details, "during_start": True},
+                    ts_mono=event.at_mono,
+                    ts_wall=wall,
+                )
+            except Exception:
+                log.exception("door event from the start-up not recorded")
 
     def _on_camera_status(self, status: CameraStatus) -> None:
         if self.recorder is None:

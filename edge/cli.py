@@ -411,7 +411,9 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     """The station daemon. SIGTERM/SIGINT stop it cleanly: the relay is de-energised first."""
     import signal
 
+    from door.pins import DoorHardwareError
     from edge.app import RunOptions, StationDaemon
+    from edge.run_lock import DataDirBusy
 
     daemon = StationDaemon(
         config,
@@ -428,7 +430,12 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    return daemon.run()
+    try:
+        return daemon.run()
+    except (DataDirBusy, DoorHardwareError) as exc:
+        # Refused, not a bug: a second daemon on this data dir, or no GPIO driver (the same words
+        # `yizhan doctor` prints). Exit 2, which the systemd unit does not restart.
+        raise CliRefusal(str(exc)) from None
 
 
 # -- parser --------------------------------------------------------------------------------------
