@@ -248,9 +248,20 @@ def cmd_qr(args: argparse.Namespace, config: Config) -> int:
                 single_use=args.single_use,
             )
             if args.png:
-                from recognizer.qr_decode import render_png
+                from edge.pass_card import PassLabel, write_pass_card
+                from recognizer.qr_token import parse_token
 
-                render_png(token, Path(args.png))
+                claims = parse_token(token)
+                member = station.get_member(args.member_id)
+                label = PassLabel(
+                    member_id=args.member_id,
+                    name=member["name"] if member else None,
+                    expires_at=claims.expires_at,
+                    timezone=config.schedule.timezone,
+                    single_use=claims.single_use,
+                    station=claims.station_scope,
+                )
+                write_pass_card(token, label, Path(args.png))
             sys.stdout.write(token + "\n")
         elif args.qr_cmd == "check":
             # A check, not a door: a single-use pass is looked up, never used up (it must still
@@ -297,10 +308,15 @@ def _event_text(e: dict[str, Any]) -> str:
 
 
 def cmd_events(args: argparse.Namespace, config: Config) -> int:
+    """`events list` (newest first) and `events stats`, all in the station's time zone.
+
+    One zone everywhere ([schedule] timezone): `--since` without an offset is read in it, times are
+    printed in it with their UTC offset, and `stats` groups by its days.
+    """
     import time
     from zoneinfo import ZoneInfo
 
-    from edge.event_report import parse_since, stats_by_day
+    from edge.event_report import local_time, parse_since, stats_by_day, zone_label
     from edge.station import Station
     from models import events as event_store
 
@@ -309,30 +325,36 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
         since = parse_since(args.since, now=time.time(), tz=tz) if args.since else None
     except ValueError as exc:
         raise CliRefusal(str(exc)) from None
+    if not 1 <= args.limit <= event_store.LIST_LIMIT_MAX:
+        raise CliRefusal(f"--limit must be from 1 to {event_store.LIST_LIMIT_MAX}, got {args.limit}")
     station = Station(config)
     try:
         with station.sessions() as session:
             rows = [
-                event_store.event_to_json(e)
+                {**event_store.event_to_json(e), "ts": local_time(e.ts_wall, tz)}
                 for e in event_store.list_events(
                     session,
                     since=since,
                     kind=getattr(args, "kind", None),
                     member_id=getattr(args, "member", None),
                     limit=args.limit,
+                    newest_first=True,
                 )
             ]
     finally:
         station.close()
+    header = f"(times in {zone_label(tz)})"
     if args.events_cmd == "list":
-        _emit(args, rows, lambda: "\n".join(_event_text(e) for e in rows) or "(no events)")
+        lines = [header, *(_event_text(e) for e in rows)] if rows else ["(no events)"]
+        _emit(args, rows, "\n".join(lines))
     else:
         days = stats_by_day(rows, tz)
         _emit(
             args,
             days,
             lambda: "\n".join(
-                [f"{'day':<11} {'entries':>7} {'members':>7} {'refusals':>8} {'exits':>5} {'alarms':>6}"]
+                [header]
+                + [f"{'day':<11} {'entries':>7} {'members':>7} {'refusals':>8} {'exits':>5} {'alarms':>6}"]
                 + [
                     f"{d['day']:<11} {d['entries']:>7} {d['distinct_members']:>7} {d['refusals']:>8} "
                     f"{d['exits']:>5} {d['alarms']:>6}"
@@ -528,7 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--station", help="valid only at this station id")
     issue.add_argument("--group", help="valid only for members of this group")
     issue.add_argument("--single-use", action="store_true", help="refused after its first use")
-    issue.add_argument("--png", help="also write the QR code as a PNG image")
+    issue.add_argument(
+        "--png", help="also write a printable PNG: the QR code with the member's name and expiry"
+    )
     check = qsub.add_parser(
         "check",
         help="check a token (text) or a photo of a QR code; a dry run: a single-use pass is not used up",
@@ -543,14 +567,16 @@ def build_parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="the local event log")
     events.set_defaults(handler=cmd_events)
     esub = events.add_subparsers(dest="events_cmd", required=True)
-    elist = esub.add_parser("list", help="events, oldest first")
+    elist = esub.add_parser("list", help="events, newest first, in the station's time zone")
     elist.add_argument("--kind", help="only this kind (entry, refused, emergency, ...)")
     elist.add_argument("--member", help="only this member id")
     estats = esub.add_parser("stats", help="visits, distinct members and refusals per day")
     estats.add_argument("--by", choices=["day"], default="day")
     for ep in (elist, estats):
         ep.add_argument("--since", help="2026-11-24, 2026-11-24T08:00[+08:00], or 90m / 12h / 7d")
-        ep.add_argument("--limit", type=int, default=10000, help="at most this many events (default 10000)")
+        ep.add_argument(
+            "--limit", type=int, default=10000, help="the newest this many events (default 10000)"
+        )
         ep.add_argument("--json", action="store_true", help="print one JSON value")
 
     sync = sub.add_parser("sync", help="MQTT sync with the centre")

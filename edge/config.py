@@ -228,6 +228,7 @@ def _rebase(config: Config, base: Path) -> Config:
             "storage": storage.model_copy(update=changes),
             "qr": qr.model_copy(update=qr_changes),
             "mqtt": config.mqtt.rebased(base),
+            "camera": config.camera.rebased(base),
         }
     )
 

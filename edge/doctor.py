@@ -7,6 +7,7 @@ database is only opened and checked; keys are only read), so it is safe to run b
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import sqlite3
@@ -187,7 +188,12 @@ def check_gpio(config: Config) -> Check:
     return Check("gpio", "ok", f"pin factory {name!r} loaded")
 
 
-def check_camera(config: Config, opener: Callable[[str], bool] | None = None) -> Check:
+def check_camera(
+    config: Config,
+    opener: Callable[[str], bool] | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> Check:
     source = config.camera.source
     if source == "demo":
         return Check("camera", "warn", "source is the generated demo video, not a camera")
@@ -196,26 +202,30 @@ def check_camera(config: Config, opener: Callable[[str], bool] | None = None) ->
     kind, target = parse_source(source)
     if kind == "file" and not Path(str(target)).is_file():
         return Check("camera", "fail", f"video file {source} does not exist")
+    camera = config.camera
+    limit = camera.open_timeout_s + camera.read_timeout_s  # what the check allows, as the daemon does
     if opener is None:
-        opener = _open_and_read
-    started = time.monotonic()
-    ok = opener(source)
-    took = time.monotonic() - started
-    if not ok:
-        return Check(
-            "camera",
-            "fail",
-            f"{redact_source(source)}: no frame within {took:.1f} s (unplugged? "
-            "wrong index or URL? is the daemon holding the device?)",
+        opener = functools.partial(
+            _open_and_read, open_timeout_s=camera.open_timeout_s, read_timeout_s=camera.read_timeout_s
         )
+    started = clock()
+    ok = opener(source)
+    took = clock() - started
+    if not ok:
+        hint = "unplugged? wrong index or URL? is the daemon holding the device?"
+        if took < camera.open_timeout_s:
+            detail = f"{redact_source(source)}: cannot be opened (refused after {took:.1f} s; {hint})"
+        else:
+            detail = f"{redact_source(source)}: no frame within {limit:g} s ({hint})"
+        return Check("camera", "fail", detail)
     return Check("camera", "ok", f"{redact_source(source)}: first frame in {took:.2f} s")
 
 
-def _open_and_read(source: str) -> bool:
+def _open_and_read(source: str, *, open_timeout_s: float, read_timeout_s: float) -> bool:
     from edge.camera import open_capture, parse_source
 
     _, target = parse_source(source)
-    capture = open_capture(target, open_timeout_s=5.0, read_timeout_s=5.0)
+    capture = open_capture(target, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
     try:
         if not capture.isOpened():
             return False

@@ -59,8 +59,43 @@ class ValidationError(StoreError, ValueError):
 
 MigrationStep = Callable[[Connection], None]
 
+#: station_state key listing member ids that already differed only by case when step 2 ran.
+CASE_CONFLICTS_KEY = "member_id_case_conflicts"
+
+
+def _step_2_member_ids_unique_ignoring_case(conn: Connection) -> None:
+    """Member ids become unique ignoring case (`W-0001` and `w-0001` are one id on paper and on a
+    phone keyboard, and a QR pass names one of them).
+
+    Existing rows are never renamed or deleted: their ids are printed on passes and known to the
+    centre. Ids that already collide are left out of the unique index (a partial index names them,
+    so every *other* id is still held to the rule by the database) and listed under the
+    station_state key `member_id_case_conflicts` for `yizhan doctor` to report; `add_member`
+    refuses any new id that equals an existing one ignoring case.
+    """
+    groups = [
+        str(row[0]).split("\x1f")
+        for row in conn.exec_driver_sql(
+            "SELECT group_concat(member_id, char(31)) FROM members "
+            "GROUP BY lower(member_id) HAVING count(*) > 1"
+        )
+    ]
+    where = ""
+    if groups:
+        ids = sorted(member_id for group in groups for member_id in group)
+        quoted = ", ".join("'" + member_id.replace("'", "''") + "'" for member_id in ids)
+        where = f" WHERE member_id NOT IN ({quoted})"
+        conn.exec_driver_sql(
+            "INSERT OR REPLACE INTO station_state (key, value) VALUES (?, ?)",
+            (CASE_CONFLICTS_KEY, _json_dumps(sorted(sorted(group) for group in groups))),
+        )
+    conn.exec_driver_sql(
+        "CREATE UNIQUE INDEX ux_members_member_id_nocase ON members (member_id COLLATE NOCASE)" + where
+    )
+
+
 # STEPS[i] upgrades a database from version i + 1 to version i + 2. Version 1 is the initial schema.
-STEPS: list[MigrationStep] = []
+STEPS: list[MigrationStep] = [_step_2_member_ids_unique_ignoring_case]
 
 SCHEMA_VERSION: int = 1 + len(STEPS)
 """The schema version this code writes and expects."""

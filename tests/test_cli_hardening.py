@@ -27,8 +27,11 @@ def png_header_claiming(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + crc
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
     )
 
 
@@ -118,3 +121,118 @@ def test_qr_check_never_spends_a_single_use_pass(cli: Cli, station_dir: Path) ->
     # Once used at the door, the dry run says so (and still spends nothing).
     used = cli("qr", "check", token, "--json").json()
     assert used["decision"] == "qr_refused" and used["reason"] == "replayed"
+
+
+# -- item 6: a printed pass says whose it is and until when -------------------------------------------
+
+
+def test_a_pass_png_carries_the_name_and_expiry_and_still_scans(cli: Cli, tmp_path: Path) -> None:
+    import numpy as np
+
+    from recognizer.qr_decode import decode_first_qr
+
+    assert cli("keys", "init").code == 0
+    assert cli("members", "add", "--member-id", "W-0001", "--name", "张三丰").code == 0
+    card = tmp_path / "pass.png"
+    token = cli("qr", "issue", "--member-id", "W-0001", "--ttl", "86400", "--png", str(card)).out.strip()
+    with Image.open(card) as image:
+        text = dict(image.text)  # type: ignore[attr-defined]
+        grey = np.asarray(image.convert("L"))
+    assert text["yizhan:member_id"] == "W-0001" and text["yizhan:name"] == "张三丰"
+    assert text["Title"] == "张三丰 (W-0001)"
+    assert text["yizhan:expires"].endswith("(UTC+08:00)")  # the station's zone (Asia/Shanghai default)
+    from recognizer.qr_token import parse_token
+
+    assert int(text["yizhan:expires_at"]) == parse_token(token).expires_at
+    assert decode_first_qr(grey) == token
+    # The label is drawn under the code: a band of rows below the QR code holds dark pixels.
+    from recognizer.qr_decode import render_image
+
+    qr_height = render_image(token, scale=8, border=4).shape[0]
+    label = grey[qr_height:]
+    assert label.shape[0] > 40 and (label < 128).sum() > 500
+
+
+# -- item 6: doctor names the time it really waited for a camera ------------------------------------
+
+
+def test_doctor_camera_message_names_the_real_wait() -> None:
+    from edge.config import parse_config
+    from edge.doctor import check_camera
+
+    config = parse_config({"camera": {"source": "3", "open_timeout_s": 4.0, "read_timeout_s": 2.0}})
+    ticks = iter([100.0, 100.0])  # refused at once (no such device)
+    refused = check_camera(config, opener=lambda _: False, clock=lambda: next(ticks))
+    assert refused.status == "fail" and "cannot be opened (refused after 0.0 s" in refused.detail
+    assert "within 0.0 s" not in refused.detail
+    ticks = iter([100.0, 106.0])  # opened, then no frame until the read timed out
+    silent = check_camera(config, opener=lambda _: False, clock=lambda: next(ticks))
+    assert silent.status == "fail" and "no frame within 6 s" in silent.detail
+
+
+# -- item 6: one time zone, newest first ---------------------------------------------------------------
+
+
+def _record_at(station_dir: Path, *stamps: str) -> list[str]:
+    import datetime as dt
+
+    from edge.config import load_config
+    from edge.recorder import EventRecorder
+    from edge.station import Station
+
+    config, _ = load_config(station_dir / "yizhan.toml")
+    station = Station(config, env={})
+    try:
+        recorder = EventRecorder(station.sessions)
+        return [
+            recorder.record(
+                kind="entry",
+                method="qr",
+                member_id=f"m-{i}",
+                ts_wall=dt.datetime.fromisoformat(s).timestamp(),
+            )["id"]
+            for i, s in enumerate(stamps)
+        ]
+    finally:
+        station.close()
+
+
+def test_events_use_the_station_zone_everywhere_and_limit_keeps_the_newest(
+    cli: Cli, station_dir: Path
+) -> None:
+    # Same UTC day (2026-03-01), two Shanghai days: 23:30 on the 1st and 00:30 on the 2nd.
+    ids = _record_at(station_dir, "2026-03-01T15:30:00+00:00", "2026-03-01T16:30:00+00:00")
+    listed = cli("events", "list", "--kind", "entry", "--json").json()
+    assert [e["id"] for e in listed] == ids[::-1]  # newest first
+    assert listed[0]["ts"] == "2026-03-02T00:30:00.000+08:00"
+    newest = cli("events", "list", "--kind", "entry", "--limit", "1", "--json").json()
+    assert [e["id"] for e in newest] == [ids[1]]
+    since = cli("events", "list", "--kind", "entry", "--since", "2026-03-02", "--json").json()
+    assert [e["id"] for e in since] == [ids[1]]  # local midnight, not UTC midnight
+    days = cli("events", "stats", "--since", "2026-03-01", "--json").json()
+    assert [(d["day"], d["entries"]) for d in days] == [("2026-03-01", 1), ("2026-03-02", 1)]
+    text = cli("events", "list", "--kind", "entry")
+    assert "Asia/Shanghai, UTC+08:00" in text.out and "2026-03-02T00:30:00.000+08:00" in text.out
+    assert cli("events", "list", "--limit", "0").code == 2
+
+
+# -- item 6: a relative camera file is next to the config file -------------------------------------------
+
+
+def test_a_relative_camera_path_is_resolved_from_the_config_folder(tmp_path: Path) -> None:
+    from edge.config import load_config
+
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config_file = folder / "yizhan.toml"
+    for source, expected in (
+        ("door.mp4", str(folder / "door.mp4")),
+        ("videos/door.mp4", str(folder / "videos" / "door.mp4")),
+        ("/srv/door.mp4", "/srv/door.mp4"),
+        ("0", "0"),
+        ("rtsp://cam.local/stream", "rtsp://cam.local/stream"),
+        ("demo", "demo"),
+    ):
+        config_file.write_text(f'[camera]\nsource = "{source}"\n', encoding="utf-8")
+        config, _ = load_config(config_file)
+        assert config.camera.source == expected, source
