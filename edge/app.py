@@ -25,10 +25,12 @@ from typing import Any
 from contract.schedule import ScheduleConfig
 from door.controller import DoorController, DoorEvent
 from door.pins import make_pin_factory
+from edge import access_state
 from edge.access import AccessDecider, Credential
 from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings
+from edge.lockouts import LockoutInfo
 from edge.recorder import EventRecorder
 from edge.run_lock import RunLock
 from edge.sdnotify import SystemdNotifier
@@ -39,6 +41,10 @@ from edge.tracker import FaceTracker, TrackerSettings
 from edge.two_factor import TwoFactorGate
 
 log = logging.getLogger(__name__)
+
+#: After the installer page's last enrolment activity (live hints, a capture), face refusals at the
+#: door do not count toward lockouts for this long.
+ENROLMENT_HOLD_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class StationDaemon:
         self._camera_was_down = False
         self.crashed = False  # the decide loop died: run() returns 1
         self._run_lock: RunLock | None = None
+        self._saved_access_version = -1
         self._early_lock = threading.Lock()
         self._early_door_events: list[tuple[DoorEvent, float]] = []
         self.sync: Any = None  # sync.service.SyncService when [mqtt] enabled
@@ -131,6 +138,8 @@ class StationDaemon:
         )
         daemon = config.daemon
         self.decider = AccessDecider(config.access, config.schedule.opening_hours())
+        self._restore_access_state()
+        recorder.subscribe(self._after_event)  # persists lockout changes (decide thread, after commit)
         self.schedule = config.schedule
         self.loop = DecideLoop(
             frames=self.camera.frames,
@@ -231,6 +240,9 @@ class StationDaemon:
             if self.loop is None
             else round(time.monotonic() - self.loop.heartbeat, 2),
             "roster_version": None if self.station is None else self.station.roster.current.version,
+            "lockouts": []
+            if self.decider is None
+            else [info.to_json() for info in self.decider.active_lockouts(time.monotonic())],
         }
 
     def stop(self) -> None:
@@ -253,6 +265,7 @@ class StationDaemon:
             and self.door is not None
             and not self.door.closed
         ):
+            self._save_access_state(force=True)
             try:
                 self.recorder.record(kind="station_stopped")
             except Exception:
@@ -313,6 +326,41 @@ class StationDaemon:
             self.recorder.set_latency(event["id"], max(0.0, (energised - started) * 1000.0))
         return event
 
+    def lockouts(self) -> list[LockoutInfo]:
+        """Active lockouts (what is locked, for how long), for the page and the health report."""
+        if self.decider is None:
+            raise RuntimeError("the daemon is not running")
+        return self.decider.active_lockouts(time.monotonic())
+
+    def clear_lockouts(
+        self, lock_id: str | None = None, *, by: str
+    ) -> tuple[list[LockoutInfo], dict[str, Any] | None]:
+        """Staff end one lockout (by id) or all: recorded as a `lockout_cleared` event (None when
+        nothing was locked) and saved at once. ValueError for an id that is not a lockout id."""
+        if self.decider is None or self.recorder is None:
+            raise RuntimeError("the daemon is not running")
+        cleared = self.decider.clear_lockout(lock_id, now_mono=time.monotonic())
+        self._save_access_state(force=True)
+        if not cleared:
+            return [], None
+        event = self.recorder.record(
+            kind="lockout_cleared",
+            member_id=next((info.member_id for info in cleared if info.member_id), None),
+            reason="cleared_by_staff",
+            details={"by": by, "cleared": [info.to_json() for info in cleared]},
+        )
+        return cleared, event
+
+    def note_enrolment(self, *, done: bool = False) -> None:
+        """The installer page is enrolling someone at the door: their face's refusals do not count
+        toward lockouts for ENROLMENT_HOLD_S; once enrolled (`done`), appearance lockouts end (the
+        person in view is now a member)."""
+        if self.decider is None:
+            return
+        self.decider.pause_face_counting(time.monotonic(), ENROLMENT_HOLD_S)
+        if done:
+            self.decider.clear_lockout(scope="appearance", now_mono=time.monotonic())
+
     def set_schedule(self, schedule: ScheduleConfig) -> None:
         """Replace the opening hours at run time (not persisted to the config file)."""
         if self.decider is None:
@@ -330,6 +378,46 @@ class StationDaemon:
         if self.station is None:
             raise RuntimeError("the daemon is not running")
         return self.station.door_roster().version
+
+    # -- access state across restarts -------------------------------------------------------
+
+    def _restore_access_state(self) -> None:
+        assert self.decider is not None and self.station is not None
+        saved = access_state.load(self.station.sessions)
+        if saved is None:
+            return
+        state, _ = saved
+        try:
+            self.decider.restore_state(state, now_mono=time.monotonic())
+        except ValueError as exc:
+            log.warning(
+                "saved access state refused: starting without it", extra={"fields": {"error": str(exc)}}
+            )
+            return
+        self._saved_access_version = self.decider.state_version
+        restored = self.decider.active_lockouts(time.monotonic())
+        if restored:
+            log.warning(
+                "lockouts carried over from before the restart",
+                extra={"fields": {"lockouts": [info.to_json() for info in restored]}},
+            )
+
+    def _save_access_state(self, *, force: bool = False) -> None:
+        decider, station = self.decider, self.station
+        if decider is None or station is None:
+            return
+        version = decider.state_version
+        if not force and version == self._saved_access_version:
+            return
+        try:
+            access_state.save(station.sessions, decider.snapshot_state(now_mono=time.monotonic()))
+            self._saved_access_version = version
+        except Exception:
+            log.exception("access state not saved (lockouts may not survive a restart)")
+
+    def _after_event(self, event: dict[str, Any]) -> None:
+        if event.get("kind") in ("refused", "lockout"):
+            self._save_access_state()
 
     # -- callbacks from other threads -------------------------------------------------------
 

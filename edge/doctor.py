@@ -122,6 +122,80 @@ def check_database(config: Config) -> Check:
     return Check("database", "ok", f"{members} members, {pending} events waiting to sync, journal {mode}")
 
 
+def _state_values(config: Config, *keys: str) -> dict[str, str]:
+    """station_state values, read-only (empty when there is no database yet)."""
+    path = config.storage.database_path
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        marks = ", ".join("?" for _ in keys)
+        rows = conn.execute(f"SELECT key, value FROM station_state WHERE key IN ({marks})", keys).fetchall()
+    finally:
+        conn.close()
+    return {str(key): str(value) for key, value in rows}
+
+
+def _member_id_twins(config: Config) -> list[list[str]]:
+    from models.database import CASE_CONFLICTS_SQL, case_conflict_groups
+
+    path = config.storage.database_path
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return case_conflict_groups(conn.execute(CASE_CONFLICTS_SQL).fetchall())
+    finally:
+        conn.close()
+
+
+def check_lockouts(config: Config, now_wall: float | None = None) -> list[Check]:
+    """Active lockouts (as the daemon last saved them) and member ids that differ only by case."""
+    from edge import access_state
+
+    try:
+        values = _state_values(config, access_state.KEY)
+    except sqlite3.Error as exc:
+        return [Check("lockouts", "fail", f"cannot read the saved lockouts: {exc}")]
+    now = time.time() if now_wall is None else now_wall
+    locks = access_state.active_lockouts(values.get(access_state.KEY), now)
+    checks = []
+    if not locks:
+        checks.append(Check("lockouts", "ok", "no credential or face is locked out"))
+    else:
+        words = {"member": "face entry as", "pass": "pass", "appearance": "face track"}
+        parts = []
+        for lock in locks:
+            scope, _, key = str(lock.get("id", "")).partition(":")
+            parts.append(
+                f"{words.get(scope, scope)} {key} ({lock['remaining_s']:.0f} s left, "
+                f"{lock.get('attempts')} failed attempts, {lock.get('reason')})"
+            )
+        checks.append(
+            Check(
+                "lockouts",
+                "warn",
+                f"{len(locks)} locked: " + "; ".join(parts) + " - other members are not affected; "
+                "clear one on the installer page or DELETE /api/v1/lockouts/<id>",
+            )
+        )
+    try:
+        groups = _member_id_twins(config)
+    except sqlite3.Error as exc:
+        return [*checks, Check("member ids", "fail", f"cannot read members: {exc}")]
+    if groups:
+        listed = "; ".join(" and ".join(group) for group in groups)
+        checks.append(
+            Check(
+                "member ids",
+                "warn",
+                f"member ids that differ only by case (kept from before ids were compared ignoring "
+                f"case): {listed}. Remove one of each pair and re-issue its passes under the other",
+            )
+        )
+    return checks
+
+
 def check_keys(config: Config, env: dict[str, str]) -> list[Check]:
     from models.template_cipher import load_or_create_key
 
@@ -255,6 +329,7 @@ def run_checks(config: Config, env: dict[str, str] | None = None, *, camera: boo
         check_clock(),
         check_disk(config),
         check_database(config),
+        *check_lockouts(config),
         *check_keys(config, env),
         check_gpio(config),
         check_face_stack(),

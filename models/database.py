@@ -61,6 +61,15 @@ MigrationStep = Callable[[Connection], None]
 
 #: station_state key listing member ids that already differed only by case when step 2 ran.
 CASE_CONFLICTS_KEY = "member_id_case_conflicts"
+#: Member ids that equal each other ignoring case, one row per group (ids joined by U+001F).
+CASE_CONFLICTS_SQL = (
+    "SELECT group_concat(member_id, char(31)) FROM members GROUP BY lower(member_id) HAVING count(*) > 1"
+)
+
+
+def case_conflict_groups(rows: Any) -> list[list[str]]:
+    """The rows of CASE_CONFLICTS_SQL as sorted groups of ids."""
+    return sorted(sorted(str(row[0]).split("\x1f")) for row in rows)
 
 
 def _step_2_member_ids_unique_ignoring_case(conn: Connection) -> None:
@@ -73,13 +82,7 @@ def _step_2_member_ids_unique_ignoring_case(conn: Connection) -> None:
     station_state key `member_id_case_conflicts` for `yizhan doctor` to report; `add_member`
     refuses any new id that equals an existing one ignoring case.
     """
-    groups = [
-        str(row[0]).split("\x1f")
-        for row in conn.exec_driver_sql(
-            "SELECT group_concat(member_id, char(31)) FROM members "
-            "GROUP BY lower(member_id) HAVING count(*) > 1"
-        )
-    ]
+    groups = case_conflict_groups(conn.exec_driver_sql(CASE_CONFLICTS_SQL))
     where = ""
     if groups:
         ids = sorted(member_id for group in groups for member_id in group)
@@ -87,7 +90,7 @@ def _step_2_member_ids_unique_ignoring_case(conn: Connection) -> None:
         where = f" WHERE member_id NOT IN ({quoted})"
         conn.exec_driver_sql(
             "INSERT OR REPLACE INTO station_state (key, value) VALUES (?, ?)",
-            (CASE_CONFLICTS_KEY, _json_dumps(sorted(sorted(group) for group in groups))),
+            (CASE_CONFLICTS_KEY, _json_dumps(groups)),
         )
     conn.exec_driver_sql(
         "CREATE UNIQUE INDEX ux_members_member_id_nocase ON members (member_id COLLATE NOCASE)" + where
