@@ -287,7 +287,8 @@ class QrChecker:
         if claims.single_use:
             try:
                 if spend:
-                    first_use = self.replay_guard.claim(kid, claims.nonce_hex, claims.expires_at + skew, now_s)
+                    last_second = claims.expires_at + skew
+                    first_use = self.replay_guard.claim(kid, claims.nonce_hex, last_second, now_s)
                 else:
                     first_use = not self.replay_guard.was_used(kid, claims.nonce_hex)
             except ReplayGuardError as exc:

@@ -67,7 +67,7 @@ def test_every_response_conforms_to_the_schema(env: ApiEnv) -> None:
             def run(case: Any) -> None:
                 response = case.call(headers=env.auth)
                 statuses[response.status_code] += 1
-                key = f"{case.method} {operation.path} {response.status_code}"
+                key = f"{case.method} {case.operation.path} {response.status_code}"
                 try:
                     case.validate_response(response, checks=[response_schema_conformance])
                     if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):

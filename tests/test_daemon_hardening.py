@@ -168,9 +168,7 @@ def test_yizhan_run_twice_exits_2_and_cli_writes_keep_working(tmp_path: Path) ->
 
 def test_a_missing_gpio_driver_is_exit_2_with_doctors_words(cli: Any, station_dir: Path) -> None:
     config = station_dir / "yizhan.toml"
-    config.write_text(
-        config.read_text() + '\n[door.gpio]\npin_factory = "lgpio"\n\n[api]\nenabled = false\n'
-    )
+    config.write_text(config.read_text() + '\n[door.gpio]\npin_factory = "lgpio"\n\n[api]\nenabled = false\n')
     run = cli("run", "--source", str(station_dir / "none.avi"))
     assert run.code == 2, run.err
     assert "Traceback" not in run.err and "no GPIO here" in run.err
