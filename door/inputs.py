@@ -10,6 +10,7 @@ an exception escaping into the driver's thread can stop all further GPIO events.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -200,6 +201,9 @@ class AlarmOutput:
         self, config: EmergencyConfig, *, pin_factory: Factory, clock: Clock = time.monotonic
     ) -> None:
         self._outputs: list[TimedOutput] = []
+        self._clock = clock
+        self._default_s = config.alarm_s
+        self._until = -math.inf  # end of the alarm window (a feedback beep on the buzzer is not one)
         try:
             for label, pin in (("buzzer", config.buzzer_pin), ("alarm light", config.led_pin)):
                 if pin is not None:
@@ -218,16 +222,28 @@ class AlarmOutput:
             raise
 
     @property
+    def buzzer(self) -> TimedOutput | None:
+        """The buzzer output (shared with the door's feedback patterns), if configured."""
+        return next((o for o in self._outputs if o.name == "buzzer"), None)
+
+    @property
+    def light(self) -> TimedOutput | None:
+        """The alarm light output (shared with the door's feedback patterns), if configured."""
+        return next((o for o in self._outputs if o.name == "alarm light"), None)
+
+    @property
     def configured(self) -> bool:
         """Whether there is anything to drive."""
         return bool(self._outputs)
 
     @property
     def is_sounding(self) -> bool:
-        return any(output.is_on for output in self._outputs)
+        """The emergency alarm is on (a door-feedback beep on the same buzzer does not count)."""
+        return self._clock() < self._until and any(output.is_on for output in self._outputs)
 
     def sound(self, seconds: float | None = None) -> None:
         """Switch the buzzer and light on for `seconds` (default `alarm_s`); returns at once."""
+        self._until = max(self._until, self._clock() + (self._default_s if seconds is None else seconds))
         for output in self._outputs:
             try:
                 output.turn_on_for(seconds)
@@ -235,6 +251,7 @@ class AlarmOutput:
                 logger.exception("could not sound the %s", output.name)
 
     def silence(self) -> None:
+        self._until = -math.inf
         for output in self._outputs:
             try:
                 output.turn_off()

@@ -30,6 +30,7 @@ from edge.access import AccessDecider, Credential
 from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings
+from edge.feedback import signal_for
 from edge.lockouts import LockoutInfo
 from edge.recorder import EventRecorder
 from edge.run_lock import RunLock
@@ -140,6 +141,7 @@ class StationDaemon:
         self.decider = AccessDecider(config.access, config.schedule.opening_hours())
         self._restore_access_state()
         recorder.subscribe(self._after_event)  # persists lockout changes (decide thread, after commit)
+        recorder.subscribe(self._signal_door)  # the buzzer / light / text line for the person there
         self.schedule = config.schedule
         self.loop = DecideLoop(
             frames=self.camera.frames,
@@ -414,6 +416,12 @@ class StationDaemon:
             self._saved_access_version = version
         except Exception:
             log.exception("access state not saved (lockouts may not survive a restart)")
+
+    def _signal_door(self, event: dict[str, Any]) -> None:
+        signal = signal_for(event)
+        door = self.door
+        if signal is not None and door is not None:
+            door.signal(signal)  # returns at once: the pattern plays on the feedback thread
 
     def _after_event(self, event: dict[str, Any]) -> None:
         if event.get("kind") in ("refused", "lockout"):
