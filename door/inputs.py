@@ -201,8 +201,6 @@ class AlarmOutput:
         self, config: EmergencyConfig, *, pin_factory: Factory, clock: Clock = time.monotonic
     ) -> None:
         self._outputs: list[TimedOutput] = []
-        self._clock = clock
-        self._default_s = config.alarm_s
         self._until = -math.inf  # end of the alarm window (a feedback beep on the buzzer is not one)
         try:
             for label, pin in (("buzzer", config.buzzer_pin), ("alarm light", config.led_pin)):
@@ -238,17 +236,18 @@ class AlarmOutput:
 
     @property
     def is_sounding(self) -> bool:
-        """The emergency alarm is on (a door-feedback beep on the same buzzer does not count)."""
-        return self._clock() < self._until and any(output.is_on for output in self._outputs)
+        """The emergency alarm is on: an output still in the window `sound()` opened (a door-feedback
+        beep on the same buzzer has a window of its own and does not count)."""
+        return any(output.is_on and output.off_at == self._until for output in self._outputs)
 
     def sound(self, seconds: float | None = None) -> None:
         """Switch the buzzer and light on for `seconds` (default `alarm_s`); returns at once."""
-        self._until = max(self._until, self._clock() + (self._default_s if seconds is None else seconds))
         for output in self._outputs:
             try:
                 output.turn_on_for(seconds)
             except Exception:
                 logger.exception("could not sound the %s", output.name)
+        self._until = max((o.off_at for o in self._outputs if o.off_at is not None), default=-math.inf)
 
     def silence(self) -> None:
         self._until = -math.inf

@@ -45,7 +45,10 @@ class AccessConfig(_Section):
         "stranger in front of the camera is one counted refusal per frame).",
     )
     lockout_attempts: int = Field(
-        5, ge=1, le=100, description="Counted refusals of one credential within lockout_window_s that lock it."
+        5,
+        ge=1,
+        le=100,
+        description="Counted refusals of one credential within lockout_window_s that lock it.",
     )
     lockout_window_s: float = Field(
         60.0,
