@@ -30,6 +30,7 @@ from edge.access import AccessDecider, Credential
 from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings
+from edge.disk_space import DiskGuard, is_disk_full
 from edge.feedback import signal_for
 from edge.lockouts import LockoutInfo
 from edge.recorder import EventRecorder
@@ -42,6 +43,14 @@ from edge.tracker import FaceTracker, TrackerSettings
 from edge.two_factor import TwoFactorGate
 
 log = logging.getLogger(__name__)
+
+#: While the data disk is too full to open the database, how often to try again.
+DEGRADED_RETRY_S = 10.0
+
+
+class StartAborted(Exception):
+    """A stop was requested before the start finished (e.g. while degraded on a full disk)."""
+
 
 #: After the installer page's last enrolment activity (live hints, a capture), face refusals at the
 #: door do not count toward lockouts for this long.
@@ -87,6 +96,13 @@ class StationDaemon:
         self._loop_thread: threading.Thread | None = None
         self._camera_was_down = False
         self.crashed = False  # the decide loop died: run() returns 1
+        self.disk: DiskGuard | None = None
+        self.degraded: str | None = None  # "disk_full" while waiting for room to open the store
+        self._degraded_since = 0.0
+        self._disk_alarm_details: dict[str, Any] | None = None
+        self._disk_alarm_raised = False
+        self._clock_alarm_raised = False
+        self._alarm_lock = threading.Lock()
         self._run_lock: RunLock | None = None
         self._saved_access_version = -1
         self._early_lock = threading.Lock()
@@ -107,15 +123,26 @@ class StationDaemon:
         if config.door.gpio.pin_factory == "mock" and self._pin_factory is None:
             log.warning('GPIO pins are simulated (door.gpio.pin_factory = "mock"): no real door is driven')
         self.door = DoorController(config.door, pin_factory=factory, sink=self._on_door_event)
-        self.station = station = self._station or Station(config, env=self.env)
+        # The disk next: snapshots are pruned to the free-space floor (oldest first) before the
+        # database opens, and on a disk full of something else the reserve is given back.
+        store = SnapshotStore(config.storage.data_dir / "snapshots", config.snapshots)
+        self.disk = DiskGuard(
+            config.storage.data_dir,
+            floor_bytes=store.min_free_bytes,
+            reserve_bytes=config.storage.reserve_mb * 1024 * 1024,
+        )
+        store.make_room()
+        self.station = station = self._station or self._open_station(store)
+        self.disk.ensure_reserve()
         roster = station.door_roster()
         station.pipeline  # noqa: B018  (load dlib now, not on the first face at the door)
         log.info(
             "roster loaded", extra={"fields": {"members": len(roster.members), "templates": roster.size}}
         )
-        self.recorder = recorder = EventRecorder(station.sessions)
-        store = SnapshotStore(config.storage.data_dir / "snapshots", config.snapshots)
-        self.snapshots = SnapshotWriter(store, maxsize=config.daemon.snapshot_queue)
+        self.recorder = recorder = EventRecorder(station.sessions, make_room=self._make_room)
+        self.snapshots = SnapshotWriter(
+            store, maxsize=config.daemon.snapshot_queue, on_status=self._on_disk_status
+        )
         self.snapshots.start()
         source = self.options.camera_source or config.camera.source
         if source == "demo":
@@ -180,6 +207,7 @@ class StationDaemon:
             details={"station_id": config.station.station_id, "members": len(roster.members)},
         )
         self._record_early_door_events()
+        self._raise_disk_alarm(store.status())
         self.camera.start()
         self._loop_thread = threading.Thread(target=self._run_loop, name="decide", daemon=True)
         self._loop_thread.start()
@@ -196,6 +224,105 @@ class StationDaemon:
             self.api = ApiServer(self)
             self.api.start()
         self.notifier.ready("deciding")
+
+    def _open_station(self, store: SnapshotStore) -> Station:
+        """Open the store; on a full disk make room (snapshots first, then the reserve) and, when
+        nothing is left to free, wait in a degraded mode instead of exiting into a restart loop:
+        READY with a clear STATUS, watchdog pings, the exit button and the local alarm working,
+        door events kept for the log, and the database tried again every DEGRADED_RETRY_S."""
+        assert self.disk is not None
+        while True:
+            try:
+                station = Station(self.config, env=self.env)
+            except Exception as exc:
+                if not (is_disk_full(exc) or self.disk.low()):
+                    raise
+                if store.make_room():
+                    continue  # room made: try again at once
+                released = self.disk.release_reserve()
+                if released:
+                    self._disk_alarm_details = {"reserve_released_bytes": released}
+                    continue
+                self._enter_degraded(exc)
+                if self.stop_event.wait(DEGRADED_RETRY_S):
+                    raise StartAborted("stopped while waiting for disk space") from None
+                continue
+            if self.degraded is not None:
+                waited = time.monotonic() - self._degraded_since
+                log.warning(
+                    "disk space back: starting normally", extra={"fields": {"waited_s": round(waited, 1)}}
+                )
+                self._disk_alarm_details = {"degraded_start_s": round(waited, 1)}
+                self.degraded = None
+            return station
+
+    def _enter_degraded(self, exc: BaseException) -> None:
+        assert self.disk is not None
+        free = self.disk.free_bytes()
+        text = (
+            f"DEGRADED: data disk full ({free // 1024} KiB free, floor "
+            f"{self.disk.floor_bytes // 2**20} MiB): no face or pass decisions, exit button works; "
+            "free space under the data directory"
+        )
+        if self.degraded is None:
+            self.degraded = "disk_full"
+            self._degraded_since = time.monotonic()
+            log.critical(text, extra={"fields": {"error": str(exc)[:300]}})
+            self.notifier.ready(text)  # systemd must not kill and restart us for this
+        self.notifier.status(text)
+        self.notifier.watchdog()
+
+    def _make_room(self) -> int:
+        """A commit failed on a full disk: the oldest snapshots go, then the reserve."""
+        freed = 0
+        if self.snapshots is not None:
+            freed = self.snapshots.store.make_room(1024 * 1024)
+        if not freed and self.disk is not None:
+            freed = self.disk.release_reserve()
+            if freed:
+                self._disk_alarm_details = {"reserve_released_bytes": freed}
+        return freed
+
+    def _on_disk_status(self, status: dict[str, Any]) -> None:
+        """The snapshot thread's report after each enforcement or skipped snapshot."""
+        self._raise_disk_alarm(status)
+        if self.disk is not None and not self.disk.low():
+            self.disk.ensure_reserve()
+
+    def _raise_disk_alarm(self, status: dict[str, Any]) -> None:
+        """Record `disk_full` once per episode (snapshots paused, the disk below its floor with
+        nothing of ours left to delete, or the reserve used) and `clock_jump` once per jump."""
+        recorder, disk = self.recorder, self.disk
+        if recorder is None or disk is None:
+            return
+        reserve_used = disk.reserve_bytes > 0 and disk.released > 0 and not disk.has_reserve()
+        episode = self._disk_alarm_details is not None  # a degraded start, or the reserve given back
+        full = bool(status.get("paused_for_space")) or disk.low() or reserve_used or episode
+        with self._alarm_lock:
+            self._record_disk_alarms(recorder, status, full)
+
+    def _record_disk_alarms(self, recorder: EventRecorder, status: dict[str, Any], full: bool) -> None:
+        try:
+            if full and not self._disk_alarm_raised:
+                details = {**status, **(self._disk_alarm_details or {})}
+                recorder.record(kind="disk_full", reason="free_space_below_floor", details=details)
+                self._disk_alarm_raised = True
+            elif not full and self._disk_alarm_raised:
+                recorder.record(kind="disk_space_recovered", details=dict(status))
+                self._disk_alarm_raised = False
+            self._disk_alarm_details = None
+            ahead = float(status.get("clock_ahead_s") or 0.0)
+            if ahead > 0 and not self._clock_alarm_raised:
+                recorder.record(
+                    kind="clock_jump",
+                    reason="wall_clock_ahead_of_history",
+                    details={"ahead_s": round(ahead, 1), "ahead_days": round(ahead / 86400, 2)},
+                )
+                self._clock_alarm_raised = True
+            elif ahead <= 0:
+                self._clock_alarm_raised = False
+        except Exception:
+            log.exception("disk / clock alarm not recorded")
 
     def _run_loop(self) -> None:
         assert self.loop is not None
@@ -215,7 +342,10 @@ class StationDaemon:
         """Start, watch until stopped (signal, end of a file source, loop crash), stop. Exit code:
         0 for a requested stop or the end of a file source, 1 when the decide loop crashed."""
         try:
-            self.start()
+            try:
+                self.start()
+            except StartAborted:
+                return 0  # stopped while degraded (disk full): a requested stop
             interval = self.notifier.ping_interval_s or 1.0
             while not self.stop_event.wait(min(interval, 1.0)):
                 if self.healthy_for_watchdog():
@@ -242,6 +372,8 @@ class StationDaemon:
             if self.loop is None
             else round(time.monotonic() - self.loop.heartbeat, 2),
             "roster_version": None if self.station is None else self.station.roster.current.version,
+            "degraded": self.degraded,
+            "disk": None if self.snapshots is None else self.snapshots.store.status(),
             "lockouts": []
             if self.decider is None
             else [info.to_json() for info in self.decider.active_lockouts(time.monotonic())],

@@ -116,4 +116,11 @@ class SnapshotConfig(_Section):
     retention_days: int = Field(
         30, ge=1, le=3650, description="Snapshots older than this are deleted; event rows stay."
     )
+    min_free_mb: int = Field(
+        256,
+        ge=1,
+        le=1_000_000,
+        description="Free space (MiB) kept on the data disk: the oldest snapshots are deleted to keep "
+        "it, and none is written below it, so events can always be recorded.",
+    )
     face_crop: bool = Field(True, description="Also write a crop around the face (<event_id>.face.jpg).")

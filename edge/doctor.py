@@ -78,9 +78,15 @@ def check_disk(config: Config) -> Check:
         return Check("disk", "fail", f"cannot read free space of {probe}: {exc}")
     free_mb = usage.free / 2**20
     budget = config.snapshots.budget_mb
-    if free_mb < 200:
+    floor = config.snapshots.min_free_mb
+    if free_mb < floor:
+        used = config.storage.reserve_mb and not (probe / "reserve.space").exists()
+        held = "; the disk reserve is gone (used)" if used else ""
         return Check(
-            "disk", "fail", f"only {free_mb:.0f} MiB free under {probe}: events cannot be stored safely"
+            "disk",
+            "fail",
+            f"only {free_mb:.0f} MiB free under {probe}, below the {floor} MiB floor: snapshots are "
+            f"paused and events live on what is left{held}; free space (journald? old files?)",
         )
     if free_mb < budget / 4:
         return Check(
