@@ -629,26 +629,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     configure_logging(config.logging.level, args.log_format or config.logging.format)
     log.debug("configuration loaded", extra={"fields": {"source": source}})
-    from edge.station import RefusedError
-    from models.database import StoreError
-
     try:
         return int(args.handler(args, config))
-    except (CliRefusal, RefusedError) as exc:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return _exit_code(args, exc)
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _loaded(module: str, name: str) -> type[BaseException]:
+    """A class from a module only if the command imported it: an exception of that class cannot
+    exist otherwise. Keeps `yizhan door safe` (systemd's ExecStopPost, on the relay's critical path
+    after a crash) from importing SQLAlchemy, NumPy and OpenCV just to classify errors."""
+    loaded = sys.modules.get(module)
+    found = getattr(loaded, name, None) if loaded is not None else None
+    return found if isinstance(found, type) and issubclass(found, BaseException) else _NeverRaised
+
+
+def _exit_code(args: argparse.Namespace, exc: Exception) -> int:
+    if isinstance(exc, CliRefusal | _loaded("edge.station", "RefusedError")):
         problems = getattr(exc, "problems", [])
         sys.stderr.write(f"yizhan {args.command}: {exc}\n" + "".join(f"  - {p}\n" for p in problems))
         return EXIT_REFUSED
-    except StoreError as exc:
+    if isinstance(exc, _loaded("models.database", "StoreError")):
         if isinstance(exc, ValueError | LookupError):  # bad input (validation, duplicate, not found)
             sys.stderr.write(f"yizhan {args.command}: {exc}\n")
             return EXIT_REFUSED
         sys.stderr.write(f"yizhan {args.command}: stored data cannot be used: {exc}\n")
         return EXIT_DATA
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        log.exception("unexpected error", extra={"fields": {"command": args.command}})
-        return EXIT_BUG
+    log.exception("unexpected error", extra={"fields": {"command": args.command}}, exc_info=exc)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

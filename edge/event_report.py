@@ -48,7 +48,9 @@ def parse_since(text: str, *, now: float, tz: ZoneInfo) -> float:
 
 ENTRY_KINDS = frozenset({"entry"})
 REFUSAL_KINDS = frozenset({"refused"})
-ALARM_KINDS = frozenset({"emergency", "door_forced", "door_held_open", "tamper", "lockout"})
+ALARM_KINDS = frozenset(
+    {"emergency", "door_forced", "door_held_open", "tamper", "lockout", "disk_full", "clock_jump"}
+)
 
 
 def stats_by_day(events: Iterable[Mapping[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:

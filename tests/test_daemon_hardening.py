@@ -175,3 +175,23 @@ def test_a_missing_gpio_driver_is_exit_2_with_doctors_words(cli: Any, station_di
     doctor = cli("doctor", "--no-camera", "--json")
     (gpio,) = [c for c in doctor.json() if c["check"] == "gpio"]
     assert gpio["status"] == "fail" and gpio["detail"] in run.err
+
+
+def test_door_safe_loads_nothing_but_the_config_and_gpio(tmp_path: Path) -> None:
+    """ExecStopPost's `yizhan door safe` is what de-energises the relay after a kill -9: it used to
+    import SQLAlchemy, NumPy and OpenCV first (seconds on a Pi while the door stayed unlocked)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from edge.cli import main\n"
+        "code = main(['--config', sys.argv[1], 'door', 'safe'])\n"
+        "print(code, sorted(m for m in ('sqlalchemy', 'numpy', 'cv2', 'dlib', 'fastapi') if m in sys.modules))\n"
+    )
+    config = tmp_path / "y.toml"
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "d"}"\n', encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
