@@ -187,7 +187,8 @@ def test_door_safe_loads_nothing_but_the_config_and_gpio(tmp_path: Path) -> None
         "import sys\n"
         "from edge.cli import main\n"
         "code = main(['--config', sys.argv[1], 'door', 'safe'])\n"
-        "print(code, sorted(m for m in ('sqlalchemy', 'numpy', 'cv2', 'dlib', 'fastapi') if m in sys.modules))\n"
+        "heavy = ('sqlalchemy', 'numpy', 'cv2', 'dlib', 'fastapi')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
     )
     config = tmp_path / "y.toml"
     config.write_text(f'[storage]\ndata_dir = "{tmp_path / "d"}"\n', encoding="utf-8")
