@@ -386,12 +386,12 @@ class AccessDecider:
 
         locked = self._lockouts.find(_lock_keys(c), now)
         if locked is not None:
-            extra = {
+            lockout = {
                 "lockout": locked.id,
                 "lockout_scope": locked.scope,
                 "lockout_remaining_s": round(locked.remaining_s, 3),
             }
-            return self._refuse(c, LOCKOUT, now, extra=extra)
+            return self._refuse(c, LOCKOUT, now, extra=lockout)
         if not c.ok:
             reason = c.reason or UNKNOWN_FACE
             counted = c.member_id is None or reason in PROBING_REASONS

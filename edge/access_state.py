@@ -60,7 +60,8 @@ def active_lockouts(raw: str | None, now_wall: float) -> list[dict[str, Any]]:
         return []
     state, saved = parsed
     elapsed = max(0.0, now_wall - saved)
-    locks = state.get("locks") if isinstance(state.get("locks"), list) else []
+    saved_locks = state.get("locks")
+    locks: list[Any] = saved_locks if isinstance(saved_locks, list) else []
     shown = []
     for lock in locks:
         if not isinstance(lock, dict):

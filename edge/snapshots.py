@@ -243,7 +243,7 @@ class SnapshotStore:
                 for name in written:  # half an event is no event: both files or none
                     _unlink_quietly(day_dir / name)
                 written = {}
-                full = exc
+                full: OSError | None = exc
             else:
                 full = None
             if full is None:
