@@ -203,7 +203,7 @@ def check_lockouts(config: Config, now_wall: float | None = None) -> list[Check]
 
 
 def check_keys(config: Config, env: dict[str, str]) -> list[Check]:
-    from models.template_cipher import load_or_create_key
+    from common.template_cipher import load_or_create_key
 
     checks = []
     key_path = config.storage.key_file or config.storage.data_dir / "template.key"
