@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,8 @@ class StationDaemon:
         self._run_lock: RunLock | None = None
         self._saved_access_version = -1
         self._early_lock = threading.Lock()
-        self._early_door_events: list[tuple[DoorEvent, float]] = []
+        # Bounded: a degraded start on a full disk can last hours with the exit button in use.
+        self._early_door_events: deque[tuple[DoorEvent, float]] = deque(maxlen=1000)
         self.sync: Any = None  # sync.service.SyncService when [mqtt] enabled
         self.api: Any = None  # edge.api.server.ApiServer when [api] enabled
 
@@ -578,7 +580,8 @@ class StationDaemon:
 
     def _record_early_door_events(self) -> None:
         with self._early_lock:
-            early, self._early_door_events = self._early_door_events, []
+            early = list(self._early_door_events)
+            self._early_door_events.clear()
         for event, wall in early:
             try:
                 assert self.recorder is not None
