@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import JSON, TypeDecorator
 
+from recognizer.encoder import MODEL_DLIB
+
 MEMBER_ID_MAX = 64
 
 
@@ -97,7 +99,11 @@ class Member(Base):
 
 
 class FaceTemplate(Base):
-    """One encrypted 128-d face encoding of a member; the plaintext vector never touches the file."""
+    """One encrypted face encoding of a member; the plaintext vector never touches the file.
+
+    `model` names the face model that made it (`FaceModel.name`): a roster is built from the
+    templates of the station's active model only, so two models' vectors are never compared.
+    """
 
     __tablename__ = "face_templates"
     __table_args__ = (Index("ix_face_templates_member", "member_id"),)
@@ -111,6 +117,7 @@ class FaceTemplate(Base):
     quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    model: Mapped[str] = mapped_column(String(64), default=MODEL_DLIB, server_default=MODEL_DLIB)
 
     member: Mapped[Member] = relationship(back_populates="templates")
 

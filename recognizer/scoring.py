@@ -41,10 +41,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recognizer.encoder import MODEL_DLIB
 from recognizer.matcher import MatchPolicy, as_query, nearest_members, squared_distances
 from recognizer.roster import RosterSnapshot
 
-MODEL_DLIB: Final = "dlib_resnet_v1"
 DEFAULT_PRESET: Final = "balanced"
 
 # Stable reason words (events, logs and the screen key on them).
@@ -88,6 +88,10 @@ class ScoringPolicy:
     no_cohort_max_distance: float = 0.38
     require_frames: int = 1
     lookalike_ratio: float = 0.85
+    #: Enrolment: photos given together must be this close to each other to be taken for one
+    #: person (model units, like every distance here; `[recognition] same_person_max_distance`
+    #: overrides it).
+    same_person_max_distance: float = 0.65
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -96,6 +100,7 @@ class ScoringPolicy:
         for label, value in (
             ("max_distance", self.max_distance),
             ("verify_max_distance", self.verify_max_distance),
+            ("same_person_max_distance", self.same_person_max_distance),
         ):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"{label} must be in (0, 2), got {value}")
@@ -203,7 +208,11 @@ def preset(name: str = DEFAULT_PRESET, model: str = MODEL_DLIB) -> ScoringPolicy
     try:
         by_name = PRESETS[model]
     except KeyError:
-        raise ValueError(f"no measured scoring presets for face model {model!r}") from None
+        raise ValueError(
+            f"no measured scoring presets for face model {model!r}: its distances have their own scale, "
+            "so no preset of another model applies. Measure its operating point on labelled photos "
+            "with `yizhan calibrate --faces DIR` (docs/RECOGNITION.md, 'Switching the encoder')"
+        ) from None
     try:
         return by_name[name]
     except KeyError:
@@ -601,9 +610,13 @@ def without_member(snapshot: RosterSnapshot, member_id: str) -> RosterSnapshot:
     if snapshot.position_of(member_id) is None:
         return snapshot
     return RosterSnapshot.build(
-        (owner, row)
-        for owner, row in zip(snapshot.owners, snapshot.templates, strict=True)
-        if owner != member_id
+        (
+            (owner, row)
+            for owner, row in zip(snapshot.owners, snapshot.templates, strict=True)
+            if owner != member_id
+        ),
+        model=snapshot.model,
+        dim=snapshot.dim,
     )
 
 
