@@ -41,7 +41,7 @@ eval-model:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy recognizer models edge
+	$(BIN)/mypy contract recognizer models edge
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

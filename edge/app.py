@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.schedule import ScheduleConfig
 from door.controller import DoorController, DoorEvent
 from door.pins import make_pin_factory
 from edge.access import AccessDecider, Credential
-from edge.access_config import ScheduleConfig
 from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings

@@ -24,10 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Float, cast, delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge.access_config import ScheduleConfig
-from models import members as member_store
-from models.tables import StationState
-from sync.messages import (
+from contract.messages import (
     Command,
     OpenCommand,
     PingCommand,
@@ -36,8 +33,11 @@ from sync.messages import (
     SnapshotCommand,
     iso_now,
 )
+from contract.schedule import ScheduleConfig
+from contract.topics import StationTopics
+from models import members as member_store
+from models.tables import StationState
 from sync.outcome import Outcome
-from sync.topics import StationTopics
 
 if TYPE_CHECKING:
     from edge.app import StationDaemon

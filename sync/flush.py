@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.messages import InboundError, parse_ack
+from contract.topics import StationTopics
 from models.database import make_session_factory
 from sync.client import LinkConfigError, MqttLink
-from sync.messages import InboundError, parse_ack
 from sync.outbox_publisher import OutboxPublisher
-from sync.topics import StationTopics
 
 if TYPE_CHECKING:
     from edge.config import Config

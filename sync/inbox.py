@@ -2,7 +2,7 @@
 
 paho's network thread must stay free to answer keepalives and PUBACKs, so `offer` only puts the
 raw bytes on a bounded queue (a flood beyond `inbox_queue` is dropped and counted, never buffered
-without bound). The "sync-inbox" worker parses each message strictly (`sync.messages`), routes it
+without bound). The "sync-inbox" worker parses each message strictly (`contract.messages`), routes it
 by its exact topic (anything but this station's `down/roster` and `down/command` is ignored), and
 answers with a result. Nothing a message contains can stop the worker: every failure becomes an
 error result and a log line. Error results are rate-limited (a hostile flood must not turn the
@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from contract.messages import InboundError, parse_ack, parse_command, parse_roster
+from contract.topics import StationTopics
 from sync.commands import CommandRunner
-from sync.messages import InboundError, parse_ack, parse_command, parse_roster
 from sync.outcome import Outcome, RefType
 from sync.rate import TokenBucket
 from sync.roster_apply import RosterSync
-from sync.topics import StationTopics
 
 log = logging.getLogger(__name__)
 

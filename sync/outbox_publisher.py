@@ -35,6 +35,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.topics import UP_SNAPSHOT, StationTopics
 from models import events as event_store
 from models import members as member_store
 from models.tables import OutboxItem
@@ -44,7 +45,6 @@ from sync.config import MqttConfig
 from sync.enrolment import scrub_photos
 from sync.outbox_rows import MessageBuilder, NotYet, Ready, Row, Skip
 from sync.rate import TokenBucket
-from sync.topics import UP_SNAPSHOT, StationTopics
 
 log = logging.getLogger(__name__)
 

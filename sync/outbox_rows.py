@@ -21,12 +21,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.messages import EventMessage, SnapshotMeta
+from contract.topics import UP_EVENT, UP_SNAPSHOT, StationTopics
 from models.template_cipher import TemplateCipher
 from sync.config import MqttConfig
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 from sync.enrolment import build_enrolment
-from sync.messages import EventMessage, SnapshotMeta
-from sync.topics import UP_EVENT, UP_SNAPSHOT, StationTopics
 
 
 @dataclass(slots=True)

@@ -33,14 +33,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import members as member_store
-from models import qr_store
-from models.database import StoreError
-from models.tables import FaceTemplate, Member, OutboxItem, utc_now
-from models.template_cipher import TemplateCipher, as_template_vector
-from recognizer.qr_token import kid_for
-from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
-from sync.messages import (
+from contract.messages import (
     ActivateMember,
     AddMember,
     AddQrKey,
@@ -60,6 +53,13 @@ from sync.messages import (
     TokenRevocation,
     UpdateMember,
 )
+from models import members as member_store
+from models import qr_store
+from models.database import StoreError
+from models.tables import FaceTemplate, Member, OutboxItem, utc_now
+from models.template_cipher import TemplateCipher, as_template_vector
+from recognizer.qr_token import kid_for
+from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 from sync.outcome import Outcome
 
 log = logging.getLogger(__name__)

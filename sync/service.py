@@ -18,12 +18,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from edge.doctor import check_clock, check_disk
-from models.database import make_session_factory
-from sync.client import LinkConfigError, MqttLink, Will
-from sync.commands import CommandRunner, restore_schedule
-from sync.inbox import Inbox
-from sync.messages import (
+from contract.messages import (
     ResultMessage,
     RosterRequest,
     RosterRequestReason,
@@ -32,10 +27,15 @@ from sync.messages import (
     iso,
     iso_now,
 )
+from contract.topics import StationTopics
+from edge.doctor import check_clock, check_disk
+from models.database import make_session_factory
+from sync.client import LinkConfigError, MqttLink, Will
+from sync.commands import CommandRunner, restore_schedule
+from sync.inbox import Inbox
 from sync.outbox_publisher import OutboxPublisher
 from sync.outcome import Outcome
 from sync.roster_apply import RosterSync
-from sync.topics import StationTopics
 
 if TYPE_CHECKING:
     from edge.app import StationDaemon

@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from contract import messages as m
+from contract.topics import StationTopics
 from edge.config import ConfigError, parse_config
-from sync import messages as m
 from sync.config import MqttConfig
-from sync.topics import StationTopics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
 LIMIT = 2 * 1024 * 1024

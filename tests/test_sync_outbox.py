@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from contract.topics import StationTopics
 from edge.recorder import EventRecorder
 from edge.snapshots import SnapshotStore
 from edge.station import Station
@@ -31,7 +32,6 @@ from sync.client import MqttLink
 from sync.enrolment import enqueue_enrolment
 from sync.flush import flush_command
 from sync.outbox_publisher import OutboxPublisher
-from sync.topics import StationTopics
 from tests.mqtt_broker import (
     Broker,
     Centre,

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from contract.messages import parse_roster
 from edge.config import parse_config
 from edge.station import Station
 from models import members as member_store
@@ -27,7 +28,6 @@ from models.database import make_session_factory
 from models.tables import FaceTemplate
 from recognizer import qr_token
 from sync.enrolment import enqueue_enrolment
-from sync.messages import parse_roster
 from sync.outcome import Outcome
 from sync.roster_apply import RosterSync
 

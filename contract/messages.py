@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from edge.access_config import ScheduleConfig
+from contract.schedule import ScheduleConfig
 
 PROTOCOL_VERSION = 1
 TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z
