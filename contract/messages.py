@@ -32,7 +32,13 @@ from contract.schedule import ScheduleConfig
 
 PROTOCOL_VERSION = 1
 TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+#: The face model of every template that names none (all templates before models were named):
+#: dlib's ResNet, whose vectors have VECTOR_DIM values. Another model's template names its model
+#: (a station stores templates of dlib's model and of the model it runs, and refuses others).
+DLIB_MODEL = "dlib_resnet_v1"
 VECTOR_DIM = 128
+VECTOR_MIN_DIM = 32
+VECTOR_MAX_DIM = 4096
 MAX_OPS = 1000
 MAX_SNAPSHOT_PARTS = 1000
 MAX_SNAPSHOT_MEMBERS_PER_PART = 5000
@@ -60,7 +66,8 @@ Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 GroupName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 UnixTime = Annotated[float, Field(ge=0.0, le=TS_MAX)]
 Component = Annotated[float, Field(ge=-10.0, le=10.0)]
-Vector = Annotated[list[Component], Field(min_length=VECTOR_DIM, max_length=VECTOR_DIM)]
+Vector = Annotated[list[Component], Field(min_length=VECTOR_MIN_DIM, max_length=VECTOR_MAX_DIM)]
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 RosterRequestReason = Literal["connect", "new", "gap", "invalid", "reload"]
 StationState = Literal["online", "offline"]
 MemberKind = Literal["courier", "rider", "sanitation", "driver", "other"]
@@ -88,11 +95,19 @@ class _Out(BaseModel):
 
 
 class TemplateRecord(_In):
-    """One 128-d face encoding. Ids are 32 hex characters; a template uploaded from a station keeps
-    the id it had there, so the round trip station -> centre -> station never duplicates it."""
+    """One face encoding of face model `model` (default dlib's: exactly 128 values). Ids are 32 hex
+    characters; a template uploaded from a station keeps the id it had there, so the round trip
+    station -> centre -> station never duplicates it."""
 
     template_id: TemplateId
+    model: ModelName = DLIB_MODEL
     vector: Vector
+
+    @model_validator(mode="after")
+    def _length(self) -> TemplateRecord:
+        if self.model == DLIB_MODEL and len(self.vector) != VECTOR_DIM:
+            raise ValueError(f"a {DLIB_MODEL} template has {VECTOR_DIM} values, got {len(self.vector)}")
+        return self
 
 
 class MemberFields(_In):
@@ -373,6 +388,7 @@ class SnapshotMeta(_Out):
 
 class EnrolmentTemplate(_Out):
     template_id: str
+    model: str = DLIB_MODEL
     vector: list[float]
 
 

@@ -104,17 +104,22 @@ def build_enrolment(
     if member is not None:
         rows = list(
             session.execute(
-                select(FaceTemplate.template_id, FaceTemplate.key_fingerprint, FaceTemplate.ciphertext).where(
-                    FaceTemplate.member_id == member_id, FaceTemplate.template_id.in_(wanted)
-                )
+                select(
+                    FaceTemplate.template_id,
+                    FaceTemplate.key_fingerprint,
+                    FaceTemplate.ciphertext,
+                    FaceTemplate.model,
+                ).where(FaceTemplate.member_id == member_id, FaceTemplate.template_id.in_(wanted))
             )
         )
         if member.consent_cross_station and member.consent_face:
             loaded = cipher()
-            for template_id, fingerprint, blob in rows:
-                vector = loaded.decrypt(member_id, template_id, fingerprint, blob)
+            for template_id, fingerprint, blob, model in rows:
+                vector = loaded.decrypt(member_id, template_id, fingerprint, blob, model)
                 templates.append(
-                    EnrolmentTemplate(template_id=template_id, vector=[float(x) for x in vector.tolist()])
+                    EnrolmentTemplate(
+                        template_id=template_id, model=model, vector=[float(x) for x in vector.tolist()]
+                    )
                 )
             photos = [str(p) for p in payload.get("photos_jpeg_b64", [])]
         else:

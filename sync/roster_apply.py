@@ -58,6 +58,7 @@ from models import qr_store
 from models.database import StoreError
 from models.tables import FaceTemplate, Member, OutboxItem, utc_now
 from models.template_cipher import TemplateCipher, as_template_vector
+from recognizer.encoder import DLIB_IDENTITY, MODEL_DLIB, ModelIdentity
 from recognizer.qr_token import kid_for
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 from sync.outcome import Outcome
@@ -96,6 +97,7 @@ class RosterSync:
         after_commit: Callable[[], None],
         request_resync: Callable[[RosterRequestReason, int], object],
         clock: Callable[[], float] = time.monotonic,
+        face_model: Callable[[], ModelIdentity] = lambda: DLIB_IDENTITY,
     ) -> None:
         self._sessions = sessions
         # Changes read (versions, members) before they write: BEGIN IMMEDIATE, or a door event
@@ -106,6 +108,7 @@ class RosterSync:
         self._after_commit = after_commit
         self._request_resync = request_resync
         self._clock = clock
+        self._face_model = face_model
         self._held: dict[int, RosterChange] = {}
         self._collecting: _Collecting | None = None
 
@@ -305,21 +308,40 @@ class RosterSync:
             raise RosterRefused(
                 f"member {member_id!r} already has {member_store.MAX_TEMPLATES_PER_MEMBER} templates"
             )
-        vector = as_template_vector(record.vector, "template.vector")
+        vector = as_template_vector(record.vector, "template.vector", self._template_dim(record))
         cipher = self._cipher()
         session.add(
             FaceTemplate(
                 template_id=record.template_id,
                 member_id=member_id,
                 key_fingerprint=cipher.fingerprint,
-                ciphertext=cipher.encrypt(member_id, record.template_id, vector),
+                ciphertext=cipher.encrypt(member_id, record.template_id, vector, record.model),
                 quality={"source": "centre"},
                 source="centre",
                 created_at=utc_now(),
+                model=record.model,
             )
         )
         index.add(member_id, record.template_id)
         return True
+
+    def _template_dim(self, record: TemplateRecord) -> int:
+        """The length a template of `record.model` must have here; other models are refused.
+
+        dlib's templates are always stored (their length is known; a station switched back to dlib
+        uses them) and the active model's are checked against its length. A third model's vectors
+        could be neither checked nor used: storing them would only risk a roster that fails to load
+        after a later switch, so the change is refused and the centre is told why.
+        """
+        if record.model == MODEL_DLIB:
+            return DLIB_IDENTITY.dim
+        active = self._face_model()
+        if record.model != active.name:
+            raise RosterRefused(
+                f"template {record.template_id} is of face model {record.model!r}; this station runs "
+                f"{active.name!r} and keeps {MODEL_DLIB!r} templates: not stored"
+            )
+        return active.dim
 
     # -- snapshots ------------------------------------------------------------------------------
 

@@ -141,6 +141,7 @@ class SyncService:
             bump_roster=station._bump_roster_version,
             after_commit=self._after_roster_commit,
             request_resync=self.request_roster,
+            face_model=lambda: station.model_identity,
         )
         self.commands = CommandRunner(
             sessions=writes,
