@@ -46,6 +46,8 @@ from recognizer.matcher import MatchPolicy, as_query, nearest_members, squared_d
 from recognizer.roster import RosterSnapshot
 
 DEFAULT_PRESET: Final = "balanced"
+#: The ONNX evaluation model of `make eval-model` (bench/eval_model.py): its name is its file's hash.
+MODEL_EVAL_ONNX: Final = "onnx-87aacdfe5751"
 
 # Stable reason words (events, logs and the screen key on them).
 EMPTY_ROSTER: Final = "empty_roster"
@@ -196,6 +198,32 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     require_frames=1,
                     lookalike_ratio=0.90,
                     description="fewest retries; lets the nearest lookalike strangers in: two-factor only",
+                ),
+            }
+        ),
+        # PROVISIONAL, evaluation only: the ONNX evaluation model of `make eval-model` (provenance
+        # unknown, never shipped), so that a station can run on it for benchmarks. Threshold + margin,
+        # no cohort ratio: the nearest impostor on ../shared/data/faces + faces-ea (0.970) minus 0.02;
+        # leave-identity-out that choice admitted 89.8 % of members (East Asian 91.2 %) with 1 false
+        # accept in 255 trials (docs/BENCHMARKS.md, bench.encoders). Enrolment's same-person distance:
+        # above the largest same-person pair seen (1.163). To be replaced by the measured presets of
+        # the redesigned rule.
+        MODEL_EVAL_ONNX: MappingProxyType(
+            {
+                "balanced": ScoringPolicy(
+                    name="balanced",
+                    model=MODEL_EVAL_ONNX,
+                    max_distance=0.95,
+                    min_margin=0.05,
+                    max_ratio=None,
+                    verify_max_distance=0.95,
+                    verify_max_ratio=None,
+                    no_cohort_max_distance=0.95,
+                    require_frames=1,
+                    lookalike_ratio=0.85,
+                    same_person_max_distance=1.2,
+                    description="PROVISIONAL (evaluation model; threshold + margin measured "
+                    "leave-identity-out, 1 false accept in 255 trials): evaluation only",
                 ),
             }
         ),

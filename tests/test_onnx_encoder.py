@@ -545,3 +545,30 @@ def test_doctor_checks_the_configured_model_and_its_presets(
     _with_presets(monkeypatch, name)
     measured = check_face_stack(config)
     assert measured.status == "ok" and name in measured.detail and "64-d" in measured.detail
+
+
+def test_a_station_runs_on_the_evaluation_model_with_its_provisional_preset(
+    tmp_path: Path, fixtures: Path, eval_model_path: Path, eval_model: OnnxFaceModel
+) -> None:
+    """Enrol from one photo, identify another photo of the member, refuse a stranger; doctor warns
+    that the preset is provisional."""
+    from edge.doctor import check_face_stack
+    from edge.station import Station
+    from recognizer.results import Decision
+
+    config = _config(tmp_path, encoder="onnx", onnx_model=str(eval_model_path))
+    station = Station(config, env={})
+    station.face_model = eval_model
+    try:
+        assert station.scoring_policy.model == scoring.MODEL_EVAL_ONNX == eval_model.name
+        station.enroll(member_id="m-obama", name="Barack Obama", photos=[fixtures / "obama_1.jpg"])
+        station.enroll(member_id="m-biden", name="Joe Biden", photos=[fixtures / "biden_1.jpg"])
+        assert (station.current_roster().size, station.current_roster().dim) == (2, 512)
+        member = station.identify(station_photo(fixtures / "obama_2.jpg"))
+        assert member.decision is Decision.MATCH and member.member_id == "m-obama"
+        stranger = station.identify(station_photo(fixtures / "eileen_collins.png"))
+        assert stranger.decision is Decision.UNKNOWN and stranger.member_id is None
+    finally:
+        station.close()
+    check = check_face_stack(config)
+    assert check.status == "warn" and "PROVISIONAL" in check.detail
