@@ -140,11 +140,30 @@ def alignment_matrix(points5: npt.ArrayLike) -> FloatArray:
     return similarity_transform(points5, ARCFACE_TEMPLATE)
 
 
+#: Below this scale the image is first shrunk with area averaging (see `align_face`).
+_PRESHRINK_BELOW = 0.75
+
+
 def align_face(rgb: npt.NDArray[np.uint8], points5: npt.ArrayLike) -> npt.NDArray[np.uint8]:
-    """The 112x112 aligned face (same channel order as `rgb`); outside the image is black."""
-    matrix = alignment_matrix(points5)
+    """The 112x112 aligned face (same channel order as `rgb`); outside the image is black.
+
+    `warpAffine` samples with bilinear interpolation, which aliases when it shrinks: a face twice
+    the template's size or more would come out with the moire of skipped pixels, and the embedding
+    would depend on how close the person stood. So a large face is first shrunk to the template's
+    scale with area averaging (`INTER_AREA`) and the rest of the transform is applied to that.
+    """
+    points = np.asarray(points5, dtype=np.float64)
+    matrix = alignment_matrix(points)
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    image = rgb
+    if scale < _PRESHRINK_BELOW:
+        height, width = rgb.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+        factor = np.array([size[0] / width, size[1] / height])
+        matrix = alignment_matrix(points * factor)
     aligned = cv2.warpAffine(
-        rgb,
+        image,
         matrix,
         (ALIGNED_SIDE, ALIGNED_SIDE),
         flags=cv2.INTER_LINEAR,

@@ -160,3 +160,16 @@ def test_real_photo_aligns_with_eyes_level_on_the_template(
     (lx, ly), (rx, ry) = found[0], found[1]
     assert abs(math.degrees(math.atan2(ry - ly, rx - lx))) < 4.0
     assert np.all(np.linalg.norm(found[:2] - ARCFACE_TEMPLATE[:2], axis=1) < 5.0)
+
+
+def test_a_large_face_is_shrunk_without_aliasing() -> None:
+    """A fine stripe pattern on a face 6x the template's size averages to grey when aligned; plain
+    bilinear sampling would keep picking whole stripes (moire) and depend on where they fall."""
+    scale = 6.0
+    face_points = apply_transform(_similarity(0.0, scale, 40.0, 30.0), ARCFACE_TEMPLATE)
+    side = int(ALIGNED_SIDE * scale) + 100
+    stripes = np.zeros((side, side, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: pure aliasing bait
+    aligned = align_face(stripes, face_points).astype(np.float64)
+    inner = aligned[10:-10, 10:-10]
+    assert abs(inner.mean() - 127.5) < 8.0 and inner.std() < 12.0
