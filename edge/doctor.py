@@ -246,16 +246,21 @@ def check_face_stack(config: Config | None = None) -> Check:
         dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
     except Exception as exc:
         return Check("face models", "fail", f"cannot load the face models: {exc}")
-    from recognizer.encoder import FaceModelError, describe_face_model
+    from recognizer.encoder import FaceModelError
+    from recognizer.onnx_encoder import describe_onnx_model
     from recognizer.scoring import PRESETS
 
     try:
-        identity = describe_face_model(rec.encoder, rec.onnx_model, rec.onnx_input)
+        info = describe_onnx_model(rec.onnx_model, scaling=rec.onnx_input)  # type: ignore[arg-type]
     except FaceModelError as exc:
         return Check("face models", "fail", f"[recognition] onnx_model = {str(rec.onnx_model)!r}: {exc}")
     took = time.monotonic() - started
-    detail = f"ONNX model {identity.name} ({identity.dim}-d) from {rec.onnx_model}, loads in {took:.1f} s"
-    measured = PRESETS.get(identity.name, {}).get(rec.preset)
+    detail = (
+        f"ONNX model {info.name} ({info.dim}-d, {info.layout.upper()}, input scaled {info.scaling}"
+        f"{'' if info.scaling == info.detected_scaling else ' by onnx_input'}) from {rec.onnx_model}, "
+        f"loads in {took:.1f} s"
+    )
+    measured = PRESETS.get(info.name, {}).get(rec.preset)
     if measured is None:
         return Check(
             "face models",
