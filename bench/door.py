@@ -1040,6 +1040,7 @@ def run_encoder_latency(
     t, load = time.perf_counter(), BoxLoad()
     latency = run_latency(onnx, work, config, name="latency-onnx")
     rows["onnx"] = _encoder_row(latency, onnx.name)
+    rows["onnx"]["backend"] = getattr(getattr(onnx, "info", None), "backend", None)
     rows["onnx"]["duration_s"] = round(time.perf_counter() - t, 1)
     rows["onnx"]["other_processes_cpu_percent"] = load.others_percent()
     rows["onnx"]["entries_expected"] = latency["expected"]
@@ -1320,7 +1321,9 @@ def _encoder_markdown(by_encoder: Mapping[str, Any] | None) -> list[str]:
         "",
         "The same latency run (same video, same daemon, same frames) right after dlib's, on the ONNX "
         "evaluation model of `make eval-model` (evaluation only, provenance unknown; its PROVISIONAL "
-        "preset). Face entries, frame captured to relay energised:",
+        'preset), run as a station runs it (`onnx_backend = "auto"`: '
+        f"{(by_encoder.get('onnx') or {}).get('backend') or '-'}). Face entries, frame captured to "
+        "relay energised:",
         "",
         "| encoder | model | face entries | p50 / p95 ms | in loop: detection + landmarks/encoding p50 ms "
         "| floor: detection + landmarks/encoding = total ms |",

@@ -78,13 +78,18 @@ class RecognitionConfig(_Section):
     )
     onnx_model: Path | None = Field(
         None,
-        description="The .onnx file when encoder = \"onnx\" (relative: from this file's folder). "
+        description='The .onnx file when encoder = "onnx" (relative: from this file\'s folder). '
         "Templates and presets are keyed by the file's content: changing it means re-enrolling.",
     )
     onnx_input: Literal["auto", "pm1", "raw"] = Field(
         "auto",
         description="How pixels are scaled for the ONNX model: auto (read from the graph), pm1 "
         "((x - 127.5) / 127.5, the ArcFace convention) or raw (0..255).",
+    )
+    onnx_backend: Literal["auto", "opencv", "onnxruntime"] = Field(
+        "auto",
+        description="What runs the ONNX model: auto (OpenCV's DNN when it computes what onnxruntime "
+        "computes on a probe face, faster here; else onnxruntime), opencv or onnxruntime.",
     )
     preset: Literal["strict", "balanced", "convenient"] = Field(
         "balanced",

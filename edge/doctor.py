@@ -247,17 +247,22 @@ def check_face_stack(config: Config | None = None) -> Check:
     except Exception as exc:
         return Check("face models", "fail", f"cannot load the face models: {exc}")
     from recognizer.encoder import FaceModelError
-    from recognizer.onnx_encoder import describe_onnx_model
+    from recognizer.onnx_encoder import OnnxFaceModel
     from recognizer.scoring import PRESETS
 
     try:
-        info = describe_onnx_model(rec.onnx_model, scaling=rec.onnx_input)  # type: ignore[arg-type]
+        info = OnnxFaceModel(
+            rec.onnx_model,  # type: ignore[arg-type]
+            scaling=rec.onnx_input,
+            backend=rec.onnx_backend,
+        ).info
     except FaceModelError as exc:
         return Check("face models", "fail", f"[recognition] onnx_model = {str(rec.onnx_model)!r}: {exc}")
     took = time.monotonic() - started
     detail = (
         f"ONNX model {info.name} ({info.dim}-d, {info.layout.upper()}, input scaled {info.scaling}"
-        f"{'' if info.scaling == info.detected_scaling else ' by onnx_input'}) from {rec.onnx_model}, "
+        f"{'' if info.scaling == info.detected_scaling else ' by onnx_input'}, run by {info.backend}"
+        f"{f': {info.backend_note}' if info.backend_note else ''}) from {rec.onnx_model}, "
         f"loads in {took:.1f} s"
     )
     measured = PRESETS.get(info.name, {}).get(rec.preset)

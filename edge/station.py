@@ -109,7 +109,7 @@ class Station:
 
         rec = self.config.recognition
         try:
-            return load_face_model(rec.encoder, rec.onnx_model, rec.onnx_input)
+            return load_face_model(rec.encoder, rec.onnx_model, rec.onnx_input, rec.onnx_backend)
         except FaceModelError as exc:
             raise ConfigError(_model_config_error(rec.onnx_model, exc)) from None
 

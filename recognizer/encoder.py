@@ -140,7 +140,10 @@ def describe_face_model(
 
 
 def load_face_model(
-    encoder: str = "dlib", onnx_model: Path | None = None, onnx_input: str = "auto"
+    encoder: str = "dlib",
+    onnx_model: Path | None = None,
+    onnx_input: str = "auto",
+    onnx_backend: str = "auto",
 ) -> FaceModel:
     """The configured face model: dlib's (default) or an ONNX model file on dlib's detector.
 
@@ -153,5 +156,5 @@ def load_face_model(
             raise FaceModelError('encoder = "onnx" needs onnx_model = "<path to the .onnx file>"')
         from recognizer.onnx_encoder import OnnxFaceModel
 
-        return OnnxFaceModel(onnx_model, scaling=onnx_input)  # type: ignore[arg-type]
+        return OnnxFaceModel(onnx_model, scaling=onnx_input, backend=onnx_backend)  # type: ignore[arg-type]
     raise FaceModelError(f"unknown encoder {encoder!r} (one of {', '.join(ENCODERS)})")

@@ -435,6 +435,8 @@ def test_evaluation_model_is_read_as_512_d_nchw_arcface_input(eval_model: OnnxFa
 
     assert eval_model.name == MODEL_NAME
     assert (eval_model.dim, eval_model.info.layout, eval_model.info.scaling) == (512, "nchw", "pm1")
+    # The fast path: OpenCV's DNN imports it and computes what onnxruntime computes.
+    assert eval_model.info.backend == "opencv", eval_model.info.backend_note
 
 
 def test_evaluation_model_puts_the_same_person_closer_than_different_people(
@@ -572,3 +574,36 @@ def test_a_station_runs_on_the_evaluation_model_with_its_provisional_preset(
         station.close()
     check = check_face_stack(config)
     assert check.status == "warn" and "PROVISIONAL" in check.detail
+
+
+def test_backends_compute_the_same_embedding_and_auto_prefers_a_matching_opencv(
+    tmp_path: Path, tiny: Path, fixtures: Path, face_model: Any
+) -> None:
+    """OpenCV's DNN is used only when it matches onnxruntime on a probe; both give the same vector."""
+    from recognizer.images import decode_image
+
+    rgb = decode_image((fixtures / "obama_1.jpg").read_bytes())
+    box = face_model.detect(rgb, 0)[0].box
+    auto = OnnxFaceModel(tiny)
+    reference = OnnxFaceModel(tiny, backend="onnxruntime")
+    assert reference.info.backend == "onnxruntime"
+    assert auto.info.backend in ("opencv", "onnxruntime") and auto.name == reference.name
+    if auto.info.backend == "onnxruntime":
+        assert auto.info.backend_note  # says why OpenCV was not used
+    a = auto.encode(rgb, auto.shape(rgb, box))
+    b = reference.encode(rgb, reference.shape(rgb, box))
+    assert np.allclose(a, b, atol=1e-4)
+
+
+def test_forcing_opencv_on_a_model_it_computes_differently_is_a_model_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When OpenCV's result differs from onnxruntime's, auto falls back and "opencv" is refused."""
+    import recognizer.onnx_encoder as module
+
+    path = build_model(tmp_path / "m.onnx")
+    monkeypatch.setattr(module, "BACKEND_TOLERANCE", -1.0)  # any difference counts as different
+    assert OnnxFaceModel(path).info.backend == "onnxruntime"
+    assert "differs from onnxruntime" in OnnxFaceModel(path).info.backend_note
+    with pytest.raises(FaceModelError, match='onnx_backend = "opencv" cannot run this model'):
+        OnnxFaceModel(path, backend="opencv")
