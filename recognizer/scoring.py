@@ -204,10 +204,10 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
         # PROVISIONAL, evaluation only: the ONNX evaluation model of `make eval-model` (provenance
         # unknown, never shipped), so that a station can run on it for benchmarks. Threshold + margin,
         # no cohort ratio: the nearest impostor on ../shared/data/faces + faces-ea (0.970) minus 0.02;
-        # leave-identity-out that choice admitted 89.8 % of members (East Asian 91.2 %) with 1 false
-        # accept in 255 trials (docs/BENCHMARKS.md, bench.encoders). Enrolment's same-person distance:
-        # above the largest same-person pair seen (1.163). To be replaced by the measured presets of
-        # the redesigned rule.
+        # leave-identity-out that choice admitted 88.8 % of members (East Asian 89.5 %) with 1 false
+        # accept in 157 impostor trials (docs/BENCHMARKS.md, bench.encoders). Enrolment's same-person
+        # distance: above the largest same-person pair seen (1.163). To be replaced by the measured
+        # presets of the redesigned rule.
         MODEL_EVAL_ONNX: MappingProxyType(
             {
                 "balanced": ScoringPolicy(
@@ -223,7 +223,7 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     lookalike_ratio=0.85,
                     same_person_max_distance=1.2,
                     description="PROVISIONAL (evaluation model; threshold + margin measured "
-                    "leave-identity-out, 1 false accept in 255 trials): evaluation only",
+                    "leave-identity-out, 1 false accept in 157 impostor trials): evaluation only",
                 ),
             }
         ),
