@@ -164,9 +164,10 @@ class StationDaemon:
         # Sync and API come last and run on their own threads: the door never waits on them, and
         # a broker or HTTP problem cannot keep the door from starting.
         if config.mqtt.enabled and self.options.with_sync:
+            from edge.sync_port import DaemonPort
             from sync.service import SyncService
 
-            self.sync = SyncService(self)
+            self.sync = SyncService(DaemonPort(self))
             self.sync.start()
         if config.api.enabled and self.options.with_api:
             from edge.api.server import ApiServer

@@ -159,6 +159,18 @@ def cmd_members(args: argparse.Namespace, config: Config) -> int:
             _emit(
                 args, {"removed": args.member_id}, f"removed member {args.member_id} and their face templates"
             )
+        elif args.members_cmd == "prune-templates":
+            removed = station.prune_other_model_templates()
+            total = sum(removed.values())
+            _emit(
+                args,
+                {"face_model": station.face_model_name, "removed": removed},
+                lambda: (
+                    f"removed {total} template(s) of other face models "
+                    + (", ".join(f"{n} {model}" for model, n in sorted(removed.items())) or "(none)")
+                    + f"; kept those of {station.face_model_name}"
+                ),
+            )
         elif args.members_cmd in ("suspend", "activate"):
             status = "suspended" if args.members_cmd == "suspend" else "active"
             if station.get_member(args.member_id) is None:
@@ -334,10 +346,10 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
-    """`sync flush`: publish everything pending in the outbox (operators run it before a box swap)."""
-    from sync.flush import flush_command
+    """`sync flush|pull|trust`: deliver the outbox, bring the roster up to date, pin centre keys."""
+    from edge.sync_port import sync_tool
 
-    return flush_command(config, args.timeout)
+    return sync_tool(args, config)
 
 
 def cmd_installer(args: argparse.Namespace, config: Config) -> int:
@@ -475,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     madd.add_argument("--valid-from", type=_datetime)
     madd.add_argument("--valid-until", type=_datetime)
     madd.add_argument("--consent-cross-station", action="store_true")
+    msub.add_parser(
+        "prune-templates",
+        help="delete every face template not made by the active face model (after re-enrolling "
+        "for a new encoder: templates no model here uses are biometric data kept for nothing)",
+    )
     for name, help_text in (
         ("list", "list members"),
         ("show", "show one member"),
@@ -540,6 +557,18 @@ def build_parser() -> argparse.ArgumentParser:
     flush.add_argument(
         "--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)"
     )
+    pull = ssub.add_parser("pull", help="bring the roster up to date with the centre; exit 0 once current")
+    pull.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)"
+    )
+    trust = ssub.add_parser("trust", help="pin the centre's public signing key(s) (docs/mqtt.md, Signatures)")
+    trust.add_argument(
+        "key", nargs="?", metavar="KEY", help="a key file (PEM / base64 lines) or the base64 key"
+    )
+    trust.add_argument("--label", default="", help="a label for the key")
+    trust.add_argument("--remove", metavar="KID", help="stop trusting this key id")
+    trust.add_argument("--list", action="store_true", help="list the keys and whether they are trusted")
+    trust.add_argument("--json", action="store_true", help="with --list: print JSON")
     installer = sub.add_parser("installer", help="installer accounts for the local page")
     installer.set_defaults(handler=cmd_installer)
     isub = installer.add_subparsers(dest="installer_cmd", required=True)

@@ -210,9 +210,7 @@ class Station:
         (errors are loud). Other models' templates stay stored, unused (see `members_without_face`)."""
         identity = self.model_identity
         with self.sessions() as session:
-            snapshot = member_store.load_roster(
-                session, self.cipher, model=identity.name, dim=identity.dim
-            )
+            snapshot = member_store.load_roster(session, self.cipher, model=identity.name, dim=identity.dim)
         self.roster.swap(snapshot)
         self._roster_loaded = True
         return snapshot
@@ -243,6 +241,19 @@ class Station:
         """Members with face templates of another model only: after an encoder switch they have no
         face at this door until enrolled again (their QR pass keeps working)."""
         return [m for m in self.list_members() if m["needs_reenrolment"]]
+
+    def prune_other_model_templates(self) -> dict[str, int]:
+        """Delete the templates of every face model but the active one ({model: count}).
+
+        After an encoder switch they are kept (switching back finds them; members list says who
+        still has only those), but no model here uses them: once members are re-enrolled, an
+        installer removes them, as the rules on biometric data ask (kept no longer than needed).
+        """
+        with self.write_sessions() as session, session.begin():
+            removed = member_store.delete_templates_not_of(session, self.face_model_name)
+            if removed:
+                self._bump_roster_version(session)
+        return removed
 
     def update_member(self, member_id: str, **fields: Any) -> dict[str, Any]:
         with self.write_sessions() as session, session.begin():

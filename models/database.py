@@ -59,6 +59,7 @@ class ValidationError(StoreError, ValueError):
 
 MigrationStep = Callable[[Connection], None]
 
+
 def _step_2_template_model(conn: Connection) -> None:
     """Templates name the face model that made them; every template before this was dlib's."""
     conn.exec_driver_sql(

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -191,6 +191,19 @@ def _validate_field(field: str, value: object) -> object:
     if field in {"consent_face", "consent_cross_station"}:
         return validate_bool(value, field)
     raise ValidationError(f"unknown or read-only member field {field!r}; updatable: {sorted(_UPDATABLE)}")
+
+
+def validate_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Check member fields (any subset) exactly as `add_member` / `update_member` will, without a
+    session: a caller that must not fail half-way (a roster snapshot written in batches) checks
+    everything first."""
+    values = {field: _validate_field(field, value) for field, value in fields.items()}
+    valid_from, valid_until = values.get("valid_from"), values.get("valid_until")
+    _check_period(
+        valid_from if isinstance(valid_from, dt.datetime) else None,
+        valid_until if isinstance(valid_until, dt.datetime) else None,
+    )
+    return values
 
 
 # --- members ---------------------------------------------------------------------------------------
@@ -386,6 +399,16 @@ def delete_templates(session: Session, member_id: str) -> int:
     with session.begin_nested():
         member.templates.clear()
     return count
+
+
+def delete_templates_not_of(session: Session, model: str) -> dict[str, int]:
+    """Delete every template of a face model other than `model`; returns {model: count deleted}."""
+    counts: dict[str, int] = {}
+    with session.begin_nested():
+        for template in session.scalars(select(FaceTemplate).where(FaceTemplate.model != model)):
+            counts[template.model] = counts.get(template.model, 0) + 1
+            session.delete(template)
+    return counts
 
 
 def template_count(session: Session, member_id: str, model: str | None = None) -> int:

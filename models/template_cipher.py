@@ -38,9 +38,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from models.database import StoreError, ValidationError
 from recognizer.encoder import DLIB_DIM, MODEL_DLIB
 
-#: Embedding lengths a template may have (every supported model's lies in between).
-MIN_DIM = 32
-MAX_DIM = 4096
+#: Embedding lengths a template may have (every supported model's lies in between; the MQTT
+#: contract's bounds).
+MIN_DIM = 64
+MAX_DIM = 1024
 
 ENV_VAR = "YIZHAN_TEMPLATE_KEY"
 KEY_FILE_NAME = "template.key"

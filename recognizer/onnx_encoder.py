@@ -48,9 +48,10 @@ from recognizer.encoder import Box, Detection, FaceModelError, hog_detect
 InputScaling = Literal["auto", "pm1", "raw"]
 Backend = Literal["auto", "opencv", "onnxruntime"]
 
-#: Embedding lengths we accept from a model (ArcFace-class models give 128-512).
-MIN_DIM: Final = 32
-MAX_DIM: Final = 4096
+#: Embedding lengths we accept from a model (ArcFace-class models give 128-512); the MQTT contract's
+#: bounds (contract.messages.VECTOR_DIM_MIN / MAX), so every model's templates can travel.
+MIN_DIM: Final = 64
+MAX_DIM: Final = 1024
 #: Model files larger than this are refused before being read (the largest ArcFace packs are ~250 MB).
 MAX_MODEL_BYTES: Final = 600 * 1024 * 1024
 #: How many of the graph's first nodes are looked at for an in-graph normalisation.

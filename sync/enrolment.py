@@ -89,12 +89,16 @@ def build_enrolment(
     session: Session,
     cipher: Callable[[], TemplateCipher],
     *,
+    model: str,
     station_id: str,
     seq: int,
     created_at: float,
     payload: dict[str, Any],
 ) -> EnrolmentMessage:
-    """The message for an enrolment row, with templates and photos only under cross-station consent."""
+    """The message for an enrolment row, with templates and photos only under cross-station consent.
+
+    `model` is the face model the station runs; each template is sent with the model that made it
+    (stored with the row: a station that switched encoders keeps its older model's templates)."""
     member_id = str(payload.get("member_id", ""))
     wanted = [str(t) for t in payload.get("template_ids", [])]
     member = get_member(session, member_id) if member_id else None
@@ -114,11 +118,13 @@ def build_enrolment(
         )
         if member.consent_cross_station and member.consent_face:
             loaded = cipher()
-            for template_id, fingerprint, blob, model in rows:
-                vector = loaded.decrypt(member_id, template_id, fingerprint, blob, model)
+            for template_id, fingerprint, blob, row_model in rows:
+                vector = loaded.decrypt(member_id, template_id, fingerprint, blob, row_model or model)
                 templates.append(
                     EnrolmentTemplate(
-                        template_id=template_id, model=model, vector=[float(x) for x in vector.tolist()]
+                        template_id=template_id,
+                        model=row_model or model,
+                        vector=[float(x) for x in vector.tolist()],
                     )
                 )
             photos = [str(p) for p in payload.get("photos_jpeg_b64", [])]

@@ -36,3 +36,9 @@ def test_layering_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from edge.app import StationDaemon\n", encoding="utf-8")
     assert _imports(probe) == ["edge.app"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sync").glob("*.py")), ids=lambda p: p.name)
+def test_sync_reaches_the_station_only_through_its_port(path: Path) -> None:
+    bad = [name for name in _imports(path) if name.split(".")[0] in ("edge", "central")]
+    assert not bad, f"sync/{path.name} imports {bad}: use sync.port.StationPort"
