@@ -1051,7 +1051,14 @@ def run_encoder_latency(
     rows["onnx"]["entries_expected"] = latency["expected"]
     rows["onnx"]["other_events"] = latency["other_events"]
     speedup = ratio(dlib_latency["face"]["p50_ms"], latency["face"]["p50_ms"])
-    return {**rows, "speedup_p50": speedup, "target": 3.0, "met": speedup is not None and speedup >= 3.0}
+    encode_speedup = ratio(rows["dlib"]["in_loop_encode_p50_ms"], rows["onnx"]["in_loop_encode_p50_ms"])
+    return {
+        **rows,
+        "speedup_p50": speedup,
+        "encode_speedup_p50": encode_speedup,
+        "target": 3.0,
+        "met": speedup is not None and speedup >= 3.0,
+    }
 
 
 def _encoder_row(latency: Mapping[str, Any], model: str) -> dict[str, Any]:
@@ -1352,8 +1359,11 @@ def _encoder_markdown(by_encoder: Mapping[str, Any] | None) -> list[str]:
     met = "met" if by_encoder.get("met") else "**not met**"
     lines += [
         f"Face entry p50, dlib / evaluation model: **{by_encoder['speedup_p50']}x** (target >= "
-        f"{by_encoder['target']:.0f}x: {met}). Both encoders share dlib's HOG detector, whose time is "
-        "the same in both rows: the encoder only changes the landmarks/encoding part. ONNX run: "
+        f"{by_encoder['target']:.0f}x: {met}); the part the encoder changes (landmarks, quality and "
+        f"encoding, in the loop): {by_encoder.get('encode_speedup_p50')}x. Both rows run dlib's HOG "
+        "detector with the same settings, so a difference in their detection times is the box's load "
+        "changing between the two runs; detection, the same work in both, bounds the ratio (it is "
+        "what an entry would still cost with an encoder taking no time at all). ONNX run: "
         f"{onnx['duration_s']} s, other processes {onnx['other_processes_cpu_percent']} % of one core; "
         f"other decisions: {_decisions_text(onnx['other_events'])}.",
         "",
