@@ -41,7 +41,7 @@ eval-model:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy contract recognizer models edge
+	$(BIN)/mypy contract common recognizer models edge central
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -36,11 +36,11 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import FaceModelInfo, MemberRecord, QrKeyRecord, TokenRevocation
 from models import members as member_store
 from models.database import StoreError
 from models.tables import FaceTemplate, Member, OutboxItem, utc_now
-from models.template_cipher import TemplateCipher
 from recognizer.encoder import MODEL_DLIB
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 
@@ -72,7 +72,7 @@ class SnapshotPlan:
     work: list[_MemberWork]
     templates_skipped: int = 0
     #: The face model of the templates added (the station's): stored with each row and bound into
-    #: its encryption (models.template_cipher).
+    #: its encryption (common.template_cipher).
     model: str = MODEL_DLIB
     qr_keys: list[QrKeyRecord] = field(default_factory=list)
     revoked_kids: list[str] = field(default_factory=list)

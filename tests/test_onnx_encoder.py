@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from common.template_cipher import TemplateCipher, TemplateCorrupt
 from edge.config import Config, ConfigError, parse_config
 from models.database import ValidationError
-from models.template_cipher import TemplateCipher, TemplateCorrupt
 from recognizer import scoring
 from recognizer.encoder import DLIB_DIM, MODEL_DLIB, FaceModelError, describe_face_model
 from recognizer.onnx_encoder import OnnxFaceModel, describe_onnx_model
