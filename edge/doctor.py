@@ -303,8 +303,10 @@ def check_face_templates(config: Config) -> Check:
     except sqlite3.Error as exc:
         return Check("face templates", "fail", f"{path}: {exc}")
     by_member: dict[str, set[str]] = {}
-    for member_id, model, _count in rows:
+    unused = 0
+    for member_id, model, count in rows:
         by_member.setdefault(str(member_id), set()).add(str(model))
+        unused += int(count) if model != active else 0
     enrolled = sorted(m for m, models in by_member.items() if active in models)
     stale = sorted(m for m, models in by_member.items() if active not in models)
     if stale:
@@ -316,7 +318,12 @@ def check_face_templates(config: Config) -> Check:
             f"until enrolled again for {active} (their pass still works): {shown}; "
             f"`yizhan members list` marks them",
         )
-    return Check("face templates", "ok", f"{len(enrolled)} member(s) enrolled for {active}")
+    kept = (
+        f"; {unused} template(s) of other face models kept unused (`yizhan members prune-templates`)"
+        if unused
+        else ""
+    )
+    return Check("face templates", "ok", f"{len(enrolled)} member(s) enrolled for {active}{kept}")
 
 
 def run_checks(config: Config, env: dict[str, str] | None = None, *, camera: bool = True) -> list[Check]:

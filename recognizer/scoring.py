@@ -239,7 +239,7 @@ def preset(name: str = DEFAULT_PRESET, model: str = MODEL_DLIB) -> ScoringPolicy
         raise ValueError(
             f"no measured scoring presets for face model {model!r}: its distances have their own scale, "
             "so no preset of another model applies. Measure its operating point on labelled photos "
-            "with `yizhan calibrate --faces DIR` (docs/RECOGNITION.md, 'Switching the encoder')"
+            "with `yizhan calibrate --faces DIR` (docs/RECOGNITION.md, 'Switching a station's encoder')"
         ) from None
     try:
         return by_name[name]
