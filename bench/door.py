@@ -915,9 +915,11 @@ def _rss_run(work: Path, name: str, data: Path, video: Path, plan: VideoPlan, to
     config_path = write_cli_config(work / f"{name}.toml", data, video)
     seconds = plan.frames / FPS
     # The last sample is taken 0.4 s before the video ends; on a loaded box the child can reach the
-    # end first (READY comes after the camera started). One more run then, before giving up.
+    # end first (READY comes after the camera started), so one is also taken at 60 % of the video
+    # (the latest one taken counts as "at the end"), and the run is repeated once before giving up.
+    offsets = sorted({0.3, max(0.4, 0.6 * seconds), max(0.5, seconds - 0.4)})
     for _attempt in range(2):
-        child = run_cli_child(config_path, work, sample_at=(0.3, max(0.5, seconds - 0.4)), stop_at=None)
+        child = run_cli_child(config_path, work, sample_at=offsets, stop_at=None)
         if len(child.samples) >= 2:
             break
     else:
