@@ -41,7 +41,15 @@ class SchemaError(StoreError):
 
 MigrationStep = Callable[[Connection], None]
 
-#: station_state key listing member ids that already differed only by case when step 2 ran.
+
+def _step_2_template_model(conn: Connection) -> None:
+    """Templates name the face model that made them; every template before this was dlib's."""
+    conn.exec_driver_sql(
+        "ALTER TABLE face_templates ADD COLUMN model VARCHAR(64) DEFAULT 'dlib_resnet_v1' NOT NULL"
+    )
+
+
+#: station_state key listing member ids that already differed only by case when step 3 ran.
 CASE_CONFLICTS_KEY = "member_id_case_conflicts"
 #: Member ids that equal each other ignoring case, one row per group (ids joined by U+001F).
 CASE_CONFLICTS_SQL = (
@@ -54,7 +62,7 @@ def case_conflict_groups(rows: Any) -> list[list[str]]:
     return sorted(sorted(str(row[0]).split("\x1f")) for row in rows)
 
 
-def _step_2_member_ids_unique_ignoring_case(conn: Connection) -> None:
+def _step_3_member_ids_unique_ignoring_case(conn: Connection) -> None:
     """Member ids become unique ignoring case (`W-0001` and `w-0001` are one id on paper and on a
     phone keyboard, and a QR pass names one of them).
 
@@ -80,7 +88,7 @@ def _step_2_member_ids_unique_ignoring_case(conn: Connection) -> None:
 
 
 # STEPS[i] upgrades a database from version i + 1 to version i + 2. Version 1 is the initial schema.
-STEPS: list[MigrationStep] = [_step_2_member_ids_unique_ignoring_case]
+STEPS: list[MigrationStep] = [_step_2_template_model, _step_3_member_ids_unique_ignoring_case]
 
 SCHEMA_VERSION: int = 1 + len(STEPS)
 """The schema version this code writes and expects."""

@@ -39,11 +39,11 @@ def test_the_database_itself_refuses_a_case_twin(tmp_path: Path) -> None:
     raw.close()
 
 
-def _as_version_1(db: Path) -> None:
-    """The schema before step 2: the same tables without the case-insensitive index."""
+def _before_the_case_step(db: Path) -> None:
+    """The schema before step 3: the same tables without the case-insensitive index."""
     raw = sqlite3.connect(db)
     raw.execute("DROP INDEX ux_members_member_id_nocase")
-    raw.execute("UPDATE schema_version SET version = 1")
+    raw.execute("UPDATE schema_version SET version = 2")
     raw.commit()
     raw.close()
 
@@ -65,7 +65,7 @@ def test_the_schema_step_keeps_existing_case_twins_and_enforces_the_rule_for_oth
     engine = open_engine(db)
     migrate(engine)
     engine.dispose()
-    _as_version_1(db)
+    _before_the_case_step(db)
     _insert(db, "W-0001", "w-0001", "ab", "AB", "m-1")
     engine = open_engine(db)
     assert migrate(engine) == SCHEMA_VERSION
@@ -90,7 +90,7 @@ def test_a_clean_database_upgrades_with_the_full_index(tmp_path: Path) -> None:
     engine = open_engine(db)
     migrate(engine)
     engine.dispose()
-    _as_version_1(db)
+    _before_the_case_step(db)
     _insert(db, "m-1", "m-2")
     engine = open_engine(db)
     migrate(engine)
