@@ -357,3 +357,32 @@ def test_qr_key_rotation_reaches_every_station(keyed: tuple[CentralDb, DataKey])
         roster.keys_changed(db, now=now + dt.timedelta(hours=2))  # the old one's overlap is over
         assert station_changes(db, "s1")[-1].ops == [{"op": "revoke_qr_key", "kid": old.kid}]
         parsed(change_message(station_changes(db, "s1")[-1], Templates(db, data_key.templates)))
+
+
+def test_each_station_gets_only_templates_of_its_face_model(keyed: tuple[CentralDb, DataKey]) -> None:
+    central_db, data_key = keyed
+    onnx = "onnx-1a2b3c4d"
+    with central_db.sessions.begin() as db:
+        s2 = db.get(Station, "s2")
+        assert s2 is not None
+        s2.face_model = onnx  # as its roster requests announce it
+        built(db, data_key, "s1", "s2")
+        member_store.add_member(
+            db, member_id="m-7", name="孙八", consent_face=True, consent_cross_station=True
+        )
+        member_store.add_template(db, data_key.templates, member_id="m-7", vector=vector(7), template_id=T1)
+        wide = np.random.default_rng(8).normal(0, 0.05, 512).tolist()
+        member_store.add_template(
+            db, data_key.templates, member_id="m-7", vector=wide, template_id=T2, model=onnx
+        )
+        with pytest.raises(ValueError, match="128"):
+            member_store.add_template(db, data_key.templates, member_id="m-7", vector=wide, template_id=T3)
+        roster.member_changed(db, "m-7")
+        templates = Templates(db, data_key.templates)
+        dlib_change = parsed(change_message(station_changes(db, "s1")[-1], templates))
+        onnx_change = parsed(change_message(station_changes(db, "s2")[-1], templates))
+    (dlib_template,) = dlib_change.ops[0].member.templates
+    (onnx_template,) = onnx_change.ops[0].member.templates
+    assert (dlib_template.template_id, dlib_template.model) == (T1, "dlib_resnet_v1")
+    assert (onnx_template.template_id, onnx_template.model, len(onnx_template.vector)) == (T2, onnx, 512)
+    assert np.allclose(onnx_template.vector, wide, atol=1e-6)

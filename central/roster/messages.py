@@ -49,15 +49,16 @@ class Templates:
                     FaceTemplate.template_id,
                     FaceTemplate.member_id,
                     FaceTemplate.model,
+                    FaceTemplate.dim,
                     FaceTemplate.key_fingerprint,
                     FaceTemplate.ciphertext,
                 ).where(FaceTemplate.template_id.in_(chunk))
             ).all()
-            for template_id, member_id, model, fingerprint, blob in rows:
+            for template_id, member_id, model, dim, fingerprint, blob in rows:
                 if not blob:  # withdrawn: the centre holds no copy
                     self._cache[template_id] = None
                     continue
-                vector = self._cipher.decrypt(member_id, template_id, fingerprint, blob)
+                vector = self._cipher.decrypt(member_id, template_id, fingerprint, blob, model=model, dim=dim)
                 self._cache[template_id] = {
                     "template_id": template_id,
                     "model": model,
