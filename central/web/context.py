@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,6 +13,8 @@ from central.config import CentralConfig
 from central.data_key import DataKey
 from central.live import LiveBus
 from central.web.auth import StaffAuth
+from central.web.live_feed import LiveFeed
+from central.web.snapshot_files import Thumbnails
 
 
 def _utc_now() -> dt.datetime:
@@ -26,6 +29,23 @@ class WebContext:
     data_key: DataKey
     live: LiveBus = field(default_factory=LiveBus)
     now: Callable[[], dt.datetime] = field(default=_utc_now)
+    thumbnails: Thumbnails = field(default_factory=Thumbnails)
+    _feed: LiveFeed | None = field(default=None, init=False, repr=False)
+    _feed_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def feed(self) -> LiveFeed:
+        """The dashboard's live feed (built on first use; its thread starts with the first viewer)."""
+        with self._feed_lock:
+            if self._feed is None:
+                self._feed = LiveFeed(self.live, self.db, poll_s=self.config.dashboard.live_poll_s)
+            return self._feed
+
+    def close(self) -> None:
+        """Stop what the web app started (the live feed's thread)."""
+        with self._feed_lock:
+            feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
 
     @classmethod
     def build(
