@@ -16,7 +16,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.orm import Session
 
 from central.passes import issue_pass, pass_png
@@ -56,8 +56,8 @@ class _Editable(BaseModel):
     groups: list[Group] = Field(default_factory=list, max_length=32)
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
-    consent_face: bool = False
-    consent_cross_station: bool = False
+    consent_face: StrictBool = False
+    consent_cross_station: StrictBool = False
     home_station_id: str | None = Field(None, pattern=ID)
 
 

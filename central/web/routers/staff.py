@@ -15,7 +15,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import func, select
 
 from central.store import audit
@@ -71,7 +71,7 @@ class StaffPatch(BaseModel):
 
     role: Role | None = None
     district_id: DistrictId | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
     display_name: str | None = Field(None, max_length=100)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from central.store import audit
 from central.store import stations as station_store
@@ -91,7 +91,7 @@ class StationPatch(BaseModel):
     contact_name: str | None = Field(None, max_length=100)
     contact_phone: str | None = Field(None, max_length=32)
     allowed_groups: list[str] | None = Field(None, max_length=32)
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 #: Changes that alter which members a station admits, or when: the roster must hear of them.
