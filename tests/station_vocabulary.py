@@ -25,7 +25,12 @@ def _module_strings(relative: str, *, only: set[str] | None = None, skip: set[st
             target, value = node.targets[0].id, node.value
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             target, value = node.target.id, node.value
-        if target is None or not target.isupper() or (only is not None and target not in only) or target in skip:
+        if (
+            target is None
+            or not target.isupper()
+            or (only is not None and target not in only)
+            or target in skip
+        ):
             continue
         if isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value.isidentifier():
             words.add(value.value)
@@ -35,7 +40,13 @@ def _module_strings(relative: str, *, only: set[str] | None = None, skip: set[st
 def _literal_alias(relative: str, name: str) -> set[str]:
     """The values of `Name: TypeAlias = Literal[...]`."""
     for node in _tree(relative).body:
-        targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets if isinstance(node, ast.Assign) else []
+        targets = (
+            [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else node.targets
+            if isinstance(node, ast.Assign)
+            else []
+        )
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             assert isinstance(node.value, ast.Subscript)  # type: ignore[union-attr]
             values = node.value.slice  # type: ignore[union-attr]
@@ -52,7 +63,11 @@ def _keyword_constants(folders: tuple[str, ...], keyword: str) -> set[str]:
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call):
                     for kw in node.keywords:
-                        if kw.arg == keyword and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                        if (
+                            kw.arg == keyword
+                            and isinstance(kw.value, ast.Constant)
+                            and isinstance(kw.value.value, str)
+                        ):
                             words.add(kw.value.value)
     return words
 
@@ -78,7 +93,11 @@ def _camera_reasons() -> set[str]:
     """The reasons the camera gives for being down (`self._transition("down", "read_failed")`)."""
     words: set[str] = set()
     for node in ast.walk(_tree("edge/camera.py")):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "_transition":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "_transition"
+        ):
             for arg in node.args[1:]:
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     words.add(arg.value)

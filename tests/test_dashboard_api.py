@@ -399,8 +399,8 @@ def test_visits_export_csv_and_excel(fleet: tuple[Fleet, TestClient]) -> None:
     assert ["2026-11-22", "hd-2", '\'=HYPERLINK("http://evil")', "haidian", 1, 1, 0, 0] in values
     assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
     hd = Api(client, "hd.staff")
-    rows = list(csv.reader(io.StringIO(hd.get("/api/v1/visits/export?format=csv&first=2026-11-22&last=2026-11-22")
-                                       .content.decode("utf-8-sig"))))  # fmt: skip
+    export = hd.get("/api/v1/visits/export?format=csv&first=2026-11-22&last=2026-11-22")
+    rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
     assert {r[1] for r in rows[1:]} == {"hd-1", "hd-2"}
 
 
@@ -426,8 +426,8 @@ def test_staff_accounts_are_for_admins(fleet: tuple[Fleet, TestClient]) -> None:
     admin, hd = Api(client, "admin"), Api(client, "hd.staff")
     assert hd.get("/api/v1/staff").status_code == 403
     assert hd.post("/api/v1/staff", json={"username": "x", "role": "viewer"}).status_code == 403
-    response = admin.post("/api/v1/staff", json={"username": "New.Staff", "role": "district", "district_id": "haidian",
-                                                  "display_name": "小王"})  # fmt: skip
+    account = {"username": "New.Staff", "role": "district", "district_id": "haidian", "display_name": "小王"}
+    response = admin.post("/api/v1/staff", json=account)
     assert response.status_code == 201, response.text
     secret = response.json()["secret"]
     assert response.json()["username"] == "new.staff" and len(secret) >= 16

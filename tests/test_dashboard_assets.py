@@ -18,7 +18,9 @@ def test_vendored_files_match_the_manifest_and_keep_their_licences() -> None:
     manifest = json.loads((VENDOR / "MANIFEST.json").read_text(encoding="utf-8"))
     assert set(manifest) == {"echarts", "leaflet"}
     for name, entry in manifest.items():
-        assert entry["integrity"].startswith("sha512-") and entry["tarball"].startswith("https://registry.npmjs.org/")
+        assert entry["integrity"].startswith("sha512-") and entry["tarball"].startswith(
+            "https://registry.npmjs.org/"
+        )
         assert "LICENSE" in entry["files"], name
         assert (VENDOR / name / "LICENSE").stat().st_size > 500
     check = subprocess.run([sys.executable, str(ROOT / "tools" / "vendor_frontend.py"), "--check"],

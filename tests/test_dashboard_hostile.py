@@ -90,7 +90,9 @@ def test_cookie_logins_need_the_csrf_header_for_every_change(fleet: tuple[Fleet,
     assert _state(fleet_) == before
     # Reading needs no token; changing with it works.
     assert client.get("/api/v1/members").status_code == 200
-    assert client.post("/api/v1/members/m-li/suspend", json={}, headers={CSRF_HEADER: csrf}).status_code == 200
+    assert (
+        client.post("/api/v1/members/m-li/suspend", json={}, headers={CSRF_HEADER: csrf}).status_code == 200
+    )
 
 
 def test_huge_bodies_are_refused_unread(fleet: tuple[Fleet, TestClient]) -> None:
@@ -190,7 +192,9 @@ def test_the_dashboard_files_carry_a_strict_policy(fleet: tuple[Fleet, TestClien
     page = client.get("/dashboard/")
     assert page.status_code == 200 and "驿站管理中心" in page.text
     policy = page.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    assert (
+        "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    )
     assert client.get("/", follow_redirects=False).headers["location"] == "/dashboard/"
     assert client.get("/dashboard/../central/config.py").status_code == 404
     assert client.get("/dashboard/%2e%2e/config.py").status_code == 404

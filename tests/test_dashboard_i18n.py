@@ -18,8 +18,18 @@ from central.store.tables import MEMBER_KINDS, MEMBER_STATUSES, STAFF_ROLES
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "central" / "web" / "static"
 LANGS = ("zh-CN", "en")
-ALARM_KINDS = ("emergency", "door_forced", "door_held_open", "tamper", "camera_down", "station_offline",
-               "disk_low", "clock_wrong", "repeated_refusals", "lockout")  # fmt: skip  (CENTRE-PLAN, alarms)
+ALARM_KINDS = (
+    "emergency",
+    "door_forced",
+    "door_held_open",
+    "tamper",
+    "camera_down",
+    "station_offline",
+    "disk_low",
+    "clock_wrong",
+    "repeated_refusals",
+    "lockout",
+)  # fmt: skip  (CENTRE-PLAN, alarms)
 
 
 def dictionary(lang: str) -> dict[str, str]:
@@ -47,8 +57,10 @@ def test_both_languages_have_the_same_keys_and_no_empty_text() -> None:
 
 def test_every_key_the_page_uses_exists() -> None:
     words = dictionary("zh-CN")
-    static = re.compile(r"""\btr?\(\s*"([a-z0-9_.]+)"|data-i18n(?:-placeholder|-aria-label)?="([a-z0-9_.]+)"|"""
-                        r"""\?\s*"([a-z0-9_]+\.[a-z0-9_.]+)"\s*:\s*"([a-z0-9_]+\.[a-z0-9_.]+)\"""")  # fmt: skip
+    static = re.compile(
+        r"""\btr?\(\s*"([a-z0-9_.]+)"|data-i18n(?:-placeholder|-aria-label)?="([a-z0-9_.]+)"|"""
+        r"""\?\s*"([a-z0-9_]+\.[a-z0-9_.]+)"\s*:\s*"([a-z0-9_]+\.[a-z0-9_.]+)\""""
+    )
     missing = []
     for path, text in page_sources().items():
         for match in static.finditer(text):

@@ -128,8 +128,8 @@ def test_rows_stored_by_another_process_arrive_by_the_database_poll(site: tuple[
     # Published late by "ingest" as well: the feed forwards it once.
     from central import live
 
-    fleet.ctx.live.publish(live.EVENT, {"id": event_id, "station_id": "cy-1", "ts": entry["ts"], "kind": "entry"},
-                           station_id="cy-1", district="chaoyang")  # fmt: skip
+    notice = {"id": event_id, "station_id": "cy-1", "ts": entry["ts"], "kind": "entry"}
+    fleet.ctx.live.publish(live.EVENT, notice, station_id="cy-1", district="chaoyang")
     stream.none("event", within=1.0, where=lambda d: d["id"] == event_id)
     with fleet.ctx.db.begin() as db:
         station = db.get(Station, "cy-1")

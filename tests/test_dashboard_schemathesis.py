@@ -38,11 +38,15 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture
-def centre(central_db: CentralDb, central_config: CentralConfig) -> Iterator[tuple[Fleet, Any, dict[str, str]]]:
+def centre(
+    central_db: CentralDb, central_config: CentralConfig
+) -> Iterator[tuple[Fleet, Any, dict[str, str]]]:
     fleet = build_fleet(central_db, config_for(central_config), now=NOW)
     app = create_app(fleet.ctx)
     with TestClient(app, base_url="https://testserver") as client:
-        token = client.post("/api/auth/login", json={"username": "admin", "password": "correct horse battery"})
+        token = client.post(
+            "/api/auth/login", json={"username": "admin", "password": "correct horse battery"}
+        )
         yield fleet, app, {"Authorization": f"Bearer {token.json()['token']}"}
 
 

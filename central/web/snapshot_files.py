@@ -59,10 +59,10 @@ def make_thumbnail(jpeg: bytes, edge: int = THUMB_EDGE) -> bytes:
             if image.width * image.height > MAX_PIXELS:
                 raise ValueError("image too large")
             image.draft("RGB", (edge, edge))  # JPEG: decode at a reduced scale, much cheaper
-            image = image.convert("RGB")
-            image.thumbnail((edge, edge))
+            small = image.convert("RGB")
+            small.thumbnail((edge, edge))
             out = io.BytesIO()
-            image.save(out, format="JPEG", quality=80)
+            small.save(out, format="JPEG", quality=80)
             return out.getvalue()
     except (OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"not a usable image: {exc}") from None

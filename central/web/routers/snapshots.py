@@ -7,7 +7,7 @@ Responses are never cached by the browser: they are people's faces.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import FileResponse
@@ -19,7 +19,11 @@ from central.web.snapshot_files import resolve_snapshot
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], dependencies=[Depends(current_staff)])
 EventId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{36}$")]
-JPEG = {200: {"content": {"image/jpeg": {}}, "description": "The JPEG."}, 404: {}, 410: {}}
+JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "The JPEG."},
+    404: {},
+    410: {},
+}
 
 
 @router.get("/{event_id}/snapshot", response_class=Response, responses=JPEG)
