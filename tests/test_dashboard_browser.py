@@ -206,6 +206,22 @@ def log_in(b: Browser, url: str, username: str, password: str = PASSWORD) -> Non
     b.wait(lambda: b.js("return document.getElementById('live-state').dataset.state") == "up")
 
 
+UNLABELLED = """
+return [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+  .filter((el) => el.offsetParent !== null && el.type !== 'hidden')
+  .filter((el) => {
+    if (el.tagName === 'BUTTON' || el.tagName === 'A') return !(el.textContent.trim() || el.getAttribute('aria-label'));
+    return !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby');
+  })
+  .map((el) => el.outerHTML.slice(0, 120));
+"""
+
+
+def accessible(b: Browser) -> None:
+    """Every visible control has a name a screen reader can say; the focus outline is visible."""
+    assert b.js(UNLABELLED) == []
+
+
 def no_raw_keys(b: Browser) -> None:
     """No untranslated key (e.g. "stations.col.name") is on screen."""
     text = b.js("return document.body.innerText")
@@ -275,6 +291,7 @@ def test_log_in_and_watch_entries_arrive(site: tuple[Fleet, str], desktop: Brows
     assert XSS_NAME in b.text(f"[data-event='{hostile}']")
     assert b.js("return window.__xss === undefined && !document.querySelector('img[src=x]')")
     b.shot("dashboard-live.png")
+    accessible(b)
 
     assert not b.severe_logs(), b.severe_logs()
     no_raw_keys(b)
@@ -371,6 +388,7 @@ def test_members_pass_and_erase(site: tuple[Fleet, str], desktop: Browser) -> No
     sheet = b.js("return document.getElementById('print-area').innerText")
     assert "张伟" in sheet and member_id in sheet and "有效期至" in sheet
     b.shot("dashboard-member-pass.png")
+    accessible(b)
 
     # Erase: the id must be typed back.
     b.el("#member-erase").click()
@@ -417,6 +435,7 @@ def test_visits_chart_and_export(site: tuple[Fleet, str], desktop: Browser) -> N
              "e.dispatchEvent(new Event('change'))")  # fmt: skip
     b.wait(lambda: day.isoformat() in (b.el("#export-csv").get_attribute("href") or "").replace("%2D", "-"))
     b.shot("dashboard-visits.png")
+    accessible(b)
     b.el("#export-csv").click()
     path = b.wait(lambda: next((p for p in b.downloads.glob("*.csv")), None), 20)
     b.wait(lambda: path.stat().st_size > 0)
@@ -460,9 +479,11 @@ def test_stations_map_and_station_page(site: tuple[Fleet, str], desktop: Browser
     assert "在线" in row and "正常" in row and "版本 4（最新）" in row
     assert "未连接过" in b.text("#station-table [data-station='hd-2']")
     b.shot("dashboard-stations.png")
+    accessible(b)
     b.go(url + "/dashboard/#/map")
     b.wait(lambda: len(b.els(".station-dot")) == 2)
     assert b.els(".station-dot.online") and "未配置地图底图" in b.text("#view")
+    assert sorted(e.text for e in b.els(".station-label")) == ["海淀一号", "海淀二号"]
     b.els(".leaflet-marker-icon")[0].click()
     b.wait(lambda: b.els(".leaflet-popup-content [data-station]"))
     b.shot("dashboard-map.png")
@@ -472,6 +493,7 @@ def test_stations_map_and_station_page(site: tuple[Fleet, str], desktop: Browser
     assert "李娜" in b.text("#station-entries") and "进门 1 次" in b.text("#view")
     new = fleet.store_event(station_id="hd-1", member_id="m-li")
     b.wait(lambda: b.els(f"#station-entries [data-event='{new}']"))
+    b.wait(lambda: "进门 2 次" in b.text("#view"))
     # Opening hours, edited.
     assert "24 小时开放" in b.text("#hours-text")
     b.el("#hours-edit").click()
@@ -489,6 +511,7 @@ def test_stations_map_and_station_page(site: tuple[Fleet, str], desktop: Browser
     b.el("#open-door").click()
     b.wait(lambda: "请填写开门原因" in b.text("#open-result"))
     b.shot("dashboard-station.png")
+    accessible(b)
     assert not b.severe_logs(), b.severe_logs()
 
 
@@ -511,6 +534,7 @@ def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -
     b.wait(lambda: b.els("#staff-secret"))
     secret = b.text("#staff-secret")
     b.shot("dashboard-staff-secret.png")
+    accessible(b)
     b.el("#dialog-ok").click()
     b.wait(lambda: b.els("#staff-table [data-staff='cy.viewer']"))
     login = httpx.post(url + "/api/auth/login", json={"username": "cy.viewer", "password": secret})
@@ -547,6 +571,7 @@ def test_on_a_phone_district_staff_and_viewers(site: tuple[Fleet, str], phone: B
     b.wait(lambda: b.els("#station-table [data-station]"))
     assert b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1")
     b.shot("dashboard-phone-stations.png")
+    accessible(b)
     b.el("#logout").click()
     b.wait(lambda: b.el("#view-login").is_displayed())
     log_in(b, url, "hd.viewer")

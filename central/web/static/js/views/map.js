@@ -28,6 +28,8 @@ export async function mount(view) {
   }
   const layer = L.layerGroup().addTo(map);
 
+  const labels = !settings.tile_url && app.stations.size <= 300;
+
   function draw(fit) {
     layer.clearLayers();
     const points = [];
@@ -42,8 +44,12 @@ export async function mount(view) {
         h("strong", {}, s.name), h("br"), s.station_id, " ", stateBadge(s), h("br"),
         tr("stations.col.heartbeat"), ": ", heartbeat(s), h("br"),
         h("a", { href: `#/stations/${encodeURIComponent(s.station_id)}` }, tr("map.open_station")));
-      L.marker(point, { icon, title: `${s.name} (${tr(`station.state.${state}`)})`, keyboard: true, alt: s.name })
+      const marker = L.marker(point, { icon, title: `${s.name} (${tr(`station.state.${state}`)})`, keyboard: true, alt: s.name })
         .bindPopup(popup).addTo(layer);
+      if (labels) {
+        // Without tiles the names are the map's only landmarks (a text node: never parsed as HTML).
+        marker.bindTooltip(document.createTextNode(s.name), { permanent: true, direction: "right", offset: [8, 0], className: "station-label" });
+      }
     }
     missing.textContent = without ? tr("map.without_coordinates", { n: without }) : "";
     if (fit && points.length) map.fitBounds(points, { padding: [30, 30], maxZoom: 15 });

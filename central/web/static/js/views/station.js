@@ -40,13 +40,15 @@ export async function mount(view, { id }) {
         h("section", { className: "card", "aria-labelledby": "health-h" }, h("h2", { id: "health-h" }, tr("station.health")), healthBox),
         h("section", { className: "card", "aria-labelledby": "hours-h" }, h("h2", { id: "hours-h" }, tr("station.hours")), hoursBox))));
 
-  const entries = new EntryList(list, 500);
+  const entries = new EntryList(list, 1000);
+  function recount() {
+    const events = [...entries.items.values()].map((i) => i.event);
+    count.textContent = tr("station.day_count", { n: events.filter((e) => e.kind === "entry").length, all: events.length });
+  }
   async function loadDay() {
     try {
-      const events = await get(`/api/v1/events${qs({ station_id: station.station_id, day: day.value, limit: 1000 })}`);
-      entries.replace(events);
-      const inside = events.filter((e) => e.kind === "entry").length;
-      count.textContent = tr("station.day_count", { n: inside, all: events.length });
+      entries.replace(await get(`/api/v1/events${qs({ station_id: station.station_id, day: day.value, limit: 1000 })}`));
+      recount();
     } catch (err) { count.textContent = errorText(err); }
   }
   day.onchange = loadDay;
@@ -187,7 +189,9 @@ export async function mount(view, { id }) {
   }
 
   const off = [
-    live.on("event", (event) => { if (event.station_id === station.station_id && day.value === todayIn(zone)) entries.add(event); }),
+    live.on("event", (event) => {
+      if (event.station_id === station.station_id && day.value === todayIn(zone)) { entries.add(event); recount(); }
+    }),
     live.on("snapshot", (data) => entries.snapshot(data)),
     live.on("status", async (data) => {
       if (data.station_id !== station.station_id) return;
