@@ -14,9 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import chromium
 from central_fixtures import CentralDb
 from dashboard_support import PASSWORD, Fleet, build_fleet, config_for, serve
 from PIL import Image
@@ -34,17 +33,7 @@ from central.store import members as member_store
 from central.store.tables import Alarm, Snapshot
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-DESKTOP = (1440, 960)
-PHONE = {"width": 390, "height": 844, "pixelRatio": 2.0}
-MOBILE_UA = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0 Mobile Safari/537.36"
-)
 XSS_NAME = '<img src=x onerror="window.__xss=1">"&\'王'
-
-
-def _binary(name: str, default: str) -> str | None:
-    return default if Path(default).exists() else shutil.which(name)
 
 
 @dataclass
@@ -93,43 +82,14 @@ class Browser:
 
 
 def _driver(tmp: Path, *, phone: bool) -> Browser:
-    chromium = _binary("chromium", "/usr/bin/chromium")
-    driver_path = _binary("chromedriver", "/usr/bin/chromedriver")
-    if chromium is None or driver_path is None:
-        message = "headless browser test needs Debian's chromium and chromedriver (/usr/bin/...)"
-        if os.environ.get("CI"):
-            pytest.fail(message + ": CI must run it")
-        pytest.skip(message)
-    from selenium import webdriver
-
     downloads = tmp / "downloads"
     downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--lang=zh-CN",
-        "--autoplay-policy=no-user-gesture-required",
-        f"--user-data-dir={tmp / 'profile'}",
-        f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
-    ):
-        options.add_argument(argument)
-    if phone:
-        options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE, "userAgent": MOBILE_UA})
-    options.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    driver = chromium(
+        tmp / "profile",
+        phone=phone,
+        downloads=downloads,
+        extra_arguments=("--autoplay-policy=no-user-gesture-required",),
     )
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
-    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     return Browser(driver, downloads)
 
 
@@ -210,8 +170,9 @@ UNLABELLED = """
 return [...document.querySelectorAll('input, select, textarea, button, a[href]')]
   .filter((el) => el.offsetParent !== null && el.type !== 'hidden')
   .filter((el) => {
-    if (el.tagName === 'BUTTON' || el.tagName === 'A') return !(el.textContent.trim() || el.getAttribute('aria-label'));
-    return !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby');
+    const named = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+    if (el.tagName === 'BUTTON' || el.tagName === 'A') return !(el.textContent.trim() || named);
+    return !(el.labels && el.labels.length) && !named;
   })
   .map((el) => el.outerHTML.slice(0, 120));
 """
