@@ -234,3 +234,15 @@ def test_visits_across_a_daylight_saving_change(central_db: CentralDb, central_c
     assert [(r.period_start.day, r.entries, r.members) for r in days] == [(28, 1, 1), (29, 2, 2), (30, 1, 1)]
     assert [(r.period_start, r.entries, r.members) for r in weeks] == [
         (dt.date(2026, 3, 23), 3, 2), (dt.date(2026, 3, 30), 1, 1)]  # fmt: skip
+
+
+def test_a_burst_sends_the_newest_entries_only() -> None:
+    from central.live import LiveMessage
+
+    burst = [LiveMessage("event", {"n": n}, "hd-1", "haidian") for n in range(12)]
+    burst.insert(3, LiveMessage("alarm", {"id": 1}, "hd-1", "haidian"))
+    burst.append(LiveMessage("event", {"n": 99}, "cy-1", "chaoyang"))
+    sent = live_route.to_send(burst, ["haidian"], 5)
+    assert [(m.topic, m.data.get("n", m.data.get("id"))) for m in sent] == [
+        ("alarm", 1), ("event", 7), ("event", 8), ("event", 9), ("event", 10), ("event", 11)]  # fmt: skip
+    assert len(live_route.to_send(burst, None, 100)) == 14

@@ -46,6 +46,9 @@ RETRY_MS = 3000
 REPLAY_OVERLAP = dt.timedelta(seconds=10)
 REPLAY_MAX_AGE = dt.timedelta(hours=1)
 REPLAY_LIMIT = 500
+#: Entries sent per tick at most (the newest): at fleet scale thousands arrive per second, more
+#: than a person or a browser tab can take in; the page shows the newest ones anyway.
+MAX_EVENTS_PER_TICK = 100
 
 
 def frame(topic: str, data: Any, now_ms: int | None = None) -> str:
@@ -98,6 +101,16 @@ def visible(message: LiveMessage, scope: list[str] | None) -> bool:
     return scope is None or (message.district is not None and message.district in scope)
 
 
+def to_send(messages: list[LiveMessage], scope: list[str] | None, max_events: int) -> list[LiveMessage]:
+    """What one tick sends: the visible notices, in order, with only the newest `max_events` entries."""
+    shown = [m for m in messages if visible(m, scope)]
+    events = [m for m in shown if m.topic == "event"]
+    if len(events) <= max_events:
+        return shown
+    dropped = {id(m) for m in events[:-max_events]}
+    return [m for m in shown if id(m) not in dropped]
+
+
 @router.get(
     "/live",
     response_class=StreamingResponse,
@@ -132,9 +145,8 @@ async def live_stream(
                 if subscription.dropped != dropped:
                     dropped = subscription.dropped
                     yield frame("resync", {"reason": "overflow"})
-                for message in messages:
-                    if visible(message, staff.district_scope):
-                        yield frame(message.topic, dict(message.data))
+                for message in to_send(messages, staff.district_scope, MAX_EVENTS_PER_TICK):
+                    yield frame(message.topic, dict(message.data))
                 now = time.monotonic()
                 if now - last_check >= CHECK_S:
                     last_check = now
