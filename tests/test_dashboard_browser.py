@@ -42,9 +42,17 @@ class Browser:
     downloads: Path
 
     def wait(self, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+        """`condition()` once truthy; on a timeout, a screenshot and what the page shows."""
+        from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda _: condition())
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda _: condition())
+        except TimeoutException:
+            self.shot("dashboard-failure.png")
+            page = self.js("return location.hash + ' | ' + document.body.innerText.slice(0, 1500)")
+            console = self.driver.get_log("browser")
+            raise AssertionError(f"timed out; page: {page!r}; console: {console}") from None
 
     def el(self, selector: str) -> Any:
         from selenium.webdriver.common.by import By
@@ -480,9 +488,35 @@ def test_stations_map_and_station_page(site: tuple[Fleet, str], desktop: Browser
 def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -> None:
     import httpx
 
-    _, url = site
+    fleet, url = site
     b = desktop
     log_in(b, url, "admin")
+    # Register a station, then correct its details on its page.
+    b.go(url + "/dashboard/#/stations")
+    b.wait(lambda: b.els("#station-table [data-station]"))
+    b.el("#station-add").click()
+    b.wait(lambda: b.el("#dialog").is_displayed())
+    b.el("#dialog [name=station_id]").send_keys("hd-9")
+    b.el("#dialog [name=name]").send_keys("海淀九号")
+    b.js("document.querySelector('#dialog [name=district_id]').value = 'haidian'")
+    b.el("#dialog [name=latitude]").send_keys("39.99")
+    b.el("#dialog-ok").click()
+    b.wait(lambda: "经纬度需同时填写" in b.text("#dialog-error"))
+    b.el("#dialog [name=longitude]").send_keys("116.32")
+    b.el("#dialog-ok").click()
+    b.wait(lambda: b.els("#station-table [data-station='hd-9']"))
+    b.el("#station-table [data-station='hd-9'] a").click()
+    b.wait(lambda: b.els("#station-edit"))
+    b.el("#station-edit").click()
+    b.wait(lambda: b.el("#dialog").is_displayed())
+    b.el("#dialog [name=services]").send_keys("饮水, 充电")
+    b.el("#dialog-ok").click()
+    b.wait(lambda: "饮水、充电" in b.text("#view"))
+    with fleet.ctx.db() as db:
+        from central.store.tables import Station
+
+        saved = db.get(Station, "hd-9")
+        assert saved is not None and saved.services == ["饮水", "充电"] and saved.longitude == 116.32
     b.go(url + "/dashboard/#/staff")
     b.wait(lambda: b.els("#staff-table [data-staff='hd.staff']"))
     b.el("#staff-add").click()

@@ -4,11 +4,12 @@
 import { get, post, patch, qs, errorText } from "../api.js";
 import { h, clear, field } from "../dom.js";
 import { tr, todayIn, dateTime } from "../i18n.js";
-import { app, canAct, loadStations } from "../state.js";
+import { canAct, isAdmin, loadStations } from "../state.js";
 import { EntryList } from "../entries.js";
 import * as live from "../live.js";
 import { ask, toast } from "../ui.js";
 import { stateBadge, cameraBadge, checkBadge, clockBadge, rosterText, heartbeat } from "../health.js";
+import { stationForm } from "../station_form.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const FINAL = new Set(["ok", "failed", "expired"]);
@@ -72,6 +73,23 @@ export async function mount(view, { id }) {
       ...row("health.services", s.services.join("、") || "–"),
       ...row("health.groups", s.allowed_groups.length ? s.allowed_groups.join("、") : tr("station.all_groups")),
     ));
+    if (canAct()) healthBox.append(h("button", { type: "button", id: "station-edit", onclick: editStation }, tr("station.edit")));
+  }
+
+  async function editStation() {
+    let districts = [{ district_id: station.district_id, name: station.district_id }];
+    if (isAdmin()) { try { districts = await get("/api/v1/districts"); } catch (e) { /* keep its own */ } }
+    const form = stationForm(station, { districts, districtEditable: isAdmin() });
+    const saved = await ask({
+      title: tr("station.edit_title", { name: station.name }),
+      body: [form.element],
+      ok: tr("common.save"),
+      action: async () => {
+        const values = form.values();
+        try { station = await patch(`/api/v1/stations/${encodeURIComponent(station.station_id)}`, values); } catch (err) { throw new Error(errorText(err)); }
+      },
+    });
+    if (saved) { toast(tr("common.saved")); renderHealth(); loadStations(true).catch(() => {}); }
   }
 
   function hoursText(hours) {

@@ -1,9 +1,11 @@
 /* The fleet as a table: health from each station's last heartbeat. Status notices from the live
  * feed (and a timer, for the heartbeat ages) refresh it. */
-import { errorText } from "../api.js";
+import { get, post, errorText } from "../api.js";
 import { h, debounce } from "../dom.js";
 import { tr } from "../i18n.js";
-import { app, loadStations, stationState } from "../state.js";
+import { app, isAdmin, loadStations, stationState } from "../state.js";
+import { ask, toast } from "../ui.js";
+import { stationForm } from "../station_form.js";
 import * as live from "../live.js";
 import { stateBadge, cameraBadge, checkBadge, clockBadge, rosterText, heartbeat } from "../health.js";
 
@@ -14,11 +16,12 @@ export async function mount(view) {
     ...["online", "offline", "stale", "unknown"].map((s) => h("option", { value: s }, tr(`station.state.${s}`))));
   const body = h("tbody");
   const status = h("p", { className: "muted", role: "status" });
+  const add = isAdmin() ? h("button", { type: "button", className: "primary", id: "station-add", onclick: register }, tr("stations.add")) : null;
   view.append(
     h("h1", {}, tr("stations.title")),
     h("div", { className: "filters" },
       h("label", { htmlFor: "station-search", className: "visually-hidden" }, tr("stations.search")), search,
-      h("label", { htmlFor: "station-state", className: "visually-hidden" }, tr("stations.state_filter")), only),
+      h("label", { htmlFor: "station-state", className: "visually-hidden" }, tr("stations.state_filter")), only, add),
     status,
     h("div", { className: "table-wrap" }, h("table", { className: "cards", id: "station-table" },
       h("thead", {}, h("tr", {}, ...["name", "district", "state", "heartbeat", "camera", "disk", "clock", "outbox", "roster", "open"]
@@ -46,6 +49,26 @@ export async function mount(view) {
     }));
     status.textContent = tr("stations.count", { n: rows.length, total: app.stations.size });
   }
+  async function register() {
+    let districts = [];
+    try { districts = await get("/api/v1/districts"); } catch (err) { toast(errorText(err)); return; }
+    const form = stationForm({}, { districts, withId: true });
+    let created = null;
+    const done = await ask({
+      title: tr("stations.add"),
+      body: [h("p", { className: "muted" }, tr("stations.add_help")), form.element],
+      ok: tr("common.save"),
+      action: async () => {
+        const values = form.values();
+        try { created = await post("/api/v1/stations", values); } catch (err) { throw new Error(errorText(err)); }
+      },
+    });
+    if (done && created) {
+      toast(tr("stations.added", { name: created.name }));
+      await reload();
+    }
+  }
+
   async function reload() {
     try { await loadStations(true); render(); } catch (err) { status.textContent = errorText(err); }
   }
