@@ -24,7 +24,7 @@ export async function mount(view) {
       h("label", { htmlFor: "live-kind", className: "visually-hidden" }, tr("live.kind_filter")), kinds),
     status, list);
   const entries = new EntryList(list, 200);
-  const ALARMISH = new Set(["emergency", "door_forced", "door_held_open", "tamper", "lockout", "camera_down"]);
+  const ALARMISH = new Set(["emergency", "door_forced", "door_held_open", "tamper", "lockout", "camera_down", "disk_full", "clock_jump"]);
   const wanted = (event) => (!station.value || event.station_id === station.value)
     && (!kinds.value || (kinds.value === "alarmish" ? ALARMISH.has(event.kind) : event.kind === kinds.value));
 
