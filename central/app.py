@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.alarms.worker import AlarmWorker
 from central.config import CentralConfig
 from central.data_key import DataKey
 from central.live import LiveBus
@@ -83,8 +84,11 @@ class CentralApp:
         )
 
     def workers(self) -> list[tuple[str, Worker]]:
-        """The background workers to start, in order (none yet: ingest, roster and alarms come next)."""
-        return []
+        """The background workers to start, in order."""
+        assert self.db is not None
+        workers: list[tuple[str, Worker]] = []
+        workers.append(("alarms", AlarmWorker.build(self.config, self.db, self.live)))
+        return workers
 
     @property
     def db_label(self) -> str:

@@ -358,8 +358,8 @@ def station_actions(
 
 
 def offline_reason(station: StationFacts, now: dt.datetime, settings: RuleSettings) -> str | None:
-    """"last_will" (the broker published the station's will, or it stopped cleanly),
-    "missed_heartbeats" (nothing heard for `offline_after_s`), or None (online)."""
+    """Why the station counts as offline: `last_will` (the broker published its will, or it
+    stopped cleanly), `missed_heartbeats` (nothing heard for `offline_after_s`), or None."""
     if station.state == "offline":
         return "last_will"
     if station.state == "online" and station.last_seen_at is not None:
@@ -368,9 +368,7 @@ def offline_reason(station: StationFacts, now: dt.datetime, settings: RuleSettin
     return None
 
 
-def fleet_silent(
-    stations: Iterable[StationFacts], now: dt.datetime, settings: RuleSettings
-) -> Raise | None:
+def fleet_silent(stations: Iterable[StationFacts], now: dt.datetime, settings: RuleSettings) -> Raise | None:
     """One alarm when most stations that claim to be online have all gone silent at once."""
     online = [s for s in stations if s.active and s.state == "online" and s.last_seen_at is not None]
     silent = [s for s in online if offline_reason(s, now, settings) == "missed_heartbeats"]
@@ -457,9 +455,9 @@ class ClockJudge:
         self._settings = settings
         self._max_stations = max_stations
         # station -> (anchor received_at, anchor skew, last judged received_at, its verdict)
-        self._state: collections.OrderedDict[
-            str, tuple[dt.datetime, float, dt.datetime, Action | None]
-        ] = collections.OrderedDict()
+        self._state: collections.OrderedDict[str, tuple[dt.datetime, float, dt.datetime, Action | None]] = (
+            collections.OrderedDict()
+        )
 
     def observe(self, station_id: str, received_at: dt.datetime, clock: Any) -> Action | None:
         station_time = parse_time(clock.get("station_time")) if isinstance(clock, Mapping) else None
