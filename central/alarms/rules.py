@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -94,6 +95,12 @@ EVENT_KINDS: Final = frozenset(
 #: Reasons of refusals that are not an attempt to get in and must not count toward an alarm:
 #: `lockout` is the door refusing everyone while locked out (the lockout alarm covers it).
 NOT_COUNTED_REFUSALS: Final = frozenset({"lockout"})
+
+
+#: Bounds of what the bus may carry (the contract's and the events table's).
+EVENT_ID_MAX: Final = 36
+KIND_MAX: Final = 64
+STATION_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def dedup_key(kind: str, station_id: str | None) -> str:
@@ -188,7 +195,11 @@ class EventFacts:
         """From the live bus's `event` data; None when an essential field is missing or malformed
         (the bus carries what ingest stored, but the rules must not crash on a surprise)."""
         event_id, station_id, kind = data.get("id"), data.get("station_id"), data.get("kind")
-        if not all(isinstance(v, str) and v for v in (event_id, station_id, kind)):
+        if not (isinstance(event_id, str) and 0 < len(event_id) <= EVENT_ID_MAX):
+            return None
+        if not (isinstance(station_id, str) and STATION_ID_RE.fullmatch(station_id)):
+            return None
+        if not (isinstance(kind, str) and 0 < len(kind) <= KIND_MAX):
             return None
         details = data.get("details")
         return cls(

@@ -141,13 +141,13 @@ def raise_alarm(
     if existing is not None:
         return _count_on(existing, spec, now)
     if spec.condition and not spec.transition:
-        known = session.scalar(
-            select(func.count())
-            .select_from(Alarm)
-            .where(Alarm.dedup_key == key, Alarm.state == "acknowledged", Alarm.cleared_at.is_(None))
-        )
-        if known:
-            return None  # someone acknowledged this very condition and it has not cleared since
+        known = session.scalars(
+            select(Alarm.severity).where(
+                Alarm.dedup_key == key, Alarm.state == "acknowledged", Alarm.cleared_at.is_(None)
+            )
+        ).all()
+        if any(SEVERITY_RANK.get(s, 0) >= SEVERITY_RANK[spec.severity] for s in known):
+            return None  # someone acknowledged this very condition (as bad) and it has not cleared since
     if spec.quiet_s > 0:
         recent = session.scalar(
             select(func.count())
