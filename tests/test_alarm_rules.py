@@ -8,8 +8,8 @@ import pytest
 
 from central.alarms import rules
 from central.alarms.rules import (
-    ClockJudge,
     Clear,
+    ClockJudge,
     EventFacts,
     Raise,
     RefusalWindow,
