@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -17,6 +18,7 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
+from mqtt_broker import free_port
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -101,10 +103,10 @@ def receiver(respond: Responder) -> Iterator[Receiver]:
             except ValueError:
                 body = None
             item = Received(parts.path, urllib.parse.parse_qs(parts.query), dict(self.headers), body, raw)
-            status, answer = box.respond(item)
             with box.arrived:
                 box.requests.append(item)
                 box.arrived.notify_all()
+            status, answer = box.respond(item)
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -149,8 +151,9 @@ class MailBox:
 
 
 @contextmanager
-def smtp_server() -> Iterator[MailBox]:
-    """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port, keeping what it receives."""
+def smtp_server(tls_context: ssl.SSLContext | None = None) -> Iterator[MailBox]:
+    """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port, keeping what it receives; with
+    `tls_context` it requires STARTTLS before anything else."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, Envelope
     from aiosmtpd.smtp import Session as SmtpSession
@@ -166,9 +169,15 @@ def smtp_server() -> Iterator[MailBox]:
                 box.arrived.notify_all()
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+    box.port = free_port()  # aiosmtpd connects to its own port once started: it must be known
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=box.port,
+        tls_context=tls_context,
+        require_starttls=tls_context is not None,
+    )
     controller.start()
-    box.port = controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         yield box
     finally:
