@@ -68,6 +68,9 @@ class HttpTransport:
     """httpx (explicit connect/read/write timeouts, connection reuse across threads)."""
 
     def __init__(self) -> None:
+        # httpx logs every request's URL at INFO, and a group robot's URL holds its key.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._client = httpx.Client(
             headers={"User-Agent": USER_AGENT}, follow_redirects=False, trust_env=False
         )
@@ -131,6 +134,78 @@ class _Job:
     attempts: int
 
 
+class Sender:
+    """Sends one notice to one target: the vendor's format and signature, HTTP or SMTP."""
+
+    def __init__(
+        self,
+        config: AlarmsConfig,
+        targets: Sequence[Target],
+        *,
+        transport: Transport | None = None,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.config = config
+        self._own_transport = transport is None
+        self.transport: Transport = transport or HttpTransport()
+        needs_mail = any(t.channel == "email" for t in targets)
+        self.mailer = mailer if mailer is not None or not needs_mail else SmtpMailer(config.smtp)
+
+    def close(self) -> None:
+        if self._own_transport and isinstance(self.transport, HttpTransport):
+            self.transport.close()
+
+    def deliver(self, target: Target, notice: Notice) -> Outcome:
+        """Send one notice to one target now; never raises."""
+        try:
+            if target.channel == "email":
+                return self._email(target, notice)
+            return self._webhook(target, notice)
+        except Exception as exc:  # a bug in a format must not stop the notifier
+            log.exception("alarm notifier: building the message for %s failed", target.label)
+            return Outcome(False, None, f"{type(exc).__name__}: {exc}")
+
+    def _webhook(self, target: Target, notice: Notice) -> Outcome:
+        assert target.url is not None
+        now = time.time()
+        if target.channel == "wecom":
+            request = vendors.wecom(notice, target.url, mention_all=target.mention_all)
+        elif target.channel == "dingtalk":
+            request = vendors.dingtalk(
+                notice,
+                target.url,
+                secret=target.secret,
+                timestamp_ms=int(now * 1000),
+                mention_all=target.mention_all,
+            )
+        else:
+            request = vendors.feishu(
+                notice, target.url, secret=target.secret, timestamp_s=int(now), mention_all=target.mention_all
+            )
+        try:
+            status, body = self.transport.post_json(
+                request.url, request.encoded(), self.config.webhook_timeout_s
+            )
+        except httpx.TimeoutException:
+            return Outcome(False, None, f"no answer within {self.config.webhook_timeout_s:g} s")
+        except httpx.HTTPError as exc:
+            return Outcome(False, None, f"{type(exc).__name__}: {_redact(str(exc), target)}")
+        ok, error = vendors.accepted(target.channel, status, body)
+        return Outcome(ok, status, error)
+
+    def _email(self, target: Target, notice: Notice) -> Outcome:
+        if self.mailer is None:
+            return Outcome(False, None, "no [alarms.smtp] configured")
+        message = email_message(notice, sender=self.config.smtp.sender or "", to=target.to)
+        try:
+            self.mailer.send(message)
+        except smtplib.SMTPResponseException as exc:
+            return Outcome(False, exc.smtp_code, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:300])
+        except (smtplib.SMTPException, OSError) as exc:
+            return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:300])
+        return Outcome(True, 250, None)
+
+
 class Notifier:
     def __init__(
         self,
@@ -148,10 +223,7 @@ class Notifier:
         self.targets = {t.label: t for t in targets}
         self.dashboard_url = dashboard_url
         self.clock = clock
-        self._own_transport = transport is None
-        self.transport: Transport = transport or HttpTransport()
-        needs_mail = any(t.channel == "email" for t in targets)
-        self.mailer = mailer if mailer is not None or not needs_mail else SmtpMailer(config.smtp)
+        self.sender = Sender(config, targets, transport=transport, mailer=mailer)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -187,8 +259,7 @@ class Notifier:
             # Sends in flight end within their timeout; queued ones stay in the table for later.
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        if self._own_transport and isinstance(self.transport, HttpTransport):
-            self.transport.close()
+        self.sender.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -353,58 +424,8 @@ class Notifier:
             timezone=self.config.timezone,
             dashboard_url=self.dashboard_url,
         )
-        outcome = self.deliver(target, notice)
+        outcome = self.sender.deliver(target, notice)
         self._record(job, target, outcome)
-
-    def deliver(self, target: Target, notice: Notice) -> Outcome:
-        """Send one notice to one target now; never raises."""
-        try:
-            if target.channel == "email":
-                return self._email(target, notice)
-            return self._webhook(target, notice)
-        except Exception as exc:  # a bug in a format must not stop the notifier
-            log.exception("alarm notifier: building the message for %s failed", target.label)
-            return Outcome(False, None, f"{type(exc).__name__}: {exc}")
-
-    def _webhook(self, target: Target, notice: Notice) -> Outcome:
-        assert target.url is not None
-        now = time.time()
-        if target.channel == "wecom":
-            request = vendors.wecom(notice, target.url, mention_all=target.mention_all)
-        elif target.channel == "dingtalk":
-            request = vendors.dingtalk(
-                notice,
-                target.url,
-                secret=target.secret,
-                timestamp_ms=int(now * 1000),
-                mention_all=target.mention_all,
-            )
-        else:
-            request = vendors.feishu(
-                notice, target.url, secret=target.secret, timestamp_s=int(now), mention_all=target.mention_all
-            )
-        try:
-            status, body = self.transport.post_json(
-                request.url, request.encoded(), self.config.webhook_timeout_s
-            )
-        except httpx.TimeoutException:
-            return Outcome(False, None, f"no answer within {self.config.webhook_timeout_s:g} s")
-        except httpx.HTTPError as exc:
-            return Outcome(False, None, f"{type(exc).__name__}: {_redact(str(exc), target)}")
-        ok, error = vendors.accepted(target.channel, status, body)
-        return Outcome(ok, status, error)
-
-    def _email(self, target: Target, notice: Notice) -> Outcome:
-        if self.mailer is None:
-            return Outcome(False, None, "no [alarms.smtp] configured")
-        message = email_message(notice, sender=self.config.smtp.sender or "", to=target.to)
-        try:
-            self.mailer.send(message)
-        except smtplib.SMTPResponseException as exc:
-            return Outcome(False, exc.smtp_code, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:300])
-        except (smtplib.SMTPException, OSError) as exc:
-            return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:300])
-        return Outcome(True, 250, None)
 
     def _record(self, job: _Job, target: Target, outcome: Outcome) -> None:
         now = self.clock()
