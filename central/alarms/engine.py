@@ -202,13 +202,22 @@ class AlarmEngine:
         now = self.clock()
         changes: list[store.AlarmChange] = []
         with self.db.begin() as session:
-            query = select(Station)
+            # Columns, not ORM objects: a sweep reads every station's row every few seconds.
+            query = select(
+                Station.station_id,
+                Station.active,
+                Station.last_state,
+                Station.last_seen_at,
+                Station.last_status_at,
+                Station.last_health,
+                Station.district_id,
+            )
             if station_ids is not None:
                 query = query.where(Station.station_id.in_(list(station_ids)))
-            stations = session.scalars(query).all()
-            facts = [_station_facts(s) for s in stations]
+            rows = session.execute(query).all()
+            facts = [StationFacts(*row[:6]) for row in rows]
             active = store.active_keys(
-                session, station_ids=None if station_ids is None else [s.station_id for s in stations]
+                session, station_ids=None if station_ids is None else [f.station_id for f in facts]
             )
             judge_silence = self._silence_judgeable(now)
             silent_fleet = False
@@ -219,7 +228,7 @@ class AlarmEngine:
                     rules.FLEET_SILENT, None, {"reason": "stations heard again"}
                 )
                 changes.extend(self._apply_filtered(session, fleet_action, now, None, active))
-            districts = {s.station_id: s.district_id for s in stations}
+            districts = {row[0]: row[6] for row in rows}
             for station in facts:
                 for action in rules.station_actions(station, now, self.settings, self.clock_judge):
                     missed = (
@@ -412,17 +421,6 @@ class AlarmEngine:
 
 def _district(session: Session, station_id: str) -> str | None:
     return session.scalar(select(Station.district_id).where(Station.station_id == station_id))
-
-
-def _station_facts(station: Station) -> StationFacts:
-    return StationFacts(
-        station_id=station.station_id,
-        active=station.active,
-        state=station.last_state,
-        last_seen_at=station.last_seen_at,
-        status_received_at=station.last_status_at,
-        health=station.last_health,
-    )
 
 
 def _event_facts(event: Event) -> EventFacts:
