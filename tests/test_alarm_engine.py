@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from alarm_support import T0, Clock, add_station, heartbeat, store_event
 from central_fixtures import CentralDb
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from central import live
 from central.alarms.engine import AlarmEngine
 from central.config import AlarmsConfig
 from central.live import LiveBus, LiveMessage
 from central.store import alarms as alarm_store
-from central.store.tables import Alarm, AlarmDelivery, AlarmEvent
+from central.store.tables import Alarm, AlarmDelivery, AlarmEvent, Station
 
 CONFIG = AlarmsConfig(offline_after_s=180, refusals_per_10min=5, sweep_interval_s=600)
 
@@ -289,6 +289,28 @@ def test_right_after_a_restart_old_heartbeats_are_not_missed_heartbeats(central_
     clock.advance(181)
     engine.sweep()
     assert [a.kind for a in alarms(central_db)] == ["station_offline"]
+
+
+def test_stations_ingest_marked_offline_while_the_centre_was_down_wait_for_the_grace(
+    central_db: CentralDb,
+) -> None:
+    clock = Clock()
+    add_station(central_db.sessions, "s1")
+    heartbeat(central_db.sessions, "s1", at=clock() - dt.timedelta(hours=2))
+    with central_db.sessions.begin() as session:  # what ingest's housekeeping does to a silent row
+        session.execute(
+            update(Station)
+            .where(Station.station_id == "s1")
+            .values(last_state="offline", last_status_at=clock())
+        )
+    engine = AlarmEngine(central_db.sessions, LiveBus(), CONFIG, clock=clock)
+    engine._started_at = clock()
+    engine.sweep()
+    assert alarms(central_db) == []
+    clock.advance(181)
+    engine.sweep()
+    [alarm] = alarms(central_db)
+    assert alarm.details["reason"] == "missed_heartbeats"
 
 
 def test_concurrent_raises_of_one_key_make_one_alarm(central_db: CentralDb) -> None:

@@ -149,7 +149,7 @@ def test_every_vendor_gets_its_format_and_a_valid_signature(stations: CentralDb,
     ).decode()
     assert f.body["sign"] == expected_f and f.body["msg_type"] == "interactive"
     assert f.body["card"]["header"]["template"] == "red"
-    assert "https://centre.test/#/alarms/" in f.body["card"]["elements"][0]["content"]
+    assert "https://centre.test/dashboard/#/stations/hd-1" in f.body["card"]["elements"][0]["content"]
 
     subject = str(make_header(decode_header(m["Subject"])))
     assert subject.startswith("【紧急】驿站告警：学院路驿站") and m["Importance"] == "high"

@@ -144,6 +144,14 @@ def test_missed_heartbeats_raise_offline_after_the_configured_silence() -> None:
     assert late[0].details == {"reason": "missed_heartbeats", "last_seen_at": T0.isoformat(), "silent_s": 181}
 
 
+def test_a_station_ingest_marked_offline_for_silence_is_missed_heartbeats_not_a_last_will() -> None:
+    marked = station(state="offline", last_seen_at=T0, status_received_at=T0 + dt.timedelta(seconds=200))
+    [action] = station_actions(marked, T0 + dt.timedelta(seconds=200), SETTINGS)
+    assert action.details["reason"] == "missed_heartbeats"
+    will = station(state="offline", last_seen_at=T0, status_received_at=T0 + dt.timedelta(seconds=95))
+    assert station_actions(will, T0 + dt.timedelta(seconds=400), SETTINGS)[0].details["reason"] == "last_will"
+
+
 def test_stations_not_yet_heard_or_decommissioned_raise_nothing() -> None:
     assert station_actions(station(state="unknown", last_seen_at=None), T0, SETTINGS) == []
     assert station_actions(station(active=False, state="offline"), T0, SETTINGS) == []
@@ -242,3 +250,10 @@ def test_most_of_the_fleet_silent_at_once_is_one_alarm() -> None:
     assert rules.fleet_silent(few, now, SETTINGS) is None  # three stations down are three alarms
     mostly_fine = fleet[:2] + [station(station_id=f"ok{i}", last_seen_at=now) for i in range(10)]
     assert rules.fleet_silent(mostly_fine, now, SETTINGS) is None
+    # Ingest may already have marked them offline for the silence: still one fleet alarm.
+    marked = [
+        station(station_id=f"m{i}", state="offline", last_seen_at=T0, status_received_at=now)
+        for i in range(6)
+    ]
+    alarm = rules.fleet_silent(marked, now, SETTINGS)
+    assert alarm is not None and alarm.details["silent"] == 6

@@ -95,7 +95,7 @@ def test_run_raises_notifies_and_takes_an_acknowledgement(central_db_url: str, t
             [raised] = robot.wait_for(1)
             assert raised.query == {"key": ["SECRETKEY"]}
             content = raised.body["text"]["content"]
-            assert "学院路驿站" in content and "https://centre.test/#/alarms/" in content
+            assert "学院路驿站" in content and "https://centre.test/dashboard/#/stations/hd-1" in content
             _, login = _request(f"{base}/api/auth/login", {"username": "ops", "password": secret})
             token = login["token"]
             status, open_alarms = _request(f"{base}/api/v1/alarms?state=open", token=token)

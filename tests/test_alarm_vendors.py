@@ -40,7 +40,7 @@ def test_an_emergency_says_what_where_when_and_what_to_do_in_chinese() -> None:
     assert "海淀区学院路驿站（haidian-012）" in text and "学院路 30 号" in text
     assert "2026-11-24 03:05:07" in text  # local time, Asia/Shanghai
     assert "#42" in text and "010-12345678" in text and "请立即联系" in text
-    assert notice.link == "https://yizhan.example.org/#/alarms/42"
+    assert notice.link == "https://yizhan.example.org/dashboard/#/stations/haidian-012"
     assert notice.mention_all and "驿站" in text  # DingTalk's keyword security needs it
 
 

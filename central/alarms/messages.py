@@ -105,6 +105,8 @@ _TEXT: Final[dict[str, dict[str, str]]] = {
         "test": "This is a test: alarm notifications are set up.",
     },
 }
+#: Where the staff dashboard is served; its alarm bar (with "acknowledge") is on every page.
+DASHBOARD_PATH: Final = "/dashboard/"
 #: Detail keys worth a line in a notification, in this order.
 _DETAIL_KEYS: Final = ("reason", "detail", "silent_s", "open_s", "skew_s", "refusals", "silent", "hint")
 
@@ -208,7 +210,8 @@ def compose(
         lines.append(words["action_emergency"] if view.severity == "emergency" else words["action"])
     link = None
     if dashboard_url:
-        link = f"{dashboard_url.rstrip('/')}/#/alarms/{view.id}"
+        page = f"stations/{view.station_id}" if view.station_id else "live"
+        link = f"{dashboard_url.rstrip('/')}{DASHBOARD_PATH}#/{page}"
     mention_all = view.severity == "emergency" and purpose in ("raised", "again", "escalated", "reminder")
     return Notice(title, tuple(lines), view.severity, purpose, link, mention_all)
 

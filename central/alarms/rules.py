@@ -370,19 +370,32 @@ def station_actions(
 
 def offline_reason(station: StationFacts, now: dt.datetime, settings: RuleSettings) -> str | None:
     """Why the station counts as offline: `last_will` (the broker published its will, or it
-    stopped cleanly), `missed_heartbeats` (nothing heard for `offline_after_s`), or None."""
+    stopped cleanly), `missed_heartbeats` (nothing heard for `offline_after_s`, whether ingest
+    has marked the row offline for it or not), or None."""
+    silent_since = station.last_seen_at
     if station.state == "offline":
+        # Ingest marks a silent station offline itself (`last_status_at` = when it did, long after
+        # the last heartbeat); a last will arrives within a keepalive and a heartbeat of it.
+        marked = station.status_received_at
+        if silent_since is not None and marked is not None:
+            if (marked - silent_since).total_seconds() >= settings.offline_after_s:
+                return "missed_heartbeats"
         return "last_will"
-    if station.state == "online" and station.last_seen_at is not None:
-        if (now - station.last_seen_at).total_seconds() > settings.offline_after_s:
+    if station.state == "online" and silent_since is not None:
+        if (now - silent_since).total_seconds() > settings.offline_after_s:
             return "missed_heartbeats"
     return None
 
 
 def fleet_silent(stations: Iterable[StationFacts], now: dt.datetime, settings: RuleSettings) -> Raise | None:
     """One alarm when most stations that claim to be online have all gone silent at once."""
-    online = [s for s in stations if s.active and s.state == "online" and s.last_seen_at is not None]
-    silent = [s for s in online if offline_reason(s, now, settings) == "missed_heartbeats"]
+    heard = [
+        s
+        for s in stations
+        if s.active and s.last_seen_at is not None and offline_reason(s, now, settings) != "last_will"
+    ]
+    silent = [s for s in heard if offline_reason(s, now, settings) == "missed_heartbeats"]
+    online = heard
     if len(silent) < settings.fleet_silent_min or len(silent) < settings.fleet_silent_fraction * len(online):
         return None
     newest = max(s.last_seen_at for s in silent if s.last_seen_at is not None)
