@@ -50,7 +50,8 @@ class StationPlan:
     address: str
     lat: float
     lon: float
-    #: (fixture photo, seconds in front of the camera) in the looping door video; None: nobody.
+    #: (fixture photo, seconds in front of the camera) in the looping door video; None: nobody. Four
+    #: seconds: a stranger is refused after three unknown encodings, slow on a loaded laptop.
     scenes: tuple[tuple[str | None, float], ...]
 
 
@@ -64,11 +65,11 @@ STATIONS = (
         116.3535,
         (
             (None, 1.5),
-            ("biden_1.jpg", 3.0),
+            ("biden_1.jpg", 4.0),
             (None, 2.0),
-            ("obama_2.jpg", 3.0),
+            ("obama_2.jpg", 4.0),
             (None, 1.5),
-            ("eileen_collins.png", 3.0),
+            ("eileen_collins.png", 4.0),
             (None, 2.0),
         ),
     ),
@@ -79,7 +80,7 @@ STATIONS = (
         "朝阳区望京街 9 号",
         39.9962,
         116.4705,
-        ((None, 1.5), ("obama_2.jpg", 3.0), (None, 2.0), ("biden_1.jpg", 3.0), (None, 2.0)),
+        ((None, 1.5), ("obama_2.jpg", 4.0), (None, 2.0), ("biden_1.jpg", 4.0), (None, 2.0)),
     ),
 )
 #: Enrolled at st-a before it starts, without cross-station consent: its face stays at st-a.
@@ -221,7 +222,7 @@ format = "json"
             ]
         finally:
             station.close()
-        write_video(path, scenes, fps=10.0)  # two stations, a centre and a broker share one laptop
+        write_video(path, scenes)
 
     # -- running --------------------------------------------------------------------------------
 
