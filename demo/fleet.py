@@ -441,8 +441,8 @@ def run(args: Any) -> int:
     mosquitto = find_mosquitto(args.broker)
     if mosquitto is None:
         say(
-            "mosquitto is not installed, so this runs one station alone; to see the whole fleet (centre, "
-            "broker, two stations, dashboard) install it (apt-get install mosquitto) and run make demo again"
+            "mosquitto was not found, so one station runs alone; to see the whole fleet (centre, broker, "
+            "two stations, dashboard) install it (apt-get install mosquitto) and run make demo again"
         )
         from edge.cli import main as station_main
 
