@@ -93,11 +93,10 @@ def _unescape(command: str) -> str:
     return command.replace("$$", "$").replace("%%", "%")
 
 
+@pytest.mark.parametrize("central_db", ["postgresql"], indirect=True)
 def test_the_backup_command_dumps_a_database_pg_restore_can_read(
     central_db: CentralDb, tmp_path: Path
 ) -> None:
-    if central_db.kind != "postgresql":
-        pytest.skip("the backup unit is for PostgreSQL")
     pg_bin = Path(str(shutil.which("pg_dump") or "")).parent
     server_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
     if server_bin:
