@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy contract common recognizer models edge central
+	$(BIN)/mypy contract common recognizer models edge central demo
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -8,7 +8,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import ssl
 import threading
 import time
@@ -40,6 +39,7 @@ from central.config import AlarmsConfig, ConfigError, parse_config
 from central.live import LiveBus, LiveMessage
 from central.store import alarms as alarm_store
 from central.store.tables import Alarm, AlarmDelivery, AlarmNotification
+from demo.pki import server_certs
 
 DING_SECRET = "SECd1ng-test-secret"
 FEISHU_SECRET = "feishu-test-secret"
@@ -411,46 +411,13 @@ def test_hostile_answers_are_failures_not_crashes(stations: CentralDb) -> None:
     assert [a.ok for a in attempts(stations, alarm_id)] == [False, False, False, True]
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "smtp.pem", tmp_path / "smtp.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def starttls_server(tmp_path: Path) -> Iterator[tuple[MailBox, Path]]:
-    cert, key = _self_signed(tmp_path)
+    certs = server_certs(tmp_path / "smtp-tls")  # a CA and a certificate for localhost / 127.0.0.1
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(certs.cert, certs.key)
     with smtp_server(context) as box:
-        yield box, cert
+        yield box, certs.ca
 
 
 def test_email_over_starttls_checks_the_servers_certificate(
