@@ -319,21 +319,29 @@ class Notifier:
                 self._inflight.discard(job.id)
             self._wake.set()
 
+    @staticmethod
+    def _still_due(session: Session, job: _Job, now: dt.datetime) -> Alarm | None:
+        """The job's alarm, or None after marking the job skipped: the alarm is gone, or it was
+        acknowledged before this message about it could go out (only "acknowledged" and
+        "cleared" messages are still worth sending then)."""
+        alarm = session.get(Alarm, job.alarm_id)
+        why = None
+        if alarm is None:
+            why = "no alarm"
+        elif alarm.state != "open" and job.purpose not in ("acknowledged", "cleared"):
+            why = "acknowledged already"
+        if why is None:
+            return alarm
+        store.finish_delivery(session, delivery_id=job.id, now=now, outcome="skipped", error=why)
+        return None
+
     def _expand(self, job: _Job) -> None:
         """A fan-out: one delivery per target concerned (and the next reminder), atomically."""
         now = self.clock()
         config = self.config
         with self.db.begin() as session:
-            alarm = session.get(Alarm, job.alarm_id)
+            alarm = self._still_due(session, job, now)
             if alarm is None:
-                store.finish_delivery(
-                    session, delivery_id=job.id, now=now, outcome="skipped", error="no alarm"
-                )
-                return
-            if alarm.state != "open" and job.purpose not in ("acknowledged", "cleared"):
-                store.finish_delivery(
-                    session, delivery_id=job.id, now=now, outcome="skipped", error="acknowledged already"
-                )
                 return
             told = session.scalars(
                 select(AlarmDelivery.target).where(
@@ -393,16 +401,8 @@ class Notifier:
     def _send(self, job: _Job) -> None:
         now = self.clock()
         with self.db.begin() as session:
-            alarm = session.get(Alarm, job.alarm_id)
+            alarm = self._still_due(session, job, now)
             if alarm is None:
-                store.finish_delivery(
-                    session, delivery_id=job.id, now=now, outcome="skipped", error="no alarm"
-                )
-                return
-            if alarm.state != "open" and job.purpose not in ("acknowledged", "cleared"):
-                store.finish_delivery(
-                    session, delivery_id=job.id, now=now, outcome="skipped", error="acknowledged already"
-                )
                 return
             view = alarm_view(session, alarm)
         target = self.targets.get(job.target)
