@@ -77,6 +77,10 @@ def test_acknowledging_needs_a_note_and_is_audited_and_published(web: Web, three
     ):
         response = web.client.post(f"/api/v1/alarms/{alarm_id}/ack", headers=headers, json=body)
         assert response.status_code == 422, (body, response.text)
+    json_headers = {**headers, "Content-Type": "application/json"}
+    for raw in (b'{"note": "\\ud800 lone surrogate"}', b'{"note": "nul \\u0000 inside"}'):
+        response = web.client.post(f"/api/v1/alarms/{alarm_id}/ack", headers=json_headers, content=raw)
+        assert response.status_code == 422, (raw, response.text)
     note = "已电话联系驿站联系人：误按，已复位"
     response = web.client.post(f"/api/v1/alarms/{alarm_id}/ack", headers=headers, json={"note": note})
     assert response.status_code == 200, response.text

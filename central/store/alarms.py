@@ -315,6 +315,10 @@ def acknowledge(
         raise ValidationError(f"note must be 1 to {NOTE_MAX} characters: say what was done")
     if any(ord(c) < 32 and c not in "\t\n\r" for c in cleaned):
         raise ValidationError("note must not contain control characters")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from JSON "\ud800": no database can store it
+        raise ValidationError("note must be valid Unicode text") from None
     alarm = get_alarm(session, alarm_id=alarm_id, district_ids=district_ids)
     session.refresh(alarm, with_for_update=True)
     if alarm.state != "open":
