@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.alarms.worker import AlarmWorker
 from central.config import CentralConfig
 from central.data_key import DataKey
 from central.ingest.parts import MqttSide
@@ -106,10 +107,11 @@ class CentralApp:
 
     def workers(self) -> list[tuple[str, Worker]]:
         """The background workers to start, in order."""
+        assert self.db is not None
+        # Alarms first: an alarm raised from the sweep of what ingest stored while it was down.
         return [
-            *(
-                self.mqtt.workers() if self.mqtt is not None else []
-            ),  # down link, roster, ingest, housekeeping
+            ("alarms", AlarmWorker.build(self.config, self.db, self.live)),
+            *(self.mqtt.workers() if self.mqtt is not None else []),  # down, roster, ingest, housekeeping
         ]
 
     @property

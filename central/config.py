@@ -13,6 +13,7 @@ already, small and bounded, so their keys are part of one documented file from t
 from __future__ import annotations
 
 import socket
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -236,12 +237,27 @@ class WebConfig(AuthSettings):
     )
 
 
+AlarmSeverity = Literal["warning", "critical", "emergency"]
+
+
 class WebhookTarget(Section):
     """One group robot of a messaging tool that a union office watches."""
 
     district: str = Field(
         ANY_DISTRICT, pattern=rf"{DISTRICT_PATTERN}|^\*$", description='District, or "*" for every district.'
     )
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Label in logs and the notification log (default: format, district, URL hash).",
+    )
+    min_severity: AlarmSeverity = Field("warning", description="Less severe alarms are not sent here.")
+    escalation: bool = Field(
+        False,
+        description="An escalation list: only reminders of an emergency nobody acknowledged, from the "
+        "[alarms] escalate_after_reminders-th on.",
+    )
+    mention_all: bool = Field(True, description="Mention everyone in the group (@all) for emergencies.")
     format: Literal["wecom", "dingtalk", "feishu"] = Field(description="The robot's JSON format.")
     url: str | None = Field(
         None,
@@ -273,11 +289,17 @@ class SmtpConfig(Section):
         None, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$", description="From address."
     )
     timeout_s: float = Field(10.0, ge=1.0, le=120.0, allow_inf_nan=False)
+    ca_file: Path | None = Field(
+        None, description="CA certificate(s) (PEM) of the SMTP server's certificate; default: system CAs."
+    )
 
 
 class EmailTarget(Section):
     district: str = Field(ANY_DISTRICT, pattern=rf"{DISTRICT_PATTERN}|^\*$")
     to: list[str] = Field(min_length=1, max_length=50, description="Recipients of this district's alarms.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Label in logs.")
+    min_severity: AlarmSeverity = Field("warning", description="Alarms below this severity are not sent.")
+    escalation: bool = Field(False, description="Only reminders of unacknowledged emergencies.")
 
     @field_validator("to")
     @classmethod
@@ -297,6 +319,47 @@ class AlarmsConfig(Section):
     emergency_resend_s: int = Field(
         300, ge=30, le=86_400, description="An unacknowledged emergency is sent again this often."
     )
+    emergency_resend_max: int = Field(
+        12, ge=0, le=1000, description="... at most this many times (0: never sent again)."
+    )
+    escalate_after_reminders: int = Field(
+        2,
+        ge=1,
+        le=1000,
+        description="From this reminder of an unacknowledged emergency on, escalation targets get it too.",
+    )
+    notify_cleared: bool = Field(True, description="Tell the groups when a condition clears (station back).")
+    notify_acknowledged: bool = Field(
+        True, description="Tell the groups who acknowledged an alarm, with the note."
+    )
+    retry_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts per message and target before it is given up (logged)."
+    )
+    retry_base_s: float = Field(
+        2.0, ge=0.1, le=3600.0, allow_inf_nan=False, description="Wait after the first failed attempt."
+    )
+    retry_max_s: float = Field(
+        300.0, ge=1.0, le=86_400.0, allow_inf_nan=False, description="The wait doubles up to this."
+    )
+    sweep_interval_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=600.0,
+        allow_inf_nan=False,
+        description="How often the database is swept for alarm events the live bus missed and for "
+        "stations whose heartbeat is overdue.",
+    )
+    sweep_lookback_s: int = Field(
+        86_400,
+        ge=600,
+        le=30 * 86_400,
+        description="At start, events received this far back are checked for alarms not yet raised.",
+    )
+    timezone: str = Field("Asia/Shanghai", max_length=64, description="Times in notifications.")
+    language: Literal["zh-CN", "en"] = Field("zh-CN", description="Language of notifications.")
+    notify_threads: int = Field(
+        4, ge=1, le=64, description="Messages sent at once (a slow group robot must not hold up others)."
+    )
     clock_skew_max_s: int = Field(
         120, ge=5, le=86_400, description="A station clock further off than this raises clock_wrong."
     )
@@ -312,7 +375,18 @@ class AlarmsConfig(Section):
     def _email_needs_smtp(self) -> Self:
         if self.email and (self.smtp.host is None or self.smtp.sender is None):
             raise ValueError("[[alarms.email]] needs [alarms.smtp] host and sender")
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError("retry_max_s must be at least retry_base_s")
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from None
+        return value
 
 
 class SnapshotsConfig(Section):
@@ -467,7 +541,7 @@ def _rebase(config: CentralConfig, base: Path) -> CentralConfig:
     alarms = config.alarms.model_copy(
         update={
             "webhooks": [files(w, "url_file", "secret_file") for w in config.alarms.webhooks],
-            "smtp": files(config.alarms.smtp, "password_file"),
+            "smtp": files(config.alarms.smtp, "password_file", "ca_file"),
         }
     )
     return config.model_copy(

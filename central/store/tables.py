@@ -57,6 +57,22 @@ ALARM_STATES = ("open", "acknowledged")
 KEY_STATES = ("active", "retiring", "revoked")
 KEY_PURPOSES = ("qr", "messages")
 COMMAND_STATES = ("pending", "sent", "ok", "failed", "expired")
+ALARM_CHANNELS = ("wecom", "dingtalk", "feishu", "email")
+DELIVERY_PURPOSES = ("raised", "again", "escalated", "cleared", "acknowledged", "reminder")
+DELIVERY_OUTCOMES = ("sent", "failed", "skipped")
+#: The station's event kinds the alarm rules read (central.alarms.rules.EVENT_KINDS plus refusals;
+#: a test keeps the two lists equal). Changing it needs a migration of the partial index.
+ALARM_EVENT_KINDS = (
+    "camera_down",
+    "camera_up",
+    "door_closed_after_held",
+    "door_forced",
+    "door_held_open",
+    "emergency",
+    "lockout",
+    "refused",
+    "tamper",
+)
 
 # Constraint names follow one convention, so Alembic revisions can name them on both databases.
 NAMING = {
@@ -70,6 +86,9 @@ NAMING = {
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+ALARM_EVENT_KINDS_SQL = _in("kind", ALARM_EVENT_KINDS)
 
 
 class Base(DeclarativeBase):
@@ -375,6 +394,14 @@ class Event(Base):
         # What arrived since a moment, whatever the station's clock said: the dashboard's live
         # feed polls it (ingest may run in another process) and replays it after a reconnect.
         Index("ix_events_received_at", "received_at"),
+        # The alarm engine's sweep reads recently *received* events of the kinds that raise alarms
+        # (a partial index: a few rows per thousand, whatever the fleet's volume of entries).
+        Index(
+            "ix_events_alarm_kinds_received",
+            "received_at",
+            sqlite_where=text(ALARM_EVENT_KINDS_SQL),
+            postgresql_where=text(ALARM_EVENT_KINDS_SQL),
+        ),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 
@@ -535,8 +562,68 @@ class AlarmNotification(Base):
 
     alarm: Mapped[Alarm] = relationship(back_populates="notifications")
 
+    __table_args__ = (CheckConstraint(_in("channel", ALARM_CHANNELS), name="channel"),)
+
+
+class AlarmEvent(Base):
+    """The station events the alarm engine has handled, and the alarm each raised or counted on.
+
+    The engine sees an event on the live bus and again in its database sweep (which exists for the
+    event committed just before a crash, never published); this row, written in the same
+    transaction as the alarm change, makes the second time a no-op, also across several centre
+    processes. Only events of alarm kinds get a row; rows older than the sweep's look-back are
+    pruned.
+    """
+
+    __tablename__ = "alarm_events"
+
+    station_id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), primary_key=True)
+    alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id", ondelete="SET NULL"), index=True)
+    handled_at: Mapped[dt.datetime] = mapped_column(default=utc_now, index=True)
+
+
+class AlarmDelivery(Base):
+    """The notifier's durable queue: one message due about one alarm.
+
+    `channel = 'fanout'` rows say "tell everyone concerned" (`purpose`: raised, again, escalated,
+    cleared, acknowledged, reminder); the notifier expands each into one row per configured target
+    (a group robot or an e-mail list, `target` is its label, never its URL) in one transaction.
+    A row is claimed (`claimed_until`) before it is sent, so several centre processes never send
+    it twice at once and a process that dies mid-send leaves it to be retried; a failed attempt
+    moves `due_at` later (back-off) until `[alarms] retry_attempts`. Every attempt is also a row of
+    `alarm_notifications`. Reminders of an unacknowledged emergency are `reminder` fan-outs with
+    their `round`, each scheduling the next.
+    """
+
+    __tablename__ = "alarm_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    due_at: Mapped[dt.datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    done_at: Mapped[dt.datetime | None] = mapped_column()
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+
     __table_args__ = (
-        CheckConstraint(_in("channel", ("wecom", "dingtalk", "feishu", "email")), name="channel"),
+        Index(
+            "ix_alarm_deliveries_pending",
+            "due_at",
+            sqlite_where=text("done_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
+        ),
+        CheckConstraint(_in("purpose", DELIVERY_PURPOSES), name="purpose"),
+        CheckConstraint(_in("channel", (*ALARM_CHANNELS, "fanout")), name="channel"),
+        CheckConstraint(f"outcome IS NULL OR {_in('outcome', DELIVERY_OUTCOMES)}", name="outcome"),
+        CheckConstraint("(done_at IS NULL) = (outcome IS NULL)", name="done"),
+        CheckConstraint("round >= 0 AND attempts >= 0", name="counts"),
     )
 
 

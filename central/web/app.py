@@ -15,6 +15,7 @@ from central.web.context import WebContext
 from central.web.errors import install_error_handlers
 from central.web.middleware import SecurityHeaders, StaffGate
 from central.web.routers import (
+    alarms,
     audit,
     auth,
     commands,
@@ -68,6 +69,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         staff.router,
         dashboard.router,
         dashboard.public,
+        alarms.router,
     ):
         app.include_router(router)
     dashboard.mount_static(app, ctx.config.dashboard.tiles_dir)
