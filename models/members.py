@@ -61,6 +61,10 @@ _UPDATABLE = frozenset(
     }
 )
 
+#: `FaceTemplate.source` of a template the centre's roster put here; anything else was enrolled at
+#: this station (sync.snapshot_apply keeps those through a snapshot: the centre may never have them).
+CENTRE_SOURCE = "centre"
+
 
 class DuplicateMemberError(StoreError, ValueError):
     """A member with this id already exists."""
