@@ -46,7 +46,9 @@ carries alarm "lockout_started" and entry is refused until lockout_s later; the 
 zero afterwards, and "lockout" refusals neither count nor extend the lockout.
 
 Exception: a two-factor "face_mismatch" (a verified QR code, but the face is someone else's) counts
-even though the code names a member: that is someone trying a colleague's code.
+even though the code names a member: that is someone trying a colleague's code. And a face in the
+grey zone ("show_pass": the door asks for the pass) does not count although it names nobody: the
+door did not refuse a stranger, it asked for the second factor.
 
 Face results that are not attempts: `Credential.from_face` returns None for "no_face" and
 "poor_quality" frames. The daemon keeps looking instead of recording a refusal for every blurry
@@ -78,9 +80,12 @@ DIRECTIONS: Final[frozenset[str]] = frozenset(get_args(Direction))
 
 #: Refusals that count toward lockout although the credential names a member.
 PROBING_REASONS: Final[frozenset[str]] = frozenset({"face_mismatch"})
+#: Refusals of an unidentified credential that do not count: the door asked for more (the pass).
+NOT_PROBING_REASONS: Final[frozenset[str]] = frozenset({"show_pass"})
 
 # Stable reason words (events, logs and the screen key on them).
 UNKNOWN_FACE: Final = "unknown_face"
+SHOW_PASS: Final = "show_pass"
 UNKNOWN_MEMBER: Final = "unknown_member"
 MEMBER_INVALID: Final = "member_invalid"
 NOT_ALLOWED_HERE: Final = "not_allowed_here"
@@ -153,9 +158,11 @@ class Credential:
         """The credential a face result amounts to, or None when the frame is not an attempt.
 
         MATCH -> accepted for its member. UNKNOWN -> refused "unknown_face", the matcher's own
-        reason (over_threshold, low_margin, empty_roster) kept in details["matcher_reason"] and no
-        member id (an unmatched face is nobody). NO_FACE and POOR_QUALITY -> None: the daemon keeps
-        looking; a blurry frame is not someone being refused.
+        reason (over_threshold, empty_roster) kept in details["matcher_reason"] and no member id
+        (an unmatched face is nobody). SHOW_PASS -> refused "show_pass" (the face rule was not sure:
+        the door asks for the pass; not counted toward lockout; the gate that held it back in
+        details["matcher_reason"], the member it resembled only in the scores). NO_FACE,
+        POOR_QUALITY and PENDING -> None: the daemon keeps looking.
         """
         numbers = _numbers(
             distance=result.distance,
@@ -168,7 +175,11 @@ class Credential:
         if result.decision == Decision.UNKNOWN:
             numbers["matcher_reason"] = result.reason
             return cls("face", None, False, UNKNOWN_FACE, numbers, direction)
-        if result.decision in (Decision.NO_FACE, Decision.POOR_QUALITY):
+        if result.decision == Decision.SHOW_PASS:
+            numbers.pop("runner_up_id", None)
+            numbers["matcher_reason"] = result.reason
+            return cls("face", None, False, SHOW_PASS, numbers, direction)
+        if result.decision in (Decision.NO_FACE, Decision.POOR_QUALITY, Decision.PENDING):
             return None
         raise ValueError(f"not a face decision: {result.decision.value!r}")
 
@@ -352,7 +363,8 @@ class AccessDecider:
             return self._refuse(c, LOCKOUT, now, extra={"lockout_remaining_s": remaining})
         if not c.ok:
             reason = c.reason or UNKNOWN_FACE
-            return self._refuse(c, reason, now, counted=c.member_id is None or reason in PROBING_REASONS)
+            counted = (c.member_id is None and reason not in NOT_PROBING_REASONS) or reason in PROBING_REASONS
+            return self._refuse(c, reason, now, counted=counted)
         member_id = c.member_id
         member = members.get(member_id) if member_id is not None else None
         if member is None or member_id is None:

@@ -68,17 +68,21 @@ class RecognitionConfig(_Section):
         "balanced",
         description="Measured operating point (docs/RECOGNITION.md); balanced: no stranger let in.",
     )
+    operating_point: Path | None = Field(
+        None,
+        description="An operating point file written by `yizhan calibrate` (used instead of the preset).",
+    )
     threshold: float | None = Field(
         None,
-        gt=0.2,
+        gt=0.1,
         lt=0.8,
-        description="Override the preset's largest distance to a member (unmeasured: '*').",
+        description="Override the accept distance (face alone opens under it; unmeasured: '*').",
     )
     min_margin: float | None = Field(
         None, ge=0.0, lt=0.5, description="Override the preset's margin to the best other member."
     )
     max_ratio: float | None = Field(
-        None, gt=0.0, le=1.0, description="Override the preset's distance / crowd-distance limit."
+        None, gt=0.0, le=1.5, description="Override the cohort ratio limit (rosters of 20+ members)."
     )
     two_factor: bool = Field(
         False, description="Everyone: a QR code names the member and the face confirms it."

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from recognizer.calibration import Sample
 from recognizer.face_pipeline import FacePipeline, FaceObservation
-from recognizer.images import decode_image
+from recognizer.images import ImageError, decode_image
 from recognizer.perturb import PerturbRanges, door_frame, frame_params
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
@@ -248,7 +248,11 @@ def encode(
         cached = cache.get(f"{base}|photo") if cache else None
         rgb: npt.NDArray[np.uint8] | None = None
         if cached is None:
-            rgb = decode_image(photo.path.read_bytes())
+            try:
+                rgb = decode_image(photo.path.read_bytes())
+            except (OSError, ImageError) as exc:
+                stats.missing.append(f"{photo.relpath}: unreadable ({exc})")
+                continue
             scale, found = _photo_faces(photo, rgb, photo_pipeline, stats)
             faces = [
                 {

@@ -1,30 +1,39 @@
-"""One appearance at the door, followed across frames, so a face is encoded once, not every frame.
+"""One appearance at the door, followed across frames, judged on several frames together.
 
 Encoding is the expensive step (~100 ms with dlib-bin). A worker standing at the door for three
-seconds at 15 fps is 45 frames of the same face; without tracking that is 45 encodings, 45 events
-and 45 relay pulses. The tracker keeps one track (the largest face: the person at the door), matches
-detections to it by box overlap, and says when an encoding is worth doing:
-- a new appearance is encoded at once;
-- once decided (granted, or refused after `max_attempts` unknown encodings), it is not encoded again
-  until the person leaves (no detection for `lost_after_s`) and a new appearance starts;
-- an unknown or low-quality face is retried at most every `retry_interval_s`, because the next
-  frame is often better (the person was still turning towards the camera);
-- with `require_frames` > 1, that many encodings must agree on the same member before a match
-  counts; a disagreeing match resets the count (two lookalikes alternating never add up);
-- a decided appearance is re-checked every `reverify_s`: boxes alone cannot tell that the member
-  stepped aside and someone else stepped into the same spot, so when the identity changes the
-  track is ended and the newcomer starts an appearance of their own.
+seconds at 15 fps is 45 frames of the same face; the tracker keeps one track (the largest face: the
+person at the door), matches detections to it by box overlap, and says when an encoding is worth
+doing and when the appearance is decided:
+- a new appearance gathers `require_frames` encodings (one every `frame_interval_s`), and is judged
+  on all of them together (`recognizer.scoring.score`: fused distance, every frame agreeing on the
+  member): one frame is never enough for the face alone to open the door;
+- judged "accept": decided at once (the member); "show_pass" or "unknown": the window slides by one
+  frame (the next look may be better: the person was still turning towards the camera), up to
+  `max_attempts` judged windows; then the appearance is decided on its best window (asked for the
+  pass when any window was in the grey zone, else refused as unknown);
+- once decided, it is not judged again until the person leaves (no detection for `lost_after_s`) and
+  a new appearance starts; but it is re-checked every `reverify_s` on a single frame, because boxes
+  alone cannot tell that the member stepped aside and someone else stepped into the same spot: when
+  that frame names somebody else, the track ends and the newcomer starts an appearance of their own.
 
-Pure logic: boxes and times in, instructions out. The daemon does the detecting and encoding.
+Pure logic: boxes, times and encodings in; a `judge` callable (the daemon's scoring of a window of
+encodings) is injected, so this module never touches the model or the roster.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from recognizer.results import Decision, FaceResult
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left
+Encoding = npt.NDArray[np.float32]
+#: (encodings of the window, is_recheck) -> the judgement of those encodings together.
+Judge = Callable[[Sequence[Encoding], bool], FaceResult]
 
 
 def iou(a: Box, b: Box) -> float:
@@ -42,10 +51,12 @@ def iou(a: Box, b: Box) -> float:
 class TrackerSettings:
     require_frames: int = 1
     max_attempts: int = 3
-    retry_interval_s: float = 0.3
+    retry_interval_s: float = 0.3  # between re-checks of poor-quality looks
+    frame_interval_s: float = 0.1  # between the frames one appearance is judged on
     lost_after_s: float = 0.6
     min_iou: float = 0.2
     reverify_s: float = 2.0
+    max_frames: int = 12  # encodings kept per appearance (the window uses the last require_frames)
 
 
 @dataclass
@@ -59,18 +70,32 @@ class Track:
     decided: bool = False
     decided_member: str | None = None  # who the verdict was about (None: a stranger)
     next_verify: float = 0.0
-    votes_member: str | None = None
-    votes: int = 0
+    encodings: list[Encoding] = field(default_factory=list)
     results: list[FaceResult] = field(default_factory=list)
+    best: FaceResult | None = None  # the most convincing refused window so far
+
+    def window(self, size: int) -> list[Encoding]:
+        return self.encodings[-size:]
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What an appearance amounts to, once: a member recognised, or a stranger refused."""
+    """What an appearance amounts to, once: a member recognised, asked for the pass, or refused."""
 
     track_id: int
     result: FaceResult
     frames: int  # encodings it took
+    encodings: tuple[Encoding, ...] = ()  # the frames the verdict rests on (two-factor reuses them)
+
+
+def _better(a: FaceResult | None, b: FaceResult) -> bool:
+    """Is `b` a more convincing refused window than `a`? Grey zone beats unknown, then distance."""
+    if a is None:
+        return True
+    rank = {Decision.SHOW_PASS: 0, Decision.UNKNOWN: 1}
+    key_a = (rank.get(a.decision, 2), a.distance if a.distance is not None else 9.0)
+    key_b = (rank.get(b.decision, 2), b.distance if b.distance is not None else 9.0)
+    return key_b < key_a
 
 
 class FaceTracker:
@@ -100,6 +125,9 @@ class FaceTracker:
             track.last_seen = now
             return track
         # No overlap: a different person is now the largest face. They get their own appearance.
+        return self._new_track(box, now)
+
+    def _new_track(self, box: Box, now: float) -> Track:
         self._track = Track(self._next_id, box, now, now)
         self._next_id += 1
         return self._track
@@ -112,38 +140,48 @@ class FaceTracker:
             return now >= track.next_verify
         if track.last_attempt is None:
             return True
-        return now - track.last_attempt >= self.settings.retry_interval_s
+        return now - track.last_attempt >= self.settings.frame_interval_s
 
-    def record(self, result: FaceResult, now: float) -> Verdict | None:
-        """Account one identification of the current track; a Verdict when the appearance is decided."""
+    def poor_look(self, now: float) -> None:
+        """A look at the current track gave no usable encoding: not an attempt, retry later."""
+        track = self._track
+        if track is not None and not track.decided:
+            track.last_attempt = now - self.settings.frame_interval_s + self.settings.retry_interval_s
+
+    def add(self, encoding: Encoding, now: float, judge: Judge) -> Verdict | None:
+        """One more encoding of the current track; a Verdict when the appearance is decided."""
         track = self._track
         if track is None:
             return None
         if track.decided:
-            if not self._still_the_same(track, result, now):
-                # Someone else now stands where the decided person stood: a new appearance.
-                self._track = Track(self._next_id, track.box, now, now)
-                self._next_id += 1
-                return self.record(result, now)
-            return None
+            track.next_verify = now + self.settings.reverify_s
+            if self._still_the_same(track, judge([encoding], True)):
+                return None
+            # Someone else now stands where the decided person stood: a new appearance.
+            track = self._new_track(track.box, now)
         track.last_attempt = now
+        track.encodings.append(encoding)
+        del track.encodings[: -self.settings.max_frames]
+        window = track.window(max(1, self.settings.require_frames))
+        result = judge(window, False)
         track.results.append(result)
+        return self._account(track, result, tuple(window), now)
+
+    def _account(
+        self, track: Track, result: FaceResult, window: tuple[Encoding, ...], now: float
+    ) -> Verdict | None:
         if result.decision is Decision.MATCH and result.member_id is not None:
-            if track.votes_member == result.member_id:
-                track.votes += 1
-            else:
-                track.votes_member, track.votes = result.member_id, 1
-            if track.votes >= self.settings.require_frames:
-                self._decide(track, result.member_id, now)
-                return Verdict(track.track_id, result, len(track.results))
-            return None
-        if result.decision is Decision.UNKNOWN:
-            track.votes_member, track.votes = None, 0
+            self._decide(track, result.member_id, now)
+            return Verdict(track.track_id, result, len(track.encodings), window)
+        if result.decision in (Decision.SHOW_PASS, Decision.UNKNOWN):
             track.attempts += 1
+            if _better(track.best, result):
+                track.best = result
             if track.attempts >= self.settings.max_attempts:
                 self._decide(track, None, now)
-                return Verdict(track.track_id, result, len(track.results))
-        # no_face / poor_quality: not an attempt; try again on a later frame.
+                best = track.best or result
+                return Verdict(track.track_id, best, len(track.encodings), window)
+        # pending (more frames needed) / no usable face: keep looking.
         return None
 
     def _decide(self, track: Track, member_id: str | None, now: float) -> None:
@@ -151,14 +189,15 @@ class FaceTracker:
         track.decided_member = member_id
         track.next_verify = now + self.settings.reverify_s
 
-    def _still_the_same(self, track: Track, result: FaceResult, now: float) -> bool:
-        """A re-check of a decided track: True unless the face now says someone else."""
-        track.next_verify = now + self.settings.reverify_s
+    @staticmethod
+    def _still_the_same(track: Track, result: FaceResult) -> bool:
+        """A single-frame re-check of a decided track: True unless the face now says someone else."""
         if result.decision is Decision.MATCH:
             return result.member_id == track.decided_member
         if result.decision is Decision.UNKNOWN:
+            # Beyond the grey zone of everyone: a member who was let in does not look like that.
             return track.decided_member is None
-        return True  # no usable face this time: nothing learned
+        return True  # grey zone or no usable face: nothing learned
 
     def reset(self) -> None:
         self._track = None

@@ -318,7 +318,8 @@ def choose_from_tables(
     photo_pairs = [v for (p, m), v in tables.photo_impostor.items() if p not in skip and m not in skip]
     photo_fit = fit_lower_tail(photo_pairs, settings.tail_fraction, settings.min_tail_points)
     same = min(photo_fit.at(settings.accept_tail), photo_fit.observed_min)
-    lookalike = max(same, min(photo_fit.at(settings.lookalike_tail), photo_fit.observed_min))
+    # Not capped at the nearest pair seen: flagging more pairs as lookalikes only asks for the pass.
+    lookalike = max(same, photo_fit.at(settings.lookalike_tail))
     photo_genuine = [v for i, v in tables.photo_genuine if i not in skip]
     review = max(lookalike, _quantile(photo_genuine, settings.review_quantile, "member photo pairs"))
     policy = ScoringPolicy(
@@ -540,3 +541,28 @@ def policies_by_identity(choices: Mapping[str, Choice]) -> PolicyFor:
         return choices[identity].policy
 
     return policy_for
+
+
+#: The procedure settings behind each named preset (the same for every face model: a model's
+#: presets are these settings measured on its own encodings).
+PRESET_SETTINGS: dict[str, ProcedureSettings] = {
+    "strict": ProcedureSettings(min_frames=4, accept_tail=1e-5, grey_quantile=0.98),
+    "balanced": ProcedureSettings(min_frames=3, accept_tail=1e-4, grey_quantile=0.98),
+    "convenient": ProcedureSettings(min_frames=2, accept_tail=1e-4, grey_quantile=0.99),
+}
+
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "strict": "four agreeing frames, face alone only at a per-pair tail probability of 1e-5; most members show the pass",
+    "balanced": "default: three agreeing frames, face alone at a per-pair tail probability of 1e-4; the rest are asked for the pass",
+    "convenient": "two frames (quicker), same tail probability; the grey zone a little wider",
+}
+
+
+def derive_presets(samples: Sequence[Sample], *, model: str) -> dict[str, Choice]:
+    """Every named preset for `model`, by the procedure on `samples` (what PRESETS ship)."""
+    return {
+        name: choose_operating_point(
+            samples, settings, model=model, name=name, description=PRESET_DESCRIPTIONS[name]
+        )
+        for name, settings in PRESET_SETTINGS.items()
+    }

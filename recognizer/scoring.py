@@ -195,30 +195,72 @@ class ScoringPolicy:
         return dataclasses.replace(self, min_frames=1)
 
 
-def _dlib(name: str, description: str, **numbers: Any) -> ScoringPolicy:
-    return ScoringPolicy(name=name, model=MODEL_DLIB, description=description, **numbers)
+_MEASURED_ON: Final = "../shared/data/faces + faces-ea: 46 people (22 East Asian), 20 strangers"
 
 
-#: Measured presets per face model. The numbers are what `recognizer.calibration.choose_operating_point`
-#: gives on ../shared/data/faces + faces-ea with the procedure settings in `procedure`
-#: (tests/test_calibration.py re-derives them); docs/RECOGNITION.md has the figures.
+def _dlib(name: str, description: str, tail: float, grey_quantile: float, **numbers: Any) -> ScoringPolicy:
+    return ScoringPolicy(
+        name=name,
+        model=MODEL_DLIB,
+        description=description,
+        procedure={"accept_tail": tail, "grey_quantile": grey_quantile, "measured_on": _MEASURED_ON},
+        **numbers,
+    )
+
+
+#: Measured presets per face model: `recognizer.calibration.derive_presets` on the labelled data
+#: (the settings of each name are `calibration.PRESET_SETTINGS`; tests/test_calibration.py derives
+#: them again and compares). docs/RECOGNITION.md has the figures, leave-identity-out.
 PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
     {
         MODEL_DLIB: MappingProxyType(
             {
                 "strict": _dlib(
                     "strict",
-                    "four frames, accept at a per-pair tail probability of 1e-5; fewer asked-for passes",
+                    "four agreeing frames, face alone only at a per-pair tail probability of 1e-5: "
+                    "most members show the pass",
+                    1e-5,
+                    0.98,
                     min_frames=4,
+                    accept_distance=0.2677,
+                    grey_distance=0.5293,
+                    min_margin=0.0268,
+                    max_ratio=0.7998,
+                    verify_max_ratio=0.7998,
+                    same_person_distance=0.2759,
+                    lookalike_distance=0.3893,
+                    review_distance=0.4187,
                 ),
                 "balanced": _dlib(
                     "balanced",
-                    "default: three agreeing frames; the rest of the members are asked for the pass",
+                    "default: three agreeing frames, face alone at a per-pair tail probability of "
+                    "1e-4; the other members are asked for the pass",
+                    1e-4,
+                    0.98,
+                    min_frames=3,
+                    accept_distance=0.3186,
+                    grey_distance=0.5349,
+                    min_margin=0.0319,
+                    max_ratio=0.8057,
+                    verify_max_ratio=0.8057,
+                    same_person_distance=0.3286,
+                    lookalike_distance=0.3893,
+                    review_distance=0.4187,
                 ),
                 "convenient": _dlib(
                     "convenient",
-                    "two frames: quicker; same accept distance, the grey zone a little wider",
+                    "two frames (a quicker decision), same tail probability, a wider grey zone",
+                    1e-4,
+                    0.99,
                     min_frames=2,
+                    accept_distance=0.3153,
+                    grey_distance=0.5687,
+                    min_margin=0.0315,
+                    max_ratio=0.8033,
+                    verify_max_ratio=0.8033,
+                    same_person_distance=0.3286,
+                    lookalike_distance=0.3893,
+                    review_distance=0.4187,
                 ),
             }
         ),
@@ -444,7 +486,8 @@ def score(
         failed.append(LOW_MARGIN)
     if policy.max_ratio is not None and ratio is not None and ratio > policy.max_ratio:
         failed.append(HIGH_RATIO)
-    if subject in requires_pass:
+    info = snapshot.members.get(subject)
+    if subject in requires_pass or (info is not None and info.requires_pass):
         failed.append(REQUIRES_PASS)
     if count < policy.min_frames:
         zone, reason = PENDING, TOO_FEW_FRAMES
