@@ -161,7 +161,7 @@ class Credential:
         reason (over_threshold, empty_roster) kept in details["matcher_reason"] and no member id
         (an unmatched face is nobody). SHOW_PASS -> refused "show_pass" (the face rule was not sure:
         the door asks for the pass; not counted toward lockout; the gate that held it back in
-        details["matcher_reason"], the member it resembled only in the scores). NO_FACE,
+        details["matcher_reason"]). NO_FACE,
         POOR_QUALITY and PENDING -> None: the daemon keeps looking.
         """
         numbers = _numbers(
@@ -176,7 +176,6 @@ class Credential:
             numbers["matcher_reason"] = result.reason
             return cls("face", None, False, UNKNOWN_FACE, numbers, direction)
         if result.decision == Decision.SHOW_PASS:
-            numbers.pop("runner_up_id", None)
             numbers["matcher_reason"] = result.reason
             return cls("face", None, False, SHOW_PASS, numbers, direction)
         if result.decision in (Decision.NO_FACE, Decision.POOR_QUALITY, Decision.PENDING):

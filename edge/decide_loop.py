@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,8 +33,8 @@ from edge.access import AccessDecider, AccessDecision, Credential
 from edge.camera import Frame, LatestFrame
 from edge.motion import ChangeDetector
 from edge.recorder import EventRecorder
-from edge.tracker import FaceTracker
-from edge.two_factor import TwoFactorGate, TwoFactorVerdict
+from edge.tracker import FaceTracker, Verdict
+from edge.two_factor import Asked, TwoFactorGate, TwoFactorVerdict
 from recognizer.face_pipeline import FacePipeline
 from recognizer.qr_decode import decode_qr_payloads
 from recognizer.results import Decision, FaceResult, QrResult
@@ -148,6 +148,7 @@ class DecideLoop:
             self._decide_two_factor(expired, frame, None)
         if change.brightness < self.settings.min_brightness:
             self.tracker.observe(None, now)
+            self._face_verdict(self.tracker.take_ended(), frame)
             return
         waiting = self.two_factor.pending is not None
         due = (
@@ -173,6 +174,7 @@ class DecideLoop:
                 self._confirm_face(frame, rgb, detections[0])
             return
         self.tracker.observe(box, now)
+        self._face_verdict(self.tracker.take_ended(), frame)
         if box is None or not self.tracker.needs_encoding(now):
             return
         observation = self.pipeline.observe(rgb, detections[0])
@@ -183,13 +185,20 @@ class DecideLoop:
         timings = {"detect": detect_ms, **observation.timings_ms}
         roster = self.roster()
 
+        needs_pass = _NeedsPass(roster, self.needs_two_factor)
+
         def judge(window: Sequence[np.ndarray], recheck: bool) -> FaceResult:
             policy = self.match_policy.for_one_photo() if recheck else self.match_policy
-            result = self.pipeline.decide_frames(window, observation.box, roster, policy, timings)
+            result = self.pipeline.decide_frames(
+                window, observation.box, roster, policy, timings, requires_pass=needs_pass
+            )
             timings["total"] = (time.perf_counter() - started) * 1000
             return result
 
-        verdict = self.tracker.add(observation.encoding, time.monotonic(), judge)
+        self._face_verdict(self.tracker.add(observation.encoding, time.monotonic(), judge), frame)
+
+    def _face_verdict(self, verdict: Verdict | None, frame: Frame) -> None:
+        """Act on a decided appearance: entry, refusal, or the door asking for the pass."""
         if verdict is None:
             return
         credential = Credential.from_face(verdict.result, appearance=verdict.track_id)
@@ -227,6 +236,11 @@ class DecideLoop:
                 member = snapshot.members.get(result.member_id)
                 enrolled = snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable
                 asked = self.two_factor.take_asked(now)
+                if asked is None and enrolled:
+                    # Shown while the face at the door was still being judged, in the grey zone.
+                    claimed = self.tracker.claim_for_pass()
+                    if claimed is not None:
+                        asked = Asked(claimed.track_id, list(claimed.encodings), {}, now)
                 if self.needs_two_factor(member) or (asked is not None and enrolled):
                     if enrolled:
                         frames = asked.frames if asked is not None else []
@@ -265,6 +279,8 @@ class DecideLoop:
     def _decide_two_factor(
         self, verdict: TwoFactorVerdict, frame: Frame, box: tuple[int, int, int, int] | None
     ) -> None:
+        # The person at the door has been decided: their face is not judged 1:N again meanwhile.
+        self.tracker.adopt(box, verdict.member_id if verdict.accepted else None, time.monotonic())
         credential = Credential(
             "qr_face", verdict.member_id, verdict.accepted, verdict.reason, verdict.details
         )
@@ -330,6 +346,24 @@ class DecideLoop:
         if self.snapshots is not None and snapshot_path is not None:
             self.snapshots.submit(event_id, frame, box, when_wall)
         return decision
+
+
+class _NeedsPass(Collection[str]):
+    """Members whose face alone must not open (two-factor station or group, or requires_pass), as
+    the collection `recognizer.scoring.score` asks about (only `in` is used, per candidate)."""
+
+    def __init__(self, roster: RosterSnapshot, needs: Callable[[MemberInfo | None], bool]) -> None:
+        self._roster = roster
+        self._needs = needs
+
+    def __contains__(self, member_id: object) -> bool:
+        return isinstance(member_id, str) and self._needs(self._roster.members.get(member_id))
+
+    def __iter__(self) -> Iterator[str]:
+        return (m for m in self._roster.members if self._needs(self._roster.members[m]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _face_details(result: FaceResult, frames: int) -> dict[str, Any]:

@@ -11,6 +11,9 @@ doing and when the appearance is decided:
   frame (the next look may be better: the person was still turning towards the camera), up to
   `max_attempts` judged windows; then the appearance is decided on its best window (asked for the
   pass when any window was in the grey zone, else refused as unknown);
+- a person who walks away (or is replaced by someone else) before their appearance is decided is
+  decided on the windows judged so far (`take_ended`), so a stranger who gives up after two looks
+  is still a refusal in the log, and a member the door was about to ask is still asked;
 - once decided, it is not judged again until the person leaves (no detection for `lost_after_s`) and
   a new appearance starts; but it is re-checked every `reverify_s` on a single frame, because boxes
   alone cannot tell that the member stepped aside and someone else stepped into the same spot: when
@@ -103,6 +106,7 @@ class FaceTracker:
         self.settings = settings or TrackerSettings()
         self._track: Track | None = None
         self._next_id = 1
+        self._ended: Verdict | None = None
 
     @property
     def track(self) -> Track | None:
@@ -117,6 +121,7 @@ class FaceTracker:
         """Feed the largest detected box of a frame (or None). Returns the current track."""
         track = self._track
         if track is not None and now - track.last_seen > self.settings.lost_after_s:
+            self._finish(track)
             track = self._track = None
         if box is None:
             return track
@@ -127,7 +132,47 @@ class FaceTracker:
         # No overlap: a different person is now the largest face. They get their own appearance.
         return self._new_track(box, now)
 
+    def claim_for_pass(self) -> Verdict | None:
+        """A pass was shown while this appearance was still being judged and the face was in the
+        grey zone: the appearance is decided (no separate "asked" event: the door did not need to
+        ask) and its frames go to the pass's 1:1 check."""
+        track = self._track
+        if track is None or track.decided or track.best is None:
+            return None
+        if track.best.decision is not Decision.SHOW_PASS:
+            return None
+        track.decided = True
+        track.next_verify = track.last_seen + self.settings.reverify_s
+        return Verdict(track.track_id, track.best, len(track.encodings), tuple(track.encodings))
+
+    def adopt(self, box: Box | None, member_id: str | None, now: float) -> None:
+        """The person at `box` was just decided elsewhere (pass + face): their appearance is decided,
+        so the face lingering at the door is not judged (and refused) again."""
+        if box is None:
+            if self._track is None:
+                return
+            track = self._track
+        elif self._track is not None and iou(self._track.box, box) >= self.settings.min_iou:
+            track = self._track
+            track.box, track.last_seen = box, now
+        else:
+            track = self._new_track(box, now)
+        self._decide(track, member_id, now)
+
+    def take_ended(self) -> Verdict | None:
+        """The verdict of an appearance that ended before it was decided (once), else None."""
+        ended, self._ended = self._ended, None
+        return ended
+
+    def _finish(self, track: Track) -> None:
+        """An undecided track is over: decide it on its most convincing refused window, if any."""
+        if not track.decided and track.best is not None:
+            track.decided = True
+            self._ended = Verdict(track.track_id, track.best, len(track.encodings), tuple(track.encodings))
+
     def _new_track(self, box: Box, now: float) -> Track:
+        if self._track is not None:
+            self._finish(self._track)
         self._track = Track(self._next_id, box, now, now)
         self._next_id += 1
         return self._track
@@ -201,3 +246,4 @@ class FaceTracker:
 
     def reset(self) -> None:
         self._track = None
+        self._ended = None

@@ -120,9 +120,13 @@ class TwoFactorGate:
         )
 
     def needs_face(self, now: float) -> bool:
+        """Whether to look at the face now: at once while the window lacks frames, then every
+        `retry_interval_s` (the next look may be better)."""
         pending = self.pending
         if pending is None or now > pending.deadline:
             return False
+        if len(pending.frames) < self.min_frames:
+            return True
         return pending.last_attempt is None or now - pending.last_attempt >= self.retry_interval_s
 
     def add_frame(self, encoding: Encoding) -> list[Encoding]:

@@ -17,7 +17,7 @@ The naive `face_recognition.face_encodings(frame)` does none of this (see bench/
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -201,11 +201,13 @@ class FacePipeline:
         snapshot: RosterSnapshot,
         policy: ScoringPolicy,
         timings: dict[str, float] | None = None,
+        *,
+        requires_pass: Collection[str] = (),
     ) -> FaceResult:
         """Judge the encodings of one appearance together (`recognizer.scoring.score`)."""
         timings = {} if timings is None else timings
         start = time.perf_counter()
-        scored = score(snapshot, list(encodings), policy)
+        scored = score(snapshot, list(encodings), policy, requires_pass=requires_pass)
         timings["match"] = _ms(start)
         decision = {
             ACCEPT: Decision.MATCH,

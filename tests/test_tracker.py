@@ -133,3 +133,21 @@ def test_stranger_replacing_a_member_in_place_is_refused_in_time() -> None:
     asked, verdicts = stand(t, Judge(UNKNOWN), 1.0, 3.0)
     assert len(verdicts) == 1 and verdicts[0].result.decision is Decision.UNKNOWN
     assert verdicts[0].track_id != 1
+
+
+def test_an_appearance_that_walks_away_undecided_is_decided_on_what_was_seen() -> None:
+    t = FaceTracker(TrackerSettings(require_frames=2, max_attempts=3, frame_interval_s=0.0, lost_after_s=0.5))
+    t.observe(BOX, 0.0)
+    assert t.add(ENC, 0.0, Judge(GREY, need=2)) is None  # pending: nothing judged yet
+    assert t.add(ENC, 0.1, Judge(GREY, need=2)) is None  # one grey window
+    t.observe(None, 0.3)
+    assert t.take_ended() is None  # not lost yet
+    t.observe(None, 0.7)
+    ended = t.take_ended()
+    assert ended is not None and ended.result.decision is Decision.SHOW_PASS and ended.frames == 2
+    assert t.take_ended() is None and t.track is None
+    # Someone who never got a judged window leaves nothing to decide.
+    t.observe(BOX, 1.0)
+    t.add(ENC, 1.0, Judge(GREY, need=2))
+    t.observe(ELSEWHERE, 1.1)  # replaced by another person
+    assert t.take_ended() is None
