@@ -181,6 +181,23 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
     assert "环卫工人" in text(row) and "人脸 1" in text(row) and "2030" in text(row)
     assert text("#member-count") == "共 1 人"
     shot(browser, "installer-members.png")
+    # Their face photos, one by one: when, how (the door camera), by whom.
+    member_row = row
+
+    def templates_shown() -> bool:
+        # The search may still redraw the list once: open the templates again if it did.
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            if browser.execute_script(f"return document.querySelector(\"{member_row} ul.templates\").hidden"):
+                el(f"{member_row} [data-templates]").click()
+            return bool(browser.find_elements(By.CSS_SELECTOR, f"{member_row} ul.templates li[data-template]"))
+        except StaleElementReferenceException:
+            return False
+
+    wait(templates_shown)
+    listed = text(f"{row} ul.templates")
+    assert "门口摄像头" in listed and "installer:" in listed and "删除" in listed
 
     # Door test from the page: recorded, relay pulsed.
     relay = site.factory.pin(RELAY_PIN)
@@ -206,6 +223,14 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
     row = browser.execute_script(f"return document.querySelector('{face_entry}').closest('li').innerText")
     assert "进门" in row and "李娜" in row and member["member_id"] in row
     shot(browser, "installer-events.png")
+
+    # A member who must show the pass is marked in the list.
+    site.station.update_member(member["member_id"], requires_pass=True)
+    tab("members")
+    el("#member-search").clear()
+    el("#member-search").send_keys("李")
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"{member_row} [data-requires-pass]"))
+    assert "需出示通行码" in text(member_row)
 
     # English on request.
     el("#lang").click()

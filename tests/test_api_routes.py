@@ -115,7 +115,7 @@ def test_member_list_pages(env: ApiEnv) -> None:
 # -- enrolment ---------------------------------------------------------------------------------------
 
 
-def test_enrol_from_an_uploaded_photo_then_a_lookalike_is_refused_until_forced(
+def test_enrol_from_an_uploaded_photo_duplicates_and_someone_elses_photo_are_refused(
     env: ApiEnv, fixtures: Path
 ) -> None:
     photo = upload(env, fixtures / "obama_1.jpg")
@@ -142,7 +142,7 @@ def test_enrol_from_an_uploaded_photo_then_a_lookalike_is_refused_until_forced(
     assert body["member"]["templates"] == 1 and body["member"]["valid_from"] == "2025-12-31T16:00:00+00:00"
     assert env.client.get(photo["image_url"], headers=env.auth).status_code == 404  # consumed
 
-    # The same face under another id: flagged as a possible duplicate, nothing stored.
+    # Another photo of him under another id: the same person for the door, refused even confirmed.
     same_face = upload(env, fixtures / "obama_2.jpg")
     request = {
         "member_id": "m-other",
@@ -150,19 +150,52 @@ def test_enrol_from_an_uploaded_photo_then_a_lookalike_is_refused_until_forced(
         "consent_face": True,
         "capture_ids": [same_face["capture_id"]],
     }
-    refused = env.client.post("/api/v1/enrolments", headers=env.auth, json=request)
-    assert refused.status_code == 422, refused.text
-    problem = refused.json()["codes"][0]
-    assert problem["code"] == "duplicate", refused.json()
-    assert problem["code"] == "duplicate" and problem["member_id"] == "m-obama" and problem["distance"] < 0.55
-    assert "nothing was stored" in refused.json()["detail"]
-    assert env.client.get("/api/v1/members/m-other", headers=env.auth).status_code == 404
-    forced = env.client.post("/api/v1/enrolments", headers=env.auth, json={**request, "force": True})
-    assert forced.status_code == 201
-    assert forced.json()["lookalikes"][0]["member_id"] == "m-obama"
-    assert forced.json()["lookalikes"][0]["kind"] == "would_match"
-    for member_id in ("m-obama", "m-other"):
-        env.client.delete(f"/api/v1/members/{member_id}", headers=env.auth)
+    for confirm in ({}, {"confirm_different_person": True}, {"force": True}):
+        refused = env.client.post("/api/v1/enrolments", headers=env.auth, json={**request, **confirm})
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()["codes"][0]
+        assert problem["code"] == "same_person" and problem["member_id"] == "m-obama", refused.json()
+        assert problem["distance"] <= problem["limit"] and problem["photo"].startswith("upload-")
+        assert "nothing was stored" in refused.json()["detail"]
+        assert env.client.get("/api/v1/members/m-other", headers=env.auth).status_code == 404
+    env.client.delete(f"/api/v1/captures/{same_face['capture_id']}", headers=env.auth)
+
+    # A photo of someone else added to him: refused with the numbers until the installer confirms.
+    other = upload(env, fixtures / "biden_1.jpg")
+    add = {"member_id": "m-obama", "name": "Barack Obama", "consent_face": True, "capture_ids": [other["capture_id"]]}
+    refused = env.client.post("/api/v1/enrolments", headers=env.auth, json=add)
+    assert refused.status_code == 422 and refused.json()["codes"][0]["code"] == "unconfirmed_same_person"
+    assert env.client.get("/api/v1/members/m-obama", headers=env.auth).json()["templates"] == 1
+    confirmed = env.client.post("/api/v1/enrolments", headers=env.auth, json={**add, "confirm_same_person": True})
+    assert confirmed.status_code == 201, confirmed.text
+    assert confirmed.json()["findings"][0]["kind"] == "unconfirmed_same_person"
+    assert confirmed.json()["requires_pass"] == []
+
+    # ... and the wrong photo is listed (how, by whom) and removed on its own.
+    listed = env.client.get("/api/v1/members/m-obama/templates", headers=env.auth)
+    assert listed.status_code == 200
+    rows = listed.json()
+    assert [t["origin"] for t in rows] == ["upload", "upload"] and rows[1]["enrolled_by"].startswith("installer:")
+    assert rows[1]["confirmed"] == {"same_person": True, "different_person": False}
+    path = f"/api/v1/members/m-obama/templates/{rows[1]['template_id']}"
+    removed = env.client.delete(path, headers=env.auth)
+    assert removed.status_code == 200 and removed.json()["templates_left"] == 1
+    assert env.client.delete(path, headers=env.auth).status_code == 404
+    assert env.client.delete("/api/v1/members/m-obama/templates/not-an-id", headers=env.auth).status_code == 422
+    assert env.client.get("/api/v1/members/nobody/templates", headers=env.auth).status_code == 404
+    kinds = [e.kind for e in _events(env)]
+    assert "template_removed" in kinds
+
+    # An installer can make the door require the pass for a member.
+    flagged = env.client.patch("/api/v1/members/m-obama", headers=env.auth, json={"requires_pass": True})
+    assert flagged.status_code == 200 and flagged.json()["requires_pass"] is True
+    assert env.client.patch("/api/v1/members/m-obama", headers=env.auth, json={"requires_pass": None}).status_code == 422
+    env.client.delete("/api/v1/members/m-obama", headers=env.auth)
+
+
+def _events(env: ApiEnv) -> list[Any]:
+    with env.station.sessions() as session:
+        return list(event_store.list_events(session))
 
 
 def test_a_photo_without_a_face_is_refused_with_its_reason(env: ApiEnv, fixtures: Path) -> None:
