@@ -252,7 +252,7 @@ def pair_tables(samples: Sequence[Sample], settings: ProcedureSettings) -> PairT
                         photo_impostor[key] = min(photo_impostor.get(key, 9.0), value)
             if identity not in members or query is None and not sample.enrollable:
                 continue
-            others = [s for s in photos[identity] if s is not sample]
+            others = [s for s in photos[identity] if s.key != sample.key]
             if not others:
                 continue
             for size in settings.enrol_sizes:
@@ -452,7 +452,7 @@ def run_trials(
             genuine = sample.identity in on_roster
             snapshot = base
             if genuine:
-                others = [s for s in photos.get(sample.identity, []) if s is not sample]
+                others = [s for s in photos.get(sample.identity, []) if s.key != sample.key]
                 if not others:
                     continue
                 own = enrolment(others, size)
@@ -546,9 +546,9 @@ def policies_by_identity(choices: Mapping[str, Choice]) -> PolicyFor:
 #: The procedure settings behind each named preset (the same for every face model: a model's
 #: presets are these settings measured on its own encodings).
 PRESET_SETTINGS: dict[str, ProcedureSettings] = {
-    "strict": ProcedureSettings(min_frames=4, accept_tail=1e-5, grey_quantile=0.98),
-    "balanced": ProcedureSettings(min_frames=3, accept_tail=1e-4, grey_quantile=0.98),
-    "convenient": ProcedureSettings(min_frames=2, accept_tail=1e-4, grey_quantile=0.99),
+    "strict": ProcedureSettings(min_frames=4, accept_tail=1e-5, grey_quantile=0.99),
+    "balanced": ProcedureSettings(min_frames=3, accept_tail=1e-4, grey_quantile=0.99),
+    "convenient": ProcedureSettings(min_frames=2, accept_tail=1e-4, grey_quantile=0.995),
 }
 
 PRESET_DESCRIPTIONS: dict[str, str] = {

@@ -91,16 +91,16 @@ class ScoringPolicy:
     name: str = DEFAULT_PRESET
     model: str = MODEL_DLIB
     min_frames: int = 3
-    accept_distance: float = 0.33
-    grey_distance: float = 0.55
-    min_margin: float = 0.03
+    accept_distance: float = 0.3186
+    grey_distance: float = 0.5594
+    min_margin: float = 0.0319
     cohort_size: int = 5
     cohort_min_members: int = 20
     max_ratio: float | None = None
     verify_max_ratio: float | None = None
-    same_person_distance: float = 0.33
-    lookalike_distance: float = 0.39
-    review_distance: float = 0.47
+    same_person_distance: float = 0.3286
+    lookalike_distance: float = 0.3893
+    review_distance: float = 0.4187
     description: str = ""
     procedure: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -220,10 +220,10 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     "four agreeing frames, face alone only at a per-pair tail probability of 1e-5: "
                     "most members show the pass",
                     1e-5,
-                    0.98,
+                    0.99,
                     min_frames=4,
                     accept_distance=0.2677,
-                    grey_distance=0.5293,
+                    grey_distance=0.5649,
                     min_margin=0.0268,
                     max_ratio=0.7998,
                     verify_max_ratio=0.7998,
@@ -236,10 +236,10 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     "default: three agreeing frames, face alone at a per-pair tail probability of "
                     "1e-4; the other members are asked for the pass",
                     1e-4,
-                    0.98,
+                    0.99,
                     min_frames=3,
                     accept_distance=0.3186,
-                    grey_distance=0.5349,
+                    grey_distance=0.5594,
                     min_margin=0.0319,
                     max_ratio=0.8057,
                     verify_max_ratio=0.8057,
@@ -251,10 +251,10 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     "convenient",
                     "two frames (a quicker decision), same tail probability, a wider grey zone",
                     1e-4,
-                    0.99,
+                    0.995,
                     min_frames=2,
                     accept_distance=0.3153,
-                    grey_distance=0.5687,
+                    grey_distance=0.5855,
                     min_margin=0.0315,
                     max_ratio=0.8033,
                     verify_max_ratio=0.8033,
