@@ -236,6 +236,14 @@ def encode(
 ) -> tuple[list[Sample], EncodeStats]:
     """Every labelled face under `root` as a `Sample` (see the module docstring)."""
     model = str(getattr(photo_pipeline.model, "name", "model"))
+    # Settings that change an encoding are part of every cache key: a stale cache is never read.
+    signature = hashlib.sha1(
+        repr(
+            (photo_pipeline.detection, photo_pipeline.quality_policy, door_pipeline.detection,
+             door_pipeline.quality_policy, ranges or PerturbRanges())
+        ).encode(),
+        usedforsecurity=False,
+    ).hexdigest()[:10]
     photos = scan(root)
     people = {p.person for p in photos if p.category == "people"}
     stats = EncodeStats()
@@ -244,7 +252,7 @@ def encode(
     for photo in photos:
         stats.photos += 1
         digest = _digest(photo.path)
-        base = f"{model}|{photo.relpath}|{digest}"
+        base = f"{model}|{signature}|{photo.relpath}|{digest}"
         cached = cache.get(f"{base}|photo") if cache else None
         rgb: npt.NDArray[np.uint8] | None = None
         if cached is None:

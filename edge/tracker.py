@@ -101,6 +101,13 @@ def _better(a: FaceResult | None, b: FaceResult) -> bool:
     return key_b < key_a
 
 
+def _only_the_pass_is_missing(result: FaceResult) -> bool:
+    """The face was good enough and only the member's own rule (requires the pass) held it back:
+    another look will not change that, so the door asks at once."""
+    failed = (result.scores or {}).get("failed")
+    return result.decision is Decision.SHOW_PASS and failed == ["requires_pass"]
+
+
 class FaceTracker:
     def __init__(self, settings: TrackerSettings | None = None) -> None:
         self.settings = settings or TrackerSettings()
@@ -222,7 +229,7 @@ class FaceTracker:
             track.attempts += 1
             if _better(track.best, result):
                 track.best = result
-            if track.attempts >= self.settings.max_attempts:
+            if track.attempts >= self.settings.max_attempts or _only_the_pass_is_missing(result):
                 self._decide(track, None, now)
                 best = track.best or result
                 return Verdict(track.track_id, best, len(track.encodings), window)

@@ -107,3 +107,20 @@ def cli(station_dir: Path, face_model: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(encoder_module, "DlibFaceModel", lambda: face_model)
     yield Cli(station_dir / "yizhan.toml")
+
+
+@pytest.fixture(scope="session")
+def labelled_faces(faces_root: Path, face_model: Any) -> Any:
+    """Every face of ../shared/data/faces and faces-ea, encoded once per test session (photo +
+    four door frames each), through bench.quality's own pipelines and cache (bench/out/, git-ignored:
+    a rerun on the same machine reads it instead of encoding again)."""
+    from bench.quality import data_roots, encode_set
+
+    roots = data_roots(faces_root)
+    if len(roots) < 2:
+        message = f"faces-ea not found beside {faces_root} (the East Asian set the rule is measured on)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    samples, info = encode_set(face_model, roots, frames=4)
+    return samples, roots, info
