@@ -100,7 +100,7 @@ class ScoringPolicy:
     verify_max_ratio: float | None = None
     same_person_distance: float = 0.3286
     lookalike_distance: float = 0.3893
-    review_distance: float = 0.4187
+    review_distance: float = 0.5234
     description: str = ""
     procedure: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -229,7 +229,7 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     verify_max_ratio=0.7998,
                     same_person_distance=0.2759,
                     lookalike_distance=0.3893,
-                    review_distance=0.4187,
+                    review_distance=0.5234,
                 ),
                 "balanced": _dlib(
                     "balanced",
@@ -245,7 +245,7 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     verify_max_ratio=0.8057,
                     same_person_distance=0.3286,
                     lookalike_distance=0.3893,
-                    review_distance=0.4187,
+                    review_distance=0.5234,
                 ),
                 "convenient": _dlib(
                     "convenient",
@@ -260,7 +260,7 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     verify_max_ratio=0.8033,
                     same_person_distance=0.3286,
                     lookalike_distance=0.3893,
-                    review_distance=0.4187,
+                    review_distance=0.5341,
                 ),
             }
         ),

@@ -125,15 +125,15 @@ def test_lookalikes_both_get_two_factor(samples: list[Sample], labelled_faces: A
     from edge.station import RefusedError, Station
 
     policy = preset()
-    grouped = by_identity(samples)
-    firsts = {m: enrollable(grouped[m])[0] for m in people(samples)}
+    photos = [s for s in samples if s.member and s.enrollable]
     pairs = sorted(
-        (float(np.linalg.norm(firsts[a].encoding - firsts[b].encoding)), a, b)
-        for a in firsts for b in firsts if a < b  # fmt: skip
+        (float(np.linalg.norm(a.encoding - b.encoding)), a.identity, b.identity, a, b)
+        for a in photos for b in photos if a.identity < b.identity  # fmt: skip
     )
-    distance, first, second = next(
+    distance, first, second, first_photo, second_photo = next(
         p for p in pairs if policy.same_person_distance < p[0] <= policy.lookalike_distance
     )
+    firsts = {first: first_photo, second: second_photo}
     roots: list[Path] = labelled_faces[1]
 
     def path(sample: Sample) -> Path:
