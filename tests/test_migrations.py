@@ -254,3 +254,48 @@ def test_immediate_session_takes_the_write_lock_up_front(engine: Engine, db_path
             other.execute("ROLLBACK")
     finally:
         other.close()
+
+
+def test_version_1_gains_requires_pass_and_template_origins_keeping_its_rows(
+    engine: Engine, db_path: Path
+) -> None:
+    """A station database of version 1 (before lookalikes could require the pass and templates
+    recorded how and by whom they were enrolled) upgrades in place; its rows keep their values."""
+    migrate(engine)
+    raw = sqlite3.connect(db_path)
+    try:
+        for table, column in (
+            ("members", "requires_pass"),
+            ("members", "lookalikes"),
+            ("face_templates", "origin"),
+            ("face_templates", "enrolled_by"),
+        ):
+            raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        raw.execute("UPDATE schema_version SET version = 1")
+        raw.execute(
+            "INSERT INTO members (member_id, name, groups, status, consent_face, consent_cross_station, "
+            "created_at, updated_at) VALUES ('m1', 'Old Member', '[]', 'active', 1, 0, "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+        raw.execute(
+            "INSERT INTO face_templates (template_id, member_id, key_fingerprint, ciphertext, quality, "
+            "source, created_at) VALUES ('t1', 'm1', 'fp', x'00', '{}', 'old.jpg', '2026-01-01 00:00:00')"
+        )
+        raw.commit()
+    finally:
+        raw.close()
+    assert migrate(engine) == SCHEMA_VERSION and _version(db_path) == SCHEMA_VERSION
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            "SELECT requires_pass, lookalikes FROM members WHERE member_id = 'm1'"
+        ).one() == (0, "[]")
+        assert conn.exec_driver_sql(
+            "SELECT origin, enrolled_by, source FROM face_templates WHERE template_id = 't1'"
+        ).one() == (None, None, "old.jpg")
+    from models import members as member_store
+
+    with make_session_factory(engine)() as session, session.begin():
+        member = member_store.add_lookalike(session, "m1", other="m2", distance=0.37, confirmed_by="cli:x")
+        assert member.requires_pass is True and member.lookalikes[0]["member_id"] == "m2"
+        row = member_store.list_templates(session, "m1")[0]
+        assert member_store.template_origin(row) is None
