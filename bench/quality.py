@@ -325,9 +325,12 @@ def _video_encodings(model: FaceModel, video: Path, cache_dir: Path | None) -> l
     return out
 
 
-def measure_two_factor(samples: Sequence[Sample], policy_for: PolicyFor, frames: int) -> dict[str, Any]:
+def measure_two_factor(
+    samples: Sequence[Sample], policy_for: PolicyFor, frames: int, small_rosters: Sequence[Roster] = ()
+) -> dict[str, Any]:
     """Each appearance with its own pass (genuine) and with every other member's pass: once as an
-    enrolled colleague, once as someone not enrolled (a stranger); strangers with every pass."""
+    enrolled colleague, once as someone not enrolled (a stranger); strangers with every pass. And on
+    small rosters (no crowd for the cohort gate): everyone not on the roster with each member's pass."""
     grouped = by_identity(samples)
     members = sorted(i for i, items in grouped.items() if enrollable(items))
     east = {i for i in members if any(s.east_asian for s in grouped[i])}
@@ -368,6 +371,19 @@ def measure_two_factor(samples: Sequence[Sample], policy_for: PolicyFor, frames:
                 if pair_east:
                     counts[f"ea_{kind}"][0] += accepted
                     counts[f"ea_{kind}"][1] += 1
+        counts["small_roster_stranger"] = [0, 0]
+        for roster in small_rosters:
+            snap = RosterSnapshot.build(
+                [(m, s.encoding) for m in roster.members for s in canonical[m]], dim=dim
+            )
+            for sample in samples:
+                if sample.identity in roster.members or len(sample.frames) < frames:
+                    continue
+                window = list(sample.frames[:frames])
+                for claimed in roster.members:
+                    accepted = verify(snap, claimed, window, policy_for(sample.identity)).accepted
+                    counts["small_roster_stranger"][0] += accepted
+                    counts["small_roster_stranger"][1] += 1
         out[str(size)] = {
             key: {"accepted": a, "claims": n, "wilson95": [round(v, 4) for v in wilson(a, n)]}
             for key, (a, n) in counts.items()
@@ -475,7 +491,9 @@ def evaluate_model(
                 entry["per_frame"] = measure_rosters(
                     per_frame_samples(samples), frame_rosters, one_frame(policy_for), frames=1
                 )
-            entry["two_factor"] = measure_two_factor(samples, policy_for, proc.min_frames)
+            entry["two_factor"] = measure_two_factor(
+                samples, policy_for, proc.min_frames, rosters["3 East Asian"][: max(1, settings.rosters_small // 5)]
+            )
             entry["enrolment"] = measure_enrolment(samples, presets[name].policy)
             if settings.video:
                 entry["video"] = measure_video(model, root, samples, policy_for, cache_dir)
@@ -646,9 +664,13 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
         "",
         "### Two-factor: the pass names the member, the face confirms it (1:1, default preset)",
         "",
+        "Colleague: an enrolled member with another member's pass (everyone enrolled); stranger: someone "
+        "not enrolled with a member's pass (everyone else enrolled: the cohort gate is on); small rosters: "
+        "everyone not on a random roster of 3 East Asian people with each member's pass (no crowd).",
+        "",
         "| model | photos | own pass, confirmed | colleague's pass accepted | stranger with a pass accepted | "
-        "East Asian pairs: colleague / stranger |",
-        "|---|---|---|---|---|---|",
+        "East Asian pairs: colleague / stranger | small rosters: pass + another face accepted |",
+        "|---|---|---|---|---|---|---|",
     ]
     for result in run["models"]:
         tf = result["presets"][DEFAULT_PRESET]["two_factor"]
@@ -658,7 +680,9 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
                 f"{c['colleague']['accepted']}/{c['colleague']['claims']} | "
                 f"{c['stranger']['accepted']}/{c['stranger']['claims']} | "
                 f"{c['ea_colleague']['accepted']}/{c['ea_colleague']['claims']} / "
-                f"{c['ea_stranger']['accepted']}/{c['ea_stranger']['claims']} |"
+                f"{c['ea_stranger']['accepted']}/{c['ea_stranger']['claims']} | "
+                f"{c['small_roster_stranger']['accepted']}/{c['small_roster_stranger']['claims']} "
+                f"({_pct(_rate(c['small_roster_stranger']['accepted'], c['small_roster_stranger']['claims']))}) |"
             )
     lines += ["", "### Enrolment checks (default preset's distances, photo against template)", ""]
     for result in run["models"]:
