@@ -341,7 +341,10 @@ def measure_two_factor(
         rows = [(m, s.encoding) for m in members for s in canonical[m]]
         full = RosterSnapshot.build(rows, dim=dim)
         without = {m: RosterSnapshot.build([(o, v) for o, v in rows if o != m], dim=dim) for m in members}
-        counts = {key: [0, 0] for key in ("genuine", "colleague", "stranger", "ea_colleague", "ea_stranger")}
+        counts = {
+            key: [0, 0]
+            for key in ("genuine", "genuine_on_demand", "colleague", "stranger", "ea_colleague", "ea_stranger")
+        }
         for sample in samples:
             if len(sample.frames) < frames:
                 continue
@@ -358,6 +361,9 @@ def measure_two_factor(
                     )
                     counts["genuine"][0] += verify(snap, sample.identity, window, policy).accepted
                     counts["genuine"][1] += 1
+                    on_demand = verify(snap, sample.identity, window, policy, on_demand=True)
+                    counts["genuine_on_demand"][0] += on_demand.accepted
+                    counts["genuine_on_demand"][1] += 1
             for claimed in members:
                 if claimed == sample.identity:
                     continue
@@ -372,6 +378,7 @@ def measure_two_factor(
                     counts[f"ea_{kind}"][0] += accepted
                     counts[f"ea_{kind}"][1] += 1
         counts["small_roster_stranger"] = [0, 0]
+        counts["small_roster_stranger_on_demand"] = [0, 0]
         for roster in small_rosters:
             snap = RosterSnapshot.build(
                 [(m, s.encoding) for m in roster.members for s in canonical[m]], dim=dim
@@ -381,9 +388,11 @@ def measure_two_factor(
                     continue
                 window = list(sample.frames[:frames])
                 for claimed in roster.members:
-                    accepted = verify(snap, claimed, window, policy_for(sample.identity)).accepted
-                    counts["small_roster_stranger"][0] += accepted
-                    counts["small_roster_stranger"][1] += 1
+                    policy = policy_for(sample.identity)
+                    for key, on_demand in (("small_roster_stranger", False), ("small_roster_stranger_on_demand", True)):
+                        accepted = verify(snap, claimed, window, policy, on_demand=on_demand).accepted
+                        counts[key][0] += accepted
+                        counts[key][1] += 1
         out[str(size)] = {
             key: {"accepted": a, "claims": n, "wilson95": [round(v, 4) for v in wilson(a, n)]}
             for key, (a, n) in counts.items()
@@ -432,7 +441,7 @@ def measure_enrolment(samples: Sequence[Sample], policy: ScoringPolicy) -> dict[
 
 
 _PRESET_NUMBERS = (
-    "min_frames", "accept_distance", "grey_distance", "min_margin", "max_ratio", "verify_max_ratio",
+    "min_frames", "accept_distance", "grey_distance", "verify_distance", "min_margin", "max_ratio", "verify_max_ratio",
     "same_person_distance", "lookalike_distance", "review_distance",
 )
 
@@ -664,25 +673,30 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
         "",
         "### Two-factor: the pass names the member, the face confirms it (1:1, default preset)",
         "",
-        "Colleague: an enrolled member with another member's pass (everyone enrolled); stranger: someone "
-        "not enrolled with a member's pass (everyone else enrolled: the cohort gate is on); small rosters: "
-        "everyone not on a random roster of 3 East Asian people with each member's pass (no crowd).",
+        "Where the pass is required (two-factor station or group, requires_pass): the face must be within "
+        "the verify distance. Colleague: an enrolled member with another member's pass (everyone "
+        "enrolled); stranger: someone not enrolled with a member's pass (everyone else enrolled: the "
+        "cohort gate is on); small rosters: everyone not on a random roster of 3 East Asian people with "
+        "each member's pass (no crowd). On demand (the door asked a grey face; that pass alone would "
+        "have opened): the face must only not contradict it (grey distance).",
         "",
-        "| model | photos | own pass, confirmed | colleague's pass accepted | stranger with a pass accepted | "
-        "East Asian pairs: colleague / stranger | small rosters: pass + another face accepted |",
-        "|---|---|---|---|---|---|---|",
+        "| model | photos | own pass confirmed (required / on demand) | colleague's pass accepted | "
+        "stranger with a pass accepted | East Asian pairs: colleague / stranger | small rosters: pass + "
+        "another face, required | same, on demand |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in run["models"]:
         tf = result["presets"][DEFAULT_PRESET]["two_factor"]
         for size, c in tf.items():
             lines.append(
-                f"| `{result['model']}` | {size} | {c['genuine']['accepted']}/{c['genuine']['claims']} | "
+                f"| `{result['model']}` | {size} | {c['genuine']['accepted']}/{c['genuine']['claims']} / "
+                f"{c['genuine_on_demand']['accepted']}/{c['genuine_on_demand']['claims']} | "
                 f"{c['colleague']['accepted']}/{c['colleague']['claims']} | "
                 f"{c['stranger']['accepted']}/{c['stranger']['claims']} | "
                 f"{c['ea_colleague']['accepted']}/{c['ea_colleague']['claims']} / "
                 f"{c['ea_stranger']['accepted']}/{c['ea_stranger']['claims']} | "
-                f"{c['small_roster_stranger']['accepted']}/{c['small_roster_stranger']['claims']} "
-                f"({_pct(_rate(c['small_roster_stranger']['accepted'], c['small_roster_stranger']['claims']))}) |"
+                f"{_pct(_rate(c['small_roster_stranger']['accepted'], c['small_roster_stranger']['claims']))} | "
+                f"{_pct(_rate(c['small_roster_stranger_on_demand']['accepted'], c['small_roster_stranger_on_demand']['claims']))} |"
             )
     lines += ["", "### Enrolment checks (default preset's distances, photo against template)", ""]
     for result in run["models"]:
@@ -701,9 +715,9 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
         "",
         "### Operating points the procedure gives (what PRESETS ship)",
         "",
-        "| model | preset | frames | accept | grey | margin | ratio gate (20+) | same person | lookalike | "
-        "review | accept, leave-identity-out range |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | preset | frames | accept | verify | grey | margin | ratio gate (20+) | same person | "
+        "lookalike | review | accept, leave-identity-out range |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in run["models"]:
         for name, preset in result["presets"].items():
@@ -711,7 +725,7 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
             lo, hi = preset["lio_accept_distance"]
             lines.append(
                 f"| `{result['model']}` | `{name}` | {p['min_frames']} | {p['accept_distance']} | "
-                f"{p['grey_distance']} | {p['min_margin']} | {p['max_ratio']} | {p['same_person_distance']} | "
+                f"{p['verify_distance']} | {p['grey_distance']} | {p['min_margin']} | {p['max_ratio']} | {p['same_person_distance']} | "
                 f"{p['lookalike_distance']} | {p['review_distance']} | {lo}-{hi} |"
             )
     lines += ["", "### Embedding time per face (the encoder alone, same run)", ""]

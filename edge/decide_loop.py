@@ -271,7 +271,13 @@ class DecideLoop:
         pending = self.two_factor.pending
         if pending is None:
             return
-        result = verify(self.roster(), pending.member_id, self.two_factor.window(), self.match_policy)
+        result = verify(
+            self.roster(),
+            pending.member_id,
+            self.two_factor.window(),
+            self.match_policy,
+            on_demand=pending.on_demand and not self.needs_two_factor(self.roster().members.get(pending.member_id)),
+        )
         verdict = self.two_factor.record(result, now)
         if verdict is not None:
             self._decide_two_factor(verdict, frame, box)

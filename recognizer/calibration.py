@@ -76,6 +76,7 @@ class ProcedureSettings:
 
     min_frames: int = 3
     accept_tail: float = 1e-4
+    verify_tail: float = 1e-2
     lookalike_tail: float = 1e-3
     tail_fraction: float = 0.05
     min_tail_points: int = 8
@@ -90,6 +91,7 @@ class ProcedureSettings:
         return {
             "min_frames": self.min_frames,
             "accept_tail": self.accept_tail,
+            "verify_tail": self.verify_tail,
             "lookalike_tail": self.lookalike_tail,
             "tail_fraction": self.tail_fraction,
             "grey_quantile": self.grey_quantile,
@@ -308,6 +310,7 @@ def choose_from_tables(
     accept = min(door_fit.at(settings.accept_tail), nearest)
     genuine = [v for i, v in tables.door_genuine if i not in skip]
     grey = max(accept, _quantile(genuine, settings.grey_quantile, "member appearances"))
+    verify_limit = min(grey, max(accept, door_fit.at(settings.verify_tail)))
     ratios = [
         r for i, names, r in tables.ratio_genuine if i not in skip and not (set(names.split("|")) & skip)
     ]
@@ -329,6 +332,7 @@ def choose_from_tables(
         min_frames=settings.min_frames,
         accept_distance=round(accept, 4),
         grey_distance=round(grey, 4),
+        verify_distance=round(verify_limit, 4),
         min_margin=round(settings.margin_fraction * accept, 4),
         cohort_size=settings.cohort_size,
         cohort_min_members=settings.cohort_min_members,
@@ -547,9 +551,9 @@ def policies_by_identity(choices: Mapping[str, Choice]) -> PolicyFor:
 #: The procedure settings behind each named preset (the same for every face model: a model's
 #: presets are these settings measured on its own encodings).
 PRESET_SETTINGS: dict[str, ProcedureSettings] = {
-    "strict": ProcedureSettings(min_frames=4, accept_tail=1e-5, grey_quantile=0.99),
-    "balanced": ProcedureSettings(min_frames=3, accept_tail=1e-4, grey_quantile=0.99),
-    "convenient": ProcedureSettings(min_frames=2, accept_tail=1e-4, grey_quantile=0.995),
+    "strict": ProcedureSettings(min_frames=4, accept_tail=1e-5, verify_tail=1e-3, grey_quantile=0.99),
+    "balanced": ProcedureSettings(min_frames=3, accept_tail=1e-4, verify_tail=1e-2, grey_quantile=0.99),
+    "convenient": ProcedureSettings(min_frames=2, accept_tail=1e-4, verify_tail=1e-2, grey_quantile=0.995),
 }
 
 PRESET_DESCRIPTIONS: dict[str, str] = {

@@ -77,8 +77,10 @@ VERIFY: Final = "verify"
 class ScoringPolicy:
     """One operating point of the rule in the module docstring (distances in the model's units).
 
-    Door: `min_frames`, `accept_distance`, `grey_distance` (also the 1:1 limit when a pass names
-    the member), `min_margin`, the cohort gate (`max_ratio` / `verify_max_ratio` over
+    Door: `min_frames`, `accept_distance`, `grey_distance`, `verify_distance` (the 1:1 limit when a
+    pass names a member who must show it: two-factor station or group, requires_pass; a pass shown
+    after the door asked a face in the grey zone is checked against `grey_distance`: that pass alone
+    would have opened, the face only must not contradict it), `min_margin`, the cohort gate (`max_ratio` / `verify_max_ratio` over
     `cohort_size` members, active from `cohort_min_members` members; None: off).
     Enrolment (photo against template, `recognizer.enrolment_rules`): `same_person_distance` (a new
     face this close to a member *is* that member for the door: never enrolled under another id; a
@@ -93,6 +95,7 @@ class ScoringPolicy:
     min_frames: int = 3
     accept_distance: float = 0.3186
     grey_distance: float = 0.5594
+    verify_distance: float = 0.4435
     min_margin: float = 0.0319
     cohort_size: int = 5
     cohort_min_members: int = 20
@@ -110,15 +113,17 @@ class ScoringPolicy:
         for label, value in (
             ("accept_distance", self.accept_distance),
             ("grey_distance", self.grey_distance),
+            ("verify_distance", self.verify_distance),
             ("same_person_distance", self.same_person_distance),
             ("lookalike_distance", self.lookalike_distance),
             ("review_distance", self.review_distance),
         ):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"{label} must be in (0, 2), got {value}")
-        if self.grey_distance < self.accept_distance:
+        if not self.accept_distance <= self.verify_distance <= self.grey_distance:
             raise ValueError(
-                f"grey_distance ({self.grey_distance}) must not be under accept_distance ({self.accept_distance})"
+                f"distances must be ordered: accept ({self.accept_distance}) <= verify "
+                f"({self.verify_distance}) <= grey ({self.grey_distance})"
             )
         if not self.same_person_distance <= self.lookalike_distance <= self.review_distance:
             raise ValueError("enrolment distances must be ordered: same_person <= lookalike <= review")
@@ -146,6 +151,7 @@ class ScoringPolicy:
             "min_frames": self.min_frames,
             "accept_distance": self.accept_distance,
             "grey_distance": self.grey_distance,
+            "verify_distance": self.verify_distance,
             "min_margin": self.min_margin,
             "cohort_size": self.cohort_size,
             "cohort_min_members": self.cohort_min_members,
@@ -224,6 +230,7 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     min_frames=4,
                     accept_distance=0.2677,
                     grey_distance=0.5649,
+                    verify_distance=0.3733,
                     min_margin=0.0268,
                     max_ratio=0.7998,
                     verify_max_ratio=0.7998,
@@ -240,6 +247,7 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     min_frames=3,
                     accept_distance=0.3186,
                     grey_distance=0.5594,
+                    verify_distance=0.4435,
                     min_margin=0.0319,
                     max_ratio=0.8057,
                     verify_max_ratio=0.8057,
@@ -255,6 +263,7 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     min_frames=2,
                     accept_distance=0.3153,
                     grey_distance=0.5855,
+                    verify_distance=0.443,
                     min_margin=0.0315,
                     max_ratio=0.8033,
                     verify_max_ratio=0.8033,
@@ -527,11 +536,13 @@ def verify(
     member_id: str,
     frames: npt.ArrayLike | Sequence[npt.ArrayLike],
     policy: ScoringPolicy,
+    *,
+    on_demand: bool = False,
 ) -> ScoreResult:
     """The pass names `member_id`; does this appearance's face confirm it (1:1)?
 
-    Confirmed when the frames' mean encoding is within `grey_distance` of the member's nearest
-    template, no other enrolled member is nearer by more than `min_margin` (someone holding a
+    Confirmed when the frames' mean encoding is within `verify_distance` (`grey_distance` when the
+    door asked for the pass on demand) of the member's nearest template, no other enrolled member is nearer by more than `min_margin` (someone holding a
     colleague's pass), and, on a roster with a crowd, the cohort ratio is under `verify_max_ratio`.
     A small lead of another member is allowed: the pass already says which of two lookalikes this
     is, which is what 1:1 buys over 1:N. "not_enrolled": the member has no face template (a
@@ -568,7 +579,7 @@ def verify(
     failed: list[str] = []
     if count < policy.min_frames:
         failed.append(TOO_FEW_FRAMES)
-    if distance > policy.grey_distance:
+    if distance > (policy.grey_distance if on_demand else policy.verify_distance):
         failed.append(OVER_THRESHOLD)
     if margin is not None and margin < -policy.min_margin:
         failed.append(CLOSER_TO_OTHER_MEMBER)

@@ -68,7 +68,7 @@ def test_the_shipped_presets_are_what_the_procedure_gives(samples: list[Sample],
     `python -m bench.quality --presets` when the data, the pipeline or the procedure change)."""
     derived = derive_presets(samples, model=MODEL_DLIB)[name].policy
     shipped = PRESETS[MODEL_DLIB][name]
-    for key in ("min_frames", "accept_distance", "grey_distance", "min_margin", "max_ratio",
+    for key in ("min_frames", "accept_distance", "grey_distance", "verify_distance", "min_margin", "max_ratio",
                 "same_person_distance", "lookalike_distance", "review_distance"):  # fmt: skip
         assert getattr(derived, key) == pytest.approx(getattr(shipped, key), abs=2e-3), key
 

@@ -139,6 +139,7 @@ POLICY = ScoringPolicy(
     min_frames=3,
     accept_distance=0.30,
     grey_distance=0.50,
+    verify_distance=0.40,
     min_margin=0.03,
     cohort_size=5,
     cohort_min_members=20,
@@ -278,7 +279,7 @@ def test_presets_are_named_measured_and_ordered() -> None:
     assert strict.accept_distance <= balanced.accept_distance
     for p in (strict, balanced, convenient):
         assert p.model == MODEL_DLIB and p.description and p.procedure["accept_tail"] > 0
-        assert p.accept_distance < p.grey_distance
+        assert p.accept_distance < p.verify_distance < p.grey_distance
         assert p.same_person_distance <= p.lookalike_distance <= p.review_distance
 
 
@@ -310,6 +311,8 @@ def test_an_operating_point_round_trips_through_json_and_refuses_unknown_keys() 
     [
         {"accept_distance": 0.0},
         {"accept_distance": 0.6, "grey_distance": 0.5},
+        {"verify_distance": 0.7},
+        {"verify_distance": 0.2},
         {"min_margin": -0.1},
         {"max_ratio": 0.0},
         {"cohort_size": 0},
@@ -331,12 +334,17 @@ def test_the_pass_and_the_right_face_are_confirmed() -> None:
     snap, members, e = crowd()
     result = verify(snap, "m2", appearance(members[2], e, 0.35), POLICY)
     assert result.accepted and result.mode == "verify" and result.claimed_id == "m2"
-    assert result.distance is not None and POLICY.accept_distance < result.distance < POLICY.grey_distance
+    assert result.distance is not None and POLICY.accept_distance < result.distance < POLICY.verify_distance
+    # Where the pass is required, a face in the grey zone does not confirm it; where the door only
+    # asked for the pass on demand (the pass alone would open), the grey zone is enough.
+    grey = appearance(members[2], e, 0.45)
+    assert verify(snap, "m2", grey, POLICY).reason == OVER_THRESHOLD
+    assert verify(snap, "m2", grey, POLICY, on_demand=True).accepted
 
 
 def test_a_colleague_holding_someones_pass_is_refused_with_the_reason() -> None:
     snap, members, e = crowd()
-    result = verify(snap, "m2", appearance(members[0], e, 0.05), POLICY)
+    result = verify(snap, "m2", appearance(members[0], e, 0.05), POLICY, on_demand=True)
     assert not result.accepted and result.reason == CLOSER_TO_OTHER_MEMBER
     assert result.runner_up_id == "m0" and result.margin is not None and result.margin < 0
 
@@ -469,7 +477,9 @@ def test_a_future_model_brings_its_own_presets_and_embedding_size() -> None:
     vectors = rng.normal(size=(6, 512)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     roster = RosterSnapshot.build(((f"p{i}", v) for i, v in enumerate(vectors)), model="future", dim=512)
-    future = ScoringPolicy(name="future-balanced", model="future", accept_distance=0.5, grey_distance=0.9)
+    future = ScoringPolicy(
+        name="future-balanced", model="future", accept_distance=0.5, verify_distance=0.7, grey_distance=0.9
+    )
     frames = [vectors[2] + 0.01 * rng.normal(size=512).astype(np.float32) for _ in range(3)]
     result = score(roster, frames, future)
     assert result.accepted and result.member_id == "p2" and roster.dim == 512

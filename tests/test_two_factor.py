@@ -40,6 +40,8 @@ def test_confirmed_on_a_good_face() -> None:
 def test_mismatch_after_max_attempts_keeps_the_best_numbers() -> None:
     gate = TwoFactorGate(window_s=5, max_attempts=3, retry_interval_s=0.3)
     gate.start("m1", {}, 0.0)
+    assert gate.needs_face(0.0)  # no frame yet: look at once
+    gate.add_frame(enc(0.1))
     assert gate.record(result(False, 0.8), 0.0) is None
     assert not gate.needs_face(0.1) and gate.needs_face(0.31)
     assert gate.record(result(False, 0.7), 0.4) is None
