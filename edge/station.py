@@ -160,9 +160,12 @@ class Station:
             base = load_operating_point(rec.operating_point, model=self.face_model_name)
         else:
             base = preset(rec.preset, self.face_model_name)
-        return base.with_overrides(
-            accept_distance=rec.threshold, min_margin=rec.min_margin, max_ratio=rec.max_ratio
-        )
+        try:
+            return base.with_overrides(
+                accept_distance=rec.threshold, min_margin=rec.min_margin, max_ratio=rec.max_ratio
+            )
+        except ValueError as exc:
+            raise RefusedError(f"[recognition] threshold / min_margin / max_ratio: {exc}") from None
 
     @property
     def face_model_name(self) -> str:
