@@ -183,7 +183,9 @@ def embedding_time(model: FaceModel, roots: Sequence[Path], faces: int = TIMED_F
 # ---------------------------------------------------------------------------------------- rosters
 
 
-def roster_sets(samples: Sequence[Sample], settings: BenchSettings, padding: Vector) -> dict[str, list[Roster]]:
+def roster_sets(
+    samples: Sequence[Sample], settings: BenchSettings, padding: Vector
+) -> dict[str, list[Roster]]:
     grouped = by_identity(samples)
     members = sorted(i for i, items in grouped.items() if enrollable(items))
     east = sorted(i for i in members if any(s.east_asian for s in grouped[i]))
@@ -193,7 +195,9 @@ def roster_sets(samples: Sequence[Sample], settings: BenchSettings, padding: Vec
         "6 East Asian": random_rosters(east, 6, settings.rosters_small, SEED + 6, "ea6"),
         "30": random_rosters(members, min(30, len(members)), settings.rosters_30, SEED + 30, "r30"),
         f"all ({len(members)})": [Roster("all", tuple(members))],
-        f"{PAD_ROWS} (padded)": [Roster("padded", tuple(members), padding[: max(0, PAD_ROWS - len(members))])],
+        f"{PAD_ROWS} (padded)": [
+            Roster("padded", tuple(members), padding[: max(0, PAD_ROWS - len(members))])
+        ],
     }
 
 
@@ -264,7 +268,9 @@ def measure_video(
     windows = [encodings[i : i + k] for i in range(0, len(encodings) - k + 1)]
     chunks = [encodings[i : i + k] for i in range(0, len(encodings) - k + 1, k)]
 
-    def tally(snapshot: RosterSnapshot, groups: Sequence[Sequence[Vector]], judge: ScoringPolicy) -> dict[str, Any]:
+    def tally(
+        snapshot: RosterSnapshot, groups: Sequence[Sequence[Vector]], judge: ScoringPolicy
+    ) -> dict[str, Any]:
         zones = [score(snapshot, list(g), judge) for g in groups]
         let_in = sum(r.member_id == VIDEO_PERSON for r in zones)
         wrong = sum(r.member_id is not None and r.member_id != VIDEO_PERSON for r in zones)
@@ -343,7 +349,14 @@ def measure_two_factor(
         without = {m: RosterSnapshot.build([(o, v) for o, v in rows if o != m], dim=dim) for m in members}
         counts = {
             key: [0, 0]
-            for key in ("genuine", "genuine_on_demand", "colleague", "stranger", "ea_colleague", "ea_stranger")
+            for key in (
+                "genuine",
+                "genuine_on_demand",
+                "colleague",
+                "stranger",
+                "ea_colleague",
+                "ea_stranger",
+            )
         }
         for sample in samples:
             if len(sample.frames) < frames:
@@ -389,7 +402,10 @@ def measure_two_factor(
                 window = list(sample.frames[:frames])
                 for claimed in roster.members:
                     policy = policy_for(sample.identity)
-                    for key, on_demand in (("small_roster_stranger", False), ("small_roster_stranger_on_demand", True)):
+                    for key, on_demand in (
+                        ("small_roster_stranger", False),
+                        ("small_roster_stranger_on_demand", True),
+                    ):
                         accepted = verify(snap, claimed, window, policy, on_demand=on_demand).accepted
                         counts[key][0] += accepted
                         counts[key][1] += 1
@@ -413,7 +429,9 @@ def measure_enrolment(samples: Sequence[Sample], policy: ScoringPolicy) -> dict[
         photos = enrollable(grouped[member])
         others = RosterSnapshot.build([(m, v) for m, v in rows if m != member], dim=dim)
         for photo in photos:
-            findings = check_new_faces(others, member, [(photo.key, photo.encoding)], policy, existing_member=False)
+            findings = check_new_faces(
+                others, member, [(photo.key, photo.encoding)], policy, existing_member=False
+            )
             distinct["photos"] += 1
             kinds = {f.kind for f in findings}
             for kind in (SAME_PERSON, LOOKALIKE, POSSIBLE_DUPLICATE):
@@ -424,7 +442,9 @@ def measure_enrolment(samples: Sequence[Sample], policy: ScoringPolicy) -> dict[
             if photo is first[member]:
                 continue
             snap = RosterSnapshot.build(rows, dim=dim)
-            findings = check_new_faces(snap, "new-id", [(photo.key, photo.encoding)], policy, existing_member=False)
+            findings = check_new_faces(
+                snap, "new-id", [(photo.key, photo.encoding)], policy, existing_member=False
+            )
             mine = {f.kind for f in findings if f.member_id == member}
             same["photos"] += 1
             for kind in (SAME_PERSON, LOOKALIKE, POSSIBLE_DUPLICATE):
@@ -441,8 +461,16 @@ def measure_enrolment(samples: Sequence[Sample], policy: ScoringPolicy) -> dict[
 
 
 _PRESET_NUMBERS = (
-    "min_frames", "accept_distance", "grey_distance", "verify_distance", "min_margin", "max_ratio", "verify_max_ratio",
-    "same_person_distance", "lookalike_distance", "review_distance",
+    "min_frames",
+    "accept_distance",
+    "grey_distance",
+    "verify_distance",
+    "min_margin",
+    "max_ratio",
+    "verify_max_ratio",
+    "same_person_distance",
+    "lookalike_distance",
+    "review_distance",
 )
 
 
@@ -501,7 +529,10 @@ def evaluate_model(
                     per_frame_samples(samples), frame_rosters, one_frame(policy_for), frames=1
                 )
             entry["two_factor"] = measure_two_factor(
-                samples, policy_for, proc.min_frames, rosters["3 East Asian"][: max(1, settings.rosters_small // 5)]
+                samples,
+                policy_for,
+                proc.min_frames,
+                rosters["3 East Asian"][: max(1, settings.rosters_small // 5)],
             )
             entry["enrolment"] = measure_enrolment(samples, presets[name].policy)
             if settings.video:
@@ -528,7 +559,11 @@ def targets(result: Mapping[str, Any], kind: str) -> dict[str, Any]:
         for part in size.values()
     )
     every = result["presets"][DEFAULT_PRESET]["appearance"][str(want["photos"])]["every roster"]
-    full = next(v for k, v in result["presets"][DEFAULT_PRESET]["appearance"][str(want["photos"])].items() if k.startswith("all"))
+    full = next(
+        v
+        for k, v in result["presets"][DEFAULT_PRESET]["appearance"][str(want["photos"])].items()
+        if k.startswith("all")
+    )
     let_in = full["all"]["let_in_rate"]["value"] or 0.0
     let_in_ea = full["east_asian"]["let_in_rate"]["value"] or 0.0
     return {
@@ -590,17 +625,7 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
         "false accepts / trials |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for result in run["models"]:
-        for name, preset in result["presets"].items():
-            for size, kinds in preset["appearance"].items():
-                part = kinds["every roster"]
-                a, e = part["all"], part["east_asian"]
-                trials = a["genuine"] + a["impostor"]
-                lines.append(
-                    f"| `{result['model']}` | `{name}` | {size} | {_pct(a['let_in_rate'])} | "
-                    f"{_pct(e['let_in_rate'])} | {_pct(a['asked_rate'])} | {a['refused']} | "
-                    f"**{a['false_accepts']}** / {trials} |"
-                )
+    lines += _let_in_rows(run, refused=True)
     lines += [
         "",
         "### Every roster size (default preset, per appearance)",
@@ -641,7 +666,10 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
         if "per_frame" not in preset:
             continue
         for size in map(str, ENROL_SIZES):
-            for label, block in (("one frame", preset["per_frame"][size]), ("appearance", preset["appearance"][size])):
+            for label, block in (
+                ("one frame", preset["per_frame"][size]),
+                ("appearance", preset["appearance"][size]),
+            ):
                 parts = [v for k, v in block.items() if k == "1" or k.startswith("all")]
                 genuine = sum(p["all"]["genuine"] for p in parts)
                 let_in = sum(p["all"]["let_in"] for p in parts)
@@ -663,9 +691,11 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
         lines.append(
             f"- `{result['model']}`: {video['encoded_frames']} encoded frames (every {VIDEO_STEP}rd, first "
             f"{VIDEO_LAST_S} s), enrolled with {video['enrolled_with']}, accept distance "
-            f"{video['accept_distance']} (chosen without him). Let in per frame {pf['let_in']}/{pf['n']}, per "
+            f"{video['accept_distance']} (chosen without him). Let in per frame {pf['let_in']}/{pf['n']}, "
+            "per "
             f"appearance {pa['let_in']}/{pa['n']} (sliding windows; disjoint {pd['let_in']}/{pd['n']}), "
-            f"asked for the pass {pa['asked_for_pass']}; wrong member {pf['false_accepts'] + pa['false_accepts']}. "
+            f"asked for the pass {pa['asked_for_pass']}; wrong member "
+            f"{pf['false_accepts'] + pa['false_accepts']}. "
             f"Not enrolled (the same frames against everyone else): false accepts {nf['false_accepts']} per "
             f"frame, {na['false_accepts']} per appearance."
         )
@@ -695,19 +725,19 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
                 f"{c['stranger']['accepted']}/{c['stranger']['claims']} | "
                 f"{c['ea_colleague']['accepted']}/{c['ea_colleague']['claims']} / "
                 f"{c['ea_stranger']['accepted']}/{c['ea_stranger']['claims']} | "
-                f"{_pct(_rate(c['small_roster_stranger']['accepted'], c['small_roster_stranger']['claims']))} | "
-                f"{_pct(_rate(c['small_roster_stranger_on_demand']['accepted'], c['small_roster_stranger_on_demand']['claims']))} |"
+                f"{_claims(c['small_roster_stranger'])} | {_claims(c['small_roster_stranger_on_demand'])} |"
             )
     lines += ["", "### Enrolment checks (default preset's distances, photo against template)", ""]
     for result in run["models"]:
         en = result["presets"][DEFAULT_PRESET]["enrolment"]
+        refused_for_good = ", ".join("/".join(p[:2]) for p in en["distinct_refused_always"])
         same, distinct = en["same_person_new_id"], en["distinct"]
         lines.append(
             f"- `{result['model']}`: the same person under a new id ({same['photos']} photos): refused as "
             f"the same person {same['same_person']}, lookalike {same['lookalike']}, possible duplicate "
             f"{same['possible_duplicate']}, not caught {same['missed']}. Distinct people "
             f"({distinct['photos']} photos against everyone else): same person {distinct['same_person']} "
-            f"(refused for good: {', '.join('/'.join(p[:2]) for p in en['distinct_refused_always']) or 'none'}), "
+            f"(refused for good: {refused_for_good or 'none'}), "
             f"lookalike {distinct['lookalike']}, possible duplicate {distinct['possible_duplicate']} (the "
             "installer confirms them)."
         )
@@ -725,14 +755,18 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
             lo, hi = preset["lio_accept_distance"]
             lines.append(
                 f"| `{result['model']}` | `{name}` | {p['min_frames']} | {p['accept_distance']} | "
-                f"{p['verify_distance']} | {p['grey_distance']} | {p['min_margin']} | {p['max_ratio']} | {p['same_person_distance']} | "
+                f"{p['verify_distance']} | {p['grey_distance']} | {p['min_margin']} | {p['max_ratio']} | "
+                f"{p['same_person_distance']} | "
                 f"{p['lookalike_distance']} | {p['review_distance']} | {lo}-{hi} |"
             )
     lines += ["", "### Embedding time per face (the encoder alone, same run)", ""]
     for result in run["models"]:
         e = result["embedding"]
         if e:
-            lines.append(f"- `{result['model']}`: p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms over {e['faces']} faces x 3.")
+            lines.append(
+                f"- `{result['model']}`: p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms over "
+                f"{e['faces']} faces x 3."
+            )
     lines += ["", "### Targets", "", "| model | target | measured | met |", "|---|---|---|---|"]
     yes = {True: "yes", False: "**no**"}
     for result in run["models"]:
@@ -751,6 +785,23 @@ def render_markdown(run: Mapping[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _let_in_rows(run: Mapping[str, Any], *, refused: bool) -> list[str]:
+    """One table row per model, preset and enrolment size: every roster kind pooled."""
+    rows = []
+    for result in run["models"]:
+        for name, preset in result["presets"].items():
+            for size, kinds in preset["appearance"].items():
+                a, e = kinds["every roster"]["all"], kinds["every roster"]["east_asian"]
+                middle = f" {a['refused']} |" if refused else ""
+                rows.append(
+                    f"| `{result['model']}` | `{name}` | {size} | {_pct(a['let_in_rate'])} | "
+                    f"{_pct(e['let_in_rate'])} | {_pct(a['asked_rate'])} |{middle} "
+                    f"**{a['false_accepts']}** of "
+                    f"{a['genuine'] + a['impostor']} |"
+                )
+    return rows
+
+
 def render_figures(run: Mapping[str, Any]) -> str:
     """The short figures block docs/RECOGNITION.md quotes (between its own markers)."""
     lines = [
@@ -758,21 +809,17 @@ def render_figures(run: Mapping[str, Any]) -> str:
         f"Measured {run['measured_at']} by `python -m bench.quality` (full tables in BENCHMARKS.md). "
         "Per appearance, leave-identity-out, every roster kind pooled, Wilson 95 % intervals:",
         "",
-        "| model | preset | photos | let in by face alone | East Asian | asked for the pass | false accepts |",
+        "| model | preset | photos | let in by face alone | East Asian | asked for the pass | "
+        "false accepts |",
         "|---|---|---|---|---|---|---|",
     ]
-    for result in run["models"]:
-        for name, preset in result["presets"].items():
-            for size, kinds in preset["appearance"].items():
-                part = kinds["every roster"]
-                a, e = part["all"], part["east_asian"]
-                lines.append(
-                    f"| `{result['model']}` | `{name}` | {size} | {_pct(a['let_in_rate'])} | "
-                    f"{_pct(e['let_in_rate'])} | {_pct(a['asked_rate'])} | {a['false_accepts']} of "
-                    f"{a['genuine'] + a['impostor']} |"
-                )
+    lines += _let_in_rows(run, refused=False)
     lines.append(DOC_MARK_END)
     return "\n".join(lines) + "\n"
+
+
+def _claims(counts: Mapping[str, Any]) -> str:
+    return _pct(_rate(counts["accepted"], counts["claims"]))
 
 
 def _rate(hits: int, total: int) -> dict[str, Any]:
@@ -788,7 +835,8 @@ def render_text(run: Mapping[str, Any]) -> str:
                 a, e = kinds["every roster"]["all"], kinds["every roster"]["east_asian"]
                 out.append(
                     f"{result['model']:<24} {name:<10} {size} photo(s): let in {_pct(a['let_in_rate'])}, "
-                    f"East Asian {_pct(e['let_in_rate'])}, asked {a['asked_for_pass']}, refused {a['refused']}, "
+                    f"East Asian {_pct(e['let_in_rate'])}, asked {a['asked_for_pass']}, "
+                    f"refused {a['refused']}, "
                     f"false accepts {a['false_accepts']} of {a['genuine'] + a['impostor']}"
                 )
         out.append(f"{result['model']}: targets {json.dumps(result['targets'])}")
@@ -849,8 +897,11 @@ def run(models: Sequence[tuple[FaceModel, str]], root: Path, settings: BenchSett
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n")[0])
-    parser.add_argument("--onnx", default=os.environ.get("YIZHAN_EVAL_MODEL"),
-                        help="an ONNX face model to measure beside dlib (default $YIZHAN_EVAL_MODEL)")
+    parser.add_argument(
+        "--onnx",
+        default=os.environ.get("YIZHAN_EVAL_MODEL"),
+        help="an ONNX face model to measure beside dlib (default $YIZHAN_EVAL_MODEL)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite the docs' sections")
     parser.add_argument("--quick", action="store_true", help="fewer random rosters, no video, no timing")
@@ -868,7 +919,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 numbers = {k: v for k, v in choice.policy.to_json().items() if k in _PRESET_NUMBERS}
                 sys.stdout.write(f"{model.name} {name}: {json.dumps(numbers)}\n")
         return 0
-    settings = BenchSettings(rosters_small=30, rosters_30=10, video=False, timing=False) if args.quick else BenchSettings()
+    settings = (
+        BenchSettings(rosters_small=30, rosters_30=10, video=False, timing=False)
+        if args.quick
+        else BenchSettings()
+    )
     result = run(load_models(args.onnx), root, settings)
     command = command_line(args_list)
     result["command"] = command

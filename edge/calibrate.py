@@ -134,13 +134,17 @@ def load_operating_point(path: Path, *, model: str) -> ScoringPolicy:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise OperatingPointError(f"{path}: cannot read the operating point ({exc.strerror or exc})") from None
+        raise OperatingPointError(
+            f"{path}: cannot read the operating point ({exc.strerror or exc})"
+        ) from None
     except ValueError as exc:
         raise OperatingPointError(f"{path}: not JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise OperatingPointError(f"{path}: not a yizhan operating point (written by `yizhan calibrate`)")
     if document.get("version") != FORMAT_VERSION:
-        raise OperatingPointError(f"{path}: operating point version {document.get('version')!r} is not supported")
+        raise OperatingPointError(
+            f"{path}: operating point version {document.get('version')!r} is not supported"
+        )
     data = document.get("policy")
     if not isinstance(data, dict):
         raise OperatingPointError(f"{path}: no policy in the operating point")

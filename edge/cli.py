@@ -383,6 +383,10 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _say_encoded(name: str) -> None:
+    sys.stderr.write(f"  encoded {name}\n")
+
+
 def cmd_calibrate(args: argparse.Namespace, config: Config) -> int:
     """`calibrate --faces DIR`: choose and measure the operating point on the station's own faces."""
     from edge.calibrate import (
@@ -406,7 +410,7 @@ def cmd_calibrate(args: argparse.Namespace, config: Config) -> int:
                 station.photo_pipeline,
                 station.pipeline,
                 frames=PRESET_SETTINGS[args.preset].min_frames,
-                progress=(lambda name: sys.stderr.write(f"  encoded {name}\n")) if args.verbose else None,
+                progress=_say_encoded if args.verbose else None,
             )
             result = calibrate(samples, model=station.face_model_name, preset=args.preset)
         except (FaceSetError, CalibrationError) as exc:
@@ -678,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
         "measure false accepts and rejects on labelled faces (people/<id>/*, unknown/*) and write "
         "the operating point this station should use",
     )
-    calibrate.add_argument("--faces", required=True, metavar="DIR", help="people/<id>/<photo> and unknown/<photo>")
+    calibrate.add_argument(
+        "--faces", required=True, metavar="DIR", help="people/<id>/<photo> and unknown/<photo>"
+    )
     calibrate.add_argument(
         "--preset", choices=["strict", "balanced", "convenient"], default="balanced",
         help="which preset's procedure settings to calibrate (default balanced)",

@@ -234,7 +234,9 @@ class DecideLoop:
             if result.decision is Decision.QR_OK and result.member_id is not None:
                 snapshot = self.roster()
                 member = snapshot.members.get(result.member_id)
-                enrolled = snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable
+                enrolled = (
+                    snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable
+                )
                 asked = self.two_factor.take_asked(now)
                 if asked is None and enrolled:
                     # Shown while the face at the door was still being judged, in the grey zone.
@@ -276,7 +278,8 @@ class DecideLoop:
             pending.member_id,
             self.two_factor.window(),
             self.match_policy,
-            on_demand=pending.on_demand and not self.needs_two_factor(self.roster().members.get(pending.member_id)),
+            on_demand=pending.on_demand
+            and not self.needs_two_factor(self.roster().members.get(pending.member_id)),
         )
         verdict = self.two_factor.record(result, now)
         if verdict is not None:

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recognizer.calibration import Sample
-from recognizer.face_pipeline import FacePipeline, FaceObservation
+from recognizer.face_pipeline import FaceObservation, FacePipeline
 from recognizer.images import ImageError, decode_image
 from recognizer.perturb import PerturbRanges, door_frame, frame_params
 
@@ -196,7 +196,9 @@ def _photo_faces(
     for factor in ENLARGE:
         if len(faces) >= photo.faces:
             break
-        bigger = np.asarray(cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC), np.uint8)
+        bigger = np.asarray(
+            cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC), np.uint8
+        )
         found = _timed_observations(pipeline, bigger, stats)
         if len(found) > len(faces):
             scale, faces = factor, found
@@ -239,8 +241,13 @@ def encode(
     # Settings that change an encoding are part of every cache key: a stale cache is never read.
     signature = hashlib.sha1(
         repr(
-            (photo_pipeline.detection, photo_pipeline.quality_policy, door_pipeline.detection,
-             door_pipeline.quality_policy, ranges or PerturbRanges())
+            (
+                photo_pipeline.detection,
+                photo_pipeline.quality_policy,
+                door_pipeline.detection,
+                door_pipeline.quality_policy,
+                ranges or PerturbRanges(),
+            )
         ).encode(),
         usedforsecurity=False,
     ).hexdigest()[:10]
@@ -262,7 +269,7 @@ def encode(
                 stats.missing.append(f"{photo.relpath}: unreadable ({exc})")
                 continue
             scale, found = _photo_faces(photo, rgb, photo_pipeline, stats)
-            faces = [
+            faces: list[dict[str, Any]] = [
                 {
                     "box": [int(round(v / scale)) for v in o.box],
                     "encoding": o.encoding,
@@ -277,7 +284,9 @@ def encode(
                     cache.put(f"{base}|face{index}", face)
         else:
             cached = dict(cached)
-            cached["detail"] = [cache.get(f"{base}|face{i}") for i in range(int(cached["faces"]))] if cache else []
+            cached["detail"] = (
+                [cache.get(f"{base}|face{i}") for i in range(int(cached["faces"]))] if cache else []
+            )
         scale = int(cached["scale"])
         detail: list[dict[str, Any]] = list(cached["detail"])
         if scale > 1:
@@ -295,8 +304,8 @@ def encode(
                     if rgb is None:
                         rgb = decode_image(photo.path.read_bytes())
                     params = frame_params(key, frame, ranges)
-                    box = tuple(int(v) for v in face["box"])
-                    image = door_frame(rgb, (box[0], box[1], box[2], box[3]), params)
+                    top, right, bottom, left = (int(v) for v in face["box"])
+                    image = door_frame(rgb, (top, right, bottom, left), params)
                     vector, problem = _frame_encoding(door_pipeline, image, stats)
                     entry = {"encoding": vector, "problem": problem}
                     if cache:

@@ -271,7 +271,9 @@ def pair_tables(samples: Sequence[Sample], settings: ProcedureSettings) -> PairT
                         names = "|".join(m for _, m in crowd)
                         ratio_genuine.append((identity, names, value / cohort if cohort > 0 else 9.0))
             if sample.enrollable:
-                photo_genuine.append((identity, _nearest(sample.encoding, np.stack([s.encoding for s in others]))))
+                photo_genuine.append(
+                    (identity, _nearest(sample.encoding, np.stack([s.encoding for s in others])))
+                )
     return PairTables(door_impostor, door_genuine, ratio_genuine, photo_impostor, photo_genuine, members)
 
 
@@ -521,9 +523,7 @@ def _rate(hits: int, total: int) -> dict[str, Any]:
     }
 
 
-def random_rosters(
-    identities: Sequence[str], size: int, count: int, seed: int, name: str
-) -> list[Roster]:
+def random_rosters(identities: Sequence[str], size: int, count: int, seed: int, name: str) -> list[Roster]:
     """`count` distinct random rosters of `size` identities (fewer when not that many exist)."""
     rng = np.random.default_rng(seed)
     pool = sorted(identities)
@@ -557,8 +557,14 @@ PRESET_SETTINGS: dict[str, ProcedureSettings] = {
 }
 
 PRESET_DESCRIPTIONS: dict[str, str] = {
-    "strict": "four agreeing frames, face alone only at a per-pair tail probability of 1e-5; most members show the pass",
-    "balanced": "default: three agreeing frames, face alone at a per-pair tail probability of 1e-4; the rest are asked for the pass",
+    "strict": (
+        "four agreeing frames, face alone only at a per-pair tail probability of 1e-5; most members "
+        "show the pass"
+    ),
+    "balanced": (
+        "default: three agreeing frames, face alone at a per-pair tail probability of 1e-4; the rest "
+        "are asked for the pass"
+    ),
     "convenient": "two frames (quicker), same tail probability; the grey zone a little wider",
 }
 

@@ -81,9 +81,7 @@ class Finding:
         }
 
 
-def _nearest_others(
-    others: RosterSnapshot, encoding: npt.ArrayLike
-) -> list[tuple[str, float]]:
+def _nearest_others(others: RosterSnapshot, encoding: npt.ArrayLike) -> list[tuple[str, float]]:
     if others.size == 0:
         return []
     query = as_query(encoding, others.dim)
@@ -106,9 +104,11 @@ def check_new_faces(
     """
     check_model(snapshot, policy)
     others = without_member(snapshot, member_id)
-    own_rows = snapshot.templates[snapshot.owner_index == snapshot.position_of(member_id)] if (
-        existing_member and snapshot.position_of(member_id) is not None
-    ) else np.zeros((0, snapshot.dim), dtype=np.float32)
+    own_rows = (
+        snapshot.templates[snapshot.owner_index == snapshot.position_of(member_id)]
+        if (existing_member and snapshot.position_of(member_id) is not None)
+        else np.zeros((0, snapshot.dim), dtype=np.float32)
+    )
     findings: list[Finding] = []
     for source, encoding in faces:
         query = as_query(encoding, snapshot.dim)
@@ -116,8 +116,14 @@ def check_new_faces(
             own = float(np.sqrt(np.min(np.sum((own_rows - query) ** 2, axis=1))))
             if own > policy.same_person_distance:
                 findings.append(
-                    Finding(source, member_id, UNCONFIRMED_SAME_PERSON, own, policy.same_person_distance,
-                            policy.name)
+                    Finding(
+                        source,
+                        member_id,
+                        UNCONFIRMED_SAME_PERSON,
+                        own,
+                        policy.same_person_distance,
+                        policy.name,
+                    )
                 )
         for other, distance in _nearest_others(others, query):
             if distance <= policy.same_person_distance:

@@ -119,4 +119,6 @@ def door_frame(rgb: npt.NDArray[np.uint8], box: Box, params: FrameParams) -> npt
     if not ok:  # pragma: no cover - OpenCV's JPEG encoder does not fail on a valid array
         raise ValueError("JPEG encoding failed")
     decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if decoded is None:  # pragma: no cover - it decodes what it just encoded
+        raise ValueError("JPEG decoding failed")
     return np.ascontiguousarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), dtype=np.uint8)

@@ -77,17 +77,18 @@ VERIFY: Final = "verify"
 class ScoringPolicy:
     """One operating point of the rule in the module docstring (distances in the model's units).
 
-    Door: `min_frames`, `accept_distance`, `grey_distance`, `verify_distance` (the 1:1 limit when a
-    pass names a member who must show it: two-factor station or group, requires_pass; a pass shown
-    after the door asked a face in the grey zone is checked against `grey_distance`: that pass alone
-    would have opened, the face only must not contradict it), `min_margin`, the cohort gate (`max_ratio` / `verify_max_ratio` over
-    `cohort_size` members, active from `cohort_min_members` members; None: off).
-    Enrolment (photo against template, `recognizer.enrolment_rules`): `same_person_distance` (a new
-    face this close to a member *is* that member for the door: never enrolled under another id; a
-    photo added to a member this close to them needs no confirmation), `lookalike_distance`
-    (distinct people this close both require the pass once an installer confirms them),
-    `review_distance` (a new id this close to a member may be the same person: refused unless the
-    installer confirms). `procedure` records how the numbers were chosen and on what.
+    Door: `min_frames`, `accept_distance`, `grey_distance`, `verify_distance` (the 1:1 limit when
+    a pass names a member who must show it: two-factor station or group, requires_pass; a pass
+    shown after the door asked a face in the grey zone is checked against `grey_distance`: that pass
+    alone would have opened, the face only must not contradict it), `min_margin`, the cohort gate
+    (`max_ratio` / `verify_max_ratio` over `cohort_size` members, active from `cohort_min_members`
+    members; None: off).
+    Enrolment, photo against template (`recognizer.duplicates`): `same_person_distance` (a new face
+    this close to a member *is* that member for the door: never enrolled under another id; a photo
+    added to a member this close to them needs no confirmation), `lookalike_distance` (distinct
+    people this close both require the pass once an installer confirms them), `review_distance` (a
+    new id this close to a member may be the same person: refused unless the installer confirms).
+    `procedure` records how the numbers were chosen and on what.
     """
 
     name: str = DEFAULT_PRESET
@@ -422,9 +423,7 @@ def as_frames(frames: npt.ArrayLike | Sequence[npt.ArrayLike], dim: int) -> npt.
     return np.stack([as_query(row, dim) for row in array])
 
 
-def _frame_distances(
-    snapshot: RosterSnapshot, frames: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
+def _frame_distances(snapshot: RosterSnapshot, frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Squared distances of every frame to every template row: (k, rows)."""
     products = frames @ snapshot.templates.T
     d2 = snapshot.sq_norms[None, :] - 2.0 * products
@@ -458,7 +457,14 @@ def score(
     limits = MappingProxyType(policy.limits())
     if snapshot.size == 0:
         return ScoreResult(
-            False, IDENTIFY, UNKNOWN, None, EMPTY_ROSTER, policy.name, count, failed=(EMPTY_ROSTER,),
+            False,
+            IDENTIFY,
+            UNKNOWN,
+            None,
+            EMPTY_ROSTER,
+            policy.name,
+            count,
+            failed=(EMPTY_ROSTER,),
             limits=limits,
         )
     mean = np.ascontiguousarray(matrix.mean(axis=0), dtype=np.float32)
@@ -542,11 +548,12 @@ def verify(
     """The pass names `member_id`; does this appearance's face confirm it (1:1)?
 
     Confirmed when the frames' mean encoding is within `verify_distance` (`grey_distance` when the
-    door asked for the pass on demand) of the member's nearest template, no other enrolled member is nearer by more than `min_margin` (someone holding a
-    colleague's pass), and, on a roster with a crowd, the cohort ratio is under `verify_max_ratio`.
-    A small lead of another member is allowed: the pass already says which of two lookalikes this
-    is, which is what 1:1 buys over 1:N. "not_enrolled": the member has no face template (a
-    pass-only member: the caller decides). "pending": fewer frames than `min_frames` so far.
+    door asked for the pass on demand) of the member's nearest template, no other enrolled member
+    is nearer by more than `min_margin` (someone holding a colleague's pass), and, on a roster with
+    a crowd, the cohort ratio is under `verify_max_ratio`. A small lead of another member is
+    allowed: the pass already says which of two lookalikes this is, which is what 1:1 buys over
+    1:N. "not_enrolled": the member has no face template (a pass-only member: the caller decides).
+    "pending": fewer frames than `min_frames` so far.
     """
     check_model(snapshot, policy)
     matrix = as_frames(frames, snapshot.dim)
@@ -555,8 +562,17 @@ def verify(
     position = snapshot.position_of(member_id)
     if position is None or snapshot.size == 0:
         return ScoreResult(
-            False, VERIFY, UNKNOWN, None, NOT_ENROLLED, policy.name, count, subject_id=member_id,
-            claimed_id=member_id, failed=(NOT_ENROLLED,), limits=limits,
+            False,
+            VERIFY,
+            UNKNOWN,
+            None,
+            NOT_ENROLLED,
+            policy.name,
+            count,
+            subject_id=member_id,
+            claimed_id=member_id,
+            failed=(NOT_ENROLLED,),
+            limits=limits,
         )
     mean = np.ascontiguousarray(matrix.mean(axis=0), dtype=np.float32)
     d2 = squared_distances(snapshot, mean)
@@ -629,8 +645,11 @@ def without_member(snapshot: RosterSnapshot, member_id: str) -> RosterSnapshot:
     if snapshot.position_of(member_id) is None:
         return snapshot
     return RosterSnapshot.build(
-        ((owner, row) for owner, row in zip(snapshot.owners, snapshot.templates, strict=True)
-         if owner != member_id),
+        (
+            (owner, row)
+            for owner, row in zip(snapshot.owners, snapshot.templates, strict=True)
+            if owner != member_id
+        ),
         model=snapshot.model,
         dim=snapshot.dim,
     )

@@ -191,7 +191,8 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
         try:
             if browser.execute_script(f"return document.querySelector(\"{member_row} ul.templates\").hidden"):
                 el(f"{member_row} [data-templates]").click()
-            return bool(browser.find_elements(By.CSS_SELECTOR, f"{member_row} ul.templates li[data-template]"))
+            rows = browser.find_elements(By.CSS_SELECTOR, f"{member_row} ul.templates li[data-template]")
+            return bool(rows)
         except StaleElementReferenceException:
             return False
 
@@ -214,7 +215,12 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
         with site.station.sessions() as session:
             return event_store.list_events(session, kind="entry", member_id=member["member_id"])
 
-    wait_for(entry, 30)
+    try:
+        wait_for(entry, 60)
+    except AssertionError:
+        with site.station.sessions() as session:
+            seen = [(e.kind, e.method, e.member_id, e.reason) for e in event_store.list_events(session)]
+        raise AssertionError(f"no face entry for {member['member_id']}; events: {seen}") from None
     tab("events")
     Select(el("#event-kind")).select_by_value("entry")
     face_entry = "#event-list li .thumb"  # the door test has no snapshot; the face entry has one

@@ -21,7 +21,7 @@ from recognizer.calibration import (
     random_rosters,
     wilson,
 )
-from recognizer.scoring import MODEL_DLIB, ScoringPolicy, preset
+from recognizer.scoring import MODEL_DLIB, preset
 
 
 def test_wilson_intervals() -> None:
@@ -73,7 +73,10 @@ def test_the_procedure_keeps_every_distinct_pair_out_and_orders_its_numbers() ->
     assert policy.accept_distance <= policy.grey_distance
     assert policy.same_person_distance <= policy.lookalike_distance <= policy.review_distance
     assert policy.max_ratio is None  # 12 people: too few for the cohort gate
-    assert policy.procedure["identities"] == 12 and choice.details["accept_bound"] in ("tail fit", "observed nearest pair")
+    assert policy.procedure["identities"] == 12 and choice.details["accept_bound"] in (
+        "tail fit",
+        "observed nearest pair",
+    )
     figures = measure(samples, policy, sizes=(1,))
     # Everyone on one roster, then each person alone: every photo is a member trial twice.
     assert figures["1"]["all"]["false_accepts"] == 0 and figures["1"]["all"]["genuine"] == 2 * 36
@@ -103,7 +106,15 @@ def test_an_operating_point_file_is_checked_before_the_door_uses_it(tmp_path: Pa
 
 # ------------------------------------------------------------------------------- on real faces
 
-TINY = ("annette_lu", "antony_leung", "choi_sung_hong", "edward_lu", "fujio_cho", "hee_won_han", "kim_jong_il")
+TINY = (
+    "annette_lu",
+    "antony_leung",
+    "choi_sung_hong",
+    "edward_lu",
+    "fujio_cho",
+    "hee_won_han",
+    "kim_jong_il",
+)
 
 
 @pytest.mark.dataset
@@ -134,7 +145,11 @@ def test_calibrate_on_a_tiny_labelled_set_writes_a_point_that_reproduces_its_fig
     assert policy.name == "calibrated-balanced" and policy.min_frames == 3
     # The same faces (encoded by the test session, the same pipelines) judged with the written
     # numbers give exactly the figures the file reports.
-    mine = [s for s in samples if s.key.startswith(tuple(f"people/{p}/" for p in TINY)) or s.key.startswith("unknown/lee_soo")]
+    mine = [
+        s
+        for s in samples
+        if s.key.startswith(tuple(f"people/{p}/" for p in TINY)) or s.key.startswith("unknown/lee_soo")
+    ]
     assert len({s.identity for s in mine}) == len(TINY) + 1
     assert measure(mine, policy, sizes=(1, 3)) == document["measured"]
     assert document["measured"]["3"]["all"]["false_accepts"] == 0

@@ -143,7 +143,9 @@ def test_more_photos_for_the_same_member_are_added(cli: Cli, fixtures: Path) -> 
 def test_a_photo_of_someone_else_added_to_a_member_is_refused(cli: Cli, fixtures: Path) -> None:
     enroll(cli, "w-001", "Barack Obama", fixtures / "obama_1.jpg")
     before = members(cli)
-    result = cli("enroll", "--member-id", "w-001", "--name", "Barack Obama", "--json", str(fixtures / "biden_1.jpg"))
+    result = cli(
+        "enroll", "--member-id", "w-001", "--name", "Barack Obama", "--json", str(fixtures / "biden_1.jpg")
+    )
     assert result.code == 2 and "not certainly the same person" in result.err
     assert "--confirm-same-person" in result.err
     finding = result.json()["findings"][0]

@@ -68,8 +68,9 @@ def test_the_shipped_presets_are_what_the_procedure_gives(samples: list[Sample],
     `python -m bench.quality --presets` when the data, the pipeline or the procedure change)."""
     derived = derive_presets(samples, model=MODEL_DLIB)[name].policy
     shipped = PRESETS[MODEL_DLIB][name]
-    for key in ("min_frames", "accept_distance", "grey_distance", "verify_distance", "min_margin", "max_ratio",
-                "same_person_distance", "lookalike_distance", "review_distance"):  # fmt: skip
+    keys = ("min_frames", "accept_distance", "grey_distance", "verify_distance", "min_margin", "max_ratio",
+            "same_person_distance", "lookalike_distance", "review_distance")  # fmt: skip
+    for key in keys:
         assert getattr(derived, key) == pytest.approx(getattr(shipped, key), abs=2e-3), key
 
 
@@ -112,13 +113,16 @@ def test_one_frame_alone_is_weaker_evidence_than_an_appearance(samples: list[Sam
     everyone = people(samples)
     rosters = [Roster("all", tuple(everyone))] + [Roster(f"only:{m}", (m,)) for m in everyone]
     appearance = summarise(run_trials(samples, rosters, lio, size=1, frames=3))["all"]
-    single = summarise(run_trials(samples, rosters, lambda i: lio(i).for_one_photo(), size=1, frames=1))["all"]
+    single = summarise(run_trials(samples, rosters, lambda i: lio(i).for_one_photo(), size=1, frames=1))[
+        "all"
+    ]
     assert appearance["false_accepts"] == 0
     assert single["false_accepts"] >= appearance["false_accepts"]
 
 
-def test_lookalikes_both_get_two_factor(samples: list[Sample], labelled_faces: Any, tmp_path: Path,
-                                        face_model: Any) -> None:
+def test_lookalikes_both_get_two_factor(
+    samples: list[Sample], labelled_faces: Any, tmp_path: Path, face_model: Any
+) -> None:
     """Two distinct people closer than the lookalike distance: the second is refused until the
     installer confirms they are two people; then the door asks both for the pass, always."""
     from edge.config import parse_config
@@ -128,7 +132,9 @@ def test_lookalikes_both_get_two_factor(samples: list[Sample], labelled_faces: A
     photos = [s for s in samples if s.member and s.enrollable]
     pairs = sorted(
         (float(np.linalg.norm(a.encoding - b.encoding)), a.identity, b.identity, a, b)
-        for a in photos for b in photos if a.identity < b.identity  # fmt: skip
+        for a in photos
+        for b in photos
+        if a.identity < b.identity  # fmt: skip
     )
     distance, first, second, first_photo, second_photo = next(
         p for p in pairs if policy.same_person_distance < p[0] <= policy.lookalike_distance
@@ -145,7 +151,9 @@ def test_lookalikes_both_get_two_factor(samples: list[Sample], labelled_faces: A
         station.enroll(member_id=first, name=first, photos=[path(firsts[first])])
         with pytest.raises(RefusedError) as refused:
             station.enroll(member_id=second, name=second, photos=[path(firsts[second])])
-        assert refused.value.findings[0]["kind"] == LOOKALIKE and refused.value.findings[0]["member_id"] == first
+        assert (
+            refused.value.findings[0]["kind"] == LOOKALIKE and refused.value.findings[0]["member_id"] == first
+        )
         assert station.get_member(second) is None
         outcome = station.enroll(
             member_id=second, name=second, photos=[path(firsts[second])], confirm_different_person=True
@@ -186,8 +194,9 @@ def test_the_same_person_under_a_new_id_is_refused_with_one_member_on_the_roster
     assert total == 22 and stopped == total
 
 
-def test_the_benchmark_runs_and_reports_every_section(samples: list[Sample], face_model: Any,
-                                                      faces_root: Path, tmp_path: Path) -> None:
+def test_the_benchmark_runs_and_reports_every_section(
+    samples: list[Sample], face_model: Any, faces_root: Path, tmp_path: Path
+) -> None:
     from bench import report
     from bench.quality import MARK_END, MARK_START
 

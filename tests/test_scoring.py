@@ -133,7 +133,6 @@ def test_nearest_members_on_a_large_roster_with_many_templates_per_member() -> N
     assert np.allclose(distances, [v for _, v in expected], atol=1e-4)
 
 
-
 POLICY = ScoringPolicy(
     name="test",
     min_frames=3,
@@ -171,7 +170,11 @@ def test_a_member_seen_on_three_agreeing_frames_is_accepted_with_every_number() 
     assert result.ratio is None and result.cohort_size == 0  # six members: no crowd, no ratio gate
     assert result.templates == 1 and result.limits["accept_distance"] == 0.30
     data = result.to_json()
-    assert data["zone"] == "accept" and data["frame_distances"][0] is not None and data["limits"]["min_frames"] == 3
+    assert (
+        data["zone"] == "accept"
+        and data["frame_distances"][0] is not None
+        and data["limits"]["min_frames"] == 3
+    )
     assert "accepted m0" in result.explain() and "3/3 frames agree" in result.explain()
 
 
@@ -386,7 +389,11 @@ def test_the_same_person_under_a_new_id_is_refused_with_one_member_on_the_roster
 def test_new_faces_near_a_member_are_lookalikes_or_possible_duplicates_and_far_ones_pass() -> None:
     e = basis(6, 9)
     snap = RosterSnapshot.build([("a", e[0]), ("b", e[3])])
-    faces = [("look.jpg", e[0] + 0.35 * e[1]), ("dup.jpg", e[0] + 0.42 * e[1]), ("far.jpg", e[0] + 0.6 * e[1])]
+    faces = [
+        ("look.jpg", e[0] + 0.35 * e[1]),
+        ("dup.jpg", e[0] + 0.42 * e[1]),
+        ("far.jpg", e[0] + 0.6 * e[1]),
+    ]
     kinds = {(f.source, f.kind) for f in check_new_faces(snap, "new", faces, POLICY, existing_member=False)}
     assert kinds == {("look.jpg", LOOKALIKE), ("dup.jpg", POSSIBLE_DUPLICATE)}
 
@@ -465,7 +472,6 @@ def test_selection_edge_cases_and_quality_json() -> None:
     from_report = TemplateCandidate.from_report("x", e[0], report)
     from_json = TemplateCandidate.from_quality_json("x", e[0], report.to_json())
     assert quality_score(from_report).total == pytest.approx(quality_score(from_json).total, abs=1e-3)
-
 
 
 # ------------------------------------------------------------------------------ another face model

@@ -92,9 +92,7 @@ class Finding(BaseModel):
 
     source: str
     member_id: str
-    kind: str = Field(
-        description="same_person | lookalike | possible_duplicate | unconfirmed_same_person"
-    )
+    kind: str = Field(description="same_person | lookalike | possible_duplicate | unconfirmed_same_person")
     distance: float
     limit: float
     policy: str
@@ -317,7 +315,9 @@ def enrol(
             "created": outcome.created,
             "templates": len(outcome.template_ids),
             "sources": [c.source for c in captures],
-            "findings": [{"member_id": f.member_id, "kind": f.kind, "distance": f.distance} for f in findings],
+            "findings": [
+                {"member_id": f.member_id, "kind": f.kind, "distance": f.distance} for f in findings
+            ],
             "confirmed": {
                 "different_person": body.confirm_different_person or body.force,
                 "same_person": body.confirm_same_person,

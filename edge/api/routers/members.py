@@ -194,7 +194,11 @@ def remove_template(
     installer: CurrentInstaller,
 ) -> TemplateRemoved:
     """Delete one face template (e.g. a photo of the wrong person); the others stay."""
-    owned = {t["template_id"] for t in station.list_templates(member_id)} if station.get_member(member_id) else set()
+    owned = (
+        {t["template_id"] for t in station.list_templates(member_id)}
+        if station.get_member(member_id)
+        else set()
+    )
     if template_id not in owned:
         raise ApiError(404, f"member {member_id!r} has no template {template_id!r}", "template_not_found")
     removed = retry_locked(lambda: station.remove_template(template_id), what="template_removed")
