@@ -52,12 +52,14 @@ from bench import report  # noqa: E402
 from bench.dataset import REPO, faces_dir  # noqa: E402
 from edge.faceset import EncodingCache, encode_many  # noqa: E402
 from recognizer.calibration import (  # noqa: E402
+    PRESET_DESCRIPTIONS,
     PRESET_SETTINGS,
     Outcome,
     PolicyFor,
     Roster,
     Sample,
     by_identity,
+    choose_operating_point,
     derive_presets,
     enrollable,
     enrolment,
@@ -507,7 +509,12 @@ def evaluate_model(
             "appearances": sum(1 for s in samples if s.frames),
         }
     )
-    presets = derive_presets(samples, model=model.name)
+    presets = {
+        name: choose_operating_point(
+            samples, PRESET_SETTINGS[name], model=model.name, name=name, description=PRESET_DESCRIPTIONS[name]
+        )
+        for name in settings.presets
+    }
     padding = padding_for(samples)
     rosters = roster_sets(samples, settings, padding)
     results: dict[str, Any] = {}

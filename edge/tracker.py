@@ -26,7 +26,7 @@ encodings) is injected, so this module never touches the model or the roster.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -125,13 +125,17 @@ class FaceTracker:
         return self._track is not None
 
     def observe(self, box: Box | None, now: float) -> Track | None:
-        """Feed the largest detected box of a frame (or None). Returns the current track."""
+        """Feed the largest detected box of a frame (or None). Returns the current track.
+
+        A track ends when frames without a face have been seen for `lost_after_s`, not merely when
+        time passed: on a loaded box frames with the same face may come further apart than that,
+        and one person must stay one appearance (one decision, one refusal at most)."""
         track = self._track
-        if track is not None and now - track.last_seen > self.settings.lost_after_s:
-            self._finish(track)
-            track = self._track = None
         if box is None:
-            return track
+            if track is not None and now - track.last_seen > self.settings.lost_after_s:
+                self._finish(track)
+                self._track = None
+            return self._track
         if track is not None and iou(track.box, box) >= self.settings.min_iou:
             track.box = box
             track.last_seen = now
@@ -172,10 +176,19 @@ class FaceTracker:
         return ended
 
     def _finish(self, track: Track) -> None:
-        """An undecided track is over: decide it on its most convincing refused window, if any."""
-        if not track.decided and track.best is not None:
+        """An undecided track is over: decide it on its most convincing refused window, if any; a
+        face seen on fewer frames than a window that was beyond everyone's grey zone is refused too
+        (a stranger who walked off after one look stays in the log)."""
+        if track.decided:
+            return
+        best = track.best
+        if best is None and track.results:
+            last = track.results[-1]
+            if last.decision is Decision.PENDING and "over_threshold" in (last.scores or {}).get("failed", []):
+                best = replace(last, decision=Decision.UNKNOWN, reason="over_threshold")
+        if best is not None:
             track.decided = True
-            self._ended = Verdict(track.track_id, track.best, len(track.encodings), tuple(track.encodings))
+            self._ended = Verdict(track.track_id, best, len(track.encodings), tuple(track.encodings))
 
     def _new_track(self, box: Box, now: float) -> Track:
         if self._track is not None:

@@ -64,9 +64,10 @@ def run(tmp_path_factory: pytest.TempPathFactory, face_model: Any, fixtures: Pat
         video,
         [
             empty,
-            Scene("face", face("obama_2.jpg"), 3.0),
+            # 4 s each: an appearance is judged on three frames, which takes a while on a loaded box.
+            Scene("face", face("obama_2.jpg"), 4.0),
             empty,
-            Scene("face", face("eileen_collins.png"), 3.0),
+            Scene("face", face("eileen_collins.png"), 4.0),
             empty,
             Scene("qr", qr_card(render_image(token, scale=3, border=2)), 1.5),
             empty,

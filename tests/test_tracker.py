@@ -151,3 +151,29 @@ def test_an_appearance_that_walks_away_undecided_is_decided_on_what_was_seen() -
     t.add(ENC, 1.0, Judge(GREY, need=2))
     t.observe(ELSEWHERE, 1.1)  # replaced by another person
     assert t.take_ended() is None
+
+
+def test_a_stranger_who_leaves_before_a_full_window_is_still_refused() -> None:
+    far = FaceResult(
+        Decision.PENDING,
+        distance=0.8,
+        reason="too_few_frames",
+        scores={"failed": ["over_threshold", "too_few_frames"]},
+    )
+    near = FaceResult(
+        Decision.PENDING, distance=0.3, reason="too_few_frames", scores={"failed": ["too_few_frames"]}
+    )
+    t = FaceTracker(TrackerSettings(require_frames=3, frame_interval_s=0.0, lost_after_s=0.5))
+    t.observe(BOX, 0.0)
+    t.add(ENC, 0.0, lambda _w, _r: far)
+    t.observe(None, 0.7)
+    ended = t.take_ended()
+    assert (
+        ended is not None
+        and ended.result.decision is Decision.UNKNOWN
+        and ended.result.reason == "over_threshold"
+    )
+    t.observe(BOX, 1.0)
+    t.add(ENC, 1.0, lambda _w, _r: near)  # close to a member but left: nothing to say about it
+    t.observe(None, 1.7)
+    assert t.take_ended() is None
