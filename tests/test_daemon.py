@@ -297,6 +297,22 @@ def test_unreadable_templates_turn_faces_off_but_qr_keeps_working(
     wrong.close()
 
 
+def obama_station(config: Config, face_model: Any, fixtures: Path) -> tuple[Station, Any, Any]:
+    """A station with m-obama enrolled from obama_1, his other photo cropped as a door face, and a
+    function drawing a QR card for a token."""
+    station = Station(config, env={})
+    station.face_model = face_model
+    station.init_keys()
+    station.enroll(member_id="m-obama", name="Barack Obama", photos=[fixtures / "obama_1.jpg"])
+    rgb = read_photo(fixtures / "obama_2.jpg")
+    face = face_crop(rgb, station.photo_pipeline.detect(rgb)[0].box)
+
+    def card(token: str) -> Any:
+        return qr_card(render_image(token, scale=3, border=2))
+
+    return station, face, card
+
+
 def test_two_factor_qr_names_the_member_and_the_face_confirms(
     tmp_path: Path, face_model: Any, fixtures: Path
 ) -> None:
@@ -307,19 +323,10 @@ def test_two_factor_qr_names_the_member_and_the_face_confirms(
         recognition={"two_factor": True, "two_factor_window_s": 4.0},
         daemon={"qr_repeat_s": 1.0},
     )
-    station = Station(config, env={})
-    station.face_model = face_model
-    station.init_keys()
-    station.enroll(member_id="m-obama", name="Barack Obama", photos=[fixtures / "obama_1.jpg"])
+    station, obama_face, card = obama_station(config, face_model, fixtures)
     station.enroll(member_id="m-biden", name="Joe Biden", photos=[fixtures / "biden_1.jpg"])
     obama_code = station.issue_qr(member_id="m-obama", ttl_s=600)
     biden_code = station.issue_qr(member_id="m-biden", ttl_s=600)
-    rgb = read_photo(fixtures / "obama_2.jpg")
-    obama_face = face_crop(rgb, station.photo_pipeline.detect(rgb)[0].box)
-
-    def card(token: str) -> Any:
-        return qr_card(render_image(token, scale=3, border=2))
-
     video = tmp_path / "v.avi"
     write_video(
         video,
@@ -399,19 +406,10 @@ def test_a_face_the_rule_is_not_sure_of_is_asked_for_the_pass_and_the_pass_confi
         access={"lockout_attempts": 2},
         daemon={"qr_repeat_s": 1.0},
     )
-    station = Station(config, env={})
-    station.face_model = face_model
-    station.init_keys()
-    station.enroll(member_id="m-obama", name="Barack Obama", photos=[fixtures / "obama_1.jpg"])
+    station, obama_face, card = obama_station(config, face_model, fixtures)
     station.add_member(member_id="m-zhang", name="张三")
     obama_code = station.issue_qr(member_id="m-obama", ttl_s=600)
     zhang_code = station.issue_qr(member_id="m-zhang", ttl_s=600)
-    rgb = read_photo(fixtures / "obama_2.jpg")
-    obama_face = face_crop(rgb, station.photo_pipeline.detect(rgb)[0].box)
-
-    def card(token: str) -> Any:
-        return qr_card(render_image(token, scale=3, border=2))
-
     video = tmp_path / "grey.avi"
     write_video(
         video,
