@@ -49,6 +49,10 @@ from recognizer.matcher import as_query, nearest_members, squared_distances
 from recognizer.roster import RosterSnapshot
 
 MODEL_DLIB: Final = "dlib_resnet_v1"
+#: The evaluation model of `make eval-model` (`fr_feature.onnx`, npm `faceplugin-face-recognition-js`
+#: 0.0.1; `onnx-` + the first 12 hex of its SHA-256). Provenance unknown: evaluation only, never a
+#: default; its measured numbers ship here, its weights never do.
+MODEL_EVAL_ONNX: Final = "onnx-87aacdfe5751"
 DEFAULT_PRESET: Final = "balanced"
 
 # Zones (what the door does with an appearance).
@@ -205,14 +209,28 @@ class ScoringPolicy:
 _MEASURED_ON: Final = "../shared/data/faces + faces-ea: 46 people (22 East Asian), 20 strangers"
 
 
-def _dlib(name: str, description: str, tail: float, grey_quantile: float, **numbers: Any) -> ScoringPolicy:
+def _measured(
+    model: str, name: str, description: str, tail: float, grey_quantile: float, **numbers: Any
+) -> ScoringPolicy:
     return ScoringPolicy(
         name=name,
-        model=MODEL_DLIB,
+        model=model,
         description=description,
         procedure={"accept_tail": tail, "grey_quantile": grey_quantile, "measured_on": _MEASURED_ON},
         **numbers,
     )
+
+
+def _dlib(name: str, description: str, tail: float, grey_quantile: float, **numbers: Any) -> ScoringPolicy:
+    return _measured(MODEL_DLIB, name, description, tail, grey_quantile, **numbers)
+
+
+def _eval_onnx(name: str, tail: float, grey_quantile: float, **numbers: Any) -> ScoringPolicy:
+    description = (
+        f"{name} settings measured on the evaluation model (make eval-model; provenance unknown, "
+        "evaluation only)"
+    )
+    return _measured(MODEL_EVAL_ONNX, name, description, tail, grey_quantile, **numbers)
 
 
 #: Measured presets per face model: `recognizer.calibration.derive_presets` on the labelled data
@@ -271,6 +289,56 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                     same_person_distance=0.3286,
                     lookalike_distance=0.3893,
                     review_distance=0.5341,
+                ),
+            }
+        ),
+        # Measured with `python -m bench.quality --onnx var/models/fr_feature.onnx` (BENCHMARKS.md).
+        MODEL_EVAL_ONNX: MappingProxyType(
+            {
+                "strict": _eval_onnx(
+                    "strict",
+                    1e-5,
+                    0.99,
+                    min_frames=4,
+                    accept_distance=0.8394,
+                    grey_distance=1.0441,
+                    verify_distance=1.0094,
+                    min_margin=0.0839,
+                    max_ratio=0.814,
+                    verify_max_ratio=0.814,
+                    same_person_distance=0.8644,
+                    lookalike_distance=1.0358,
+                    review_distance=1.0358,
+                ),
+                "balanced": _eval_onnx(
+                    "balanced",
+                    1e-4,
+                    0.99,
+                    min_frames=3,
+                    accept_distance=0.9214,
+                    grey_distance=1.0383,
+                    verify_distance=1.0383,
+                    min_margin=0.0921,
+                    max_ratio=0.8098,
+                    verify_max_ratio=0.8098,
+                    same_person_distance=0.944,
+                    lookalike_distance=1.0358,
+                    review_distance=1.0358,
+                ),
+                "convenient": _eval_onnx(
+                    "convenient",
+                    1e-4,
+                    0.995,
+                    min_frames=2,
+                    accept_distance=0.9249,
+                    grey_distance=1.0678,
+                    verify_distance=1.0678,
+                    min_margin=0.0925,
+                    max_ratio=0.8107,
+                    verify_max_ratio=0.8107,
+                    same_person_distance=0.944,
+                    lookalike_distance=1.0358,
+                    review_distance=1.0358,
                 ),
             }
         ),

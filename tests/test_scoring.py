@@ -287,7 +287,11 @@ def test_presets_are_named_measured_and_ordered() -> None:
 
 
 def test_presets_are_per_model_and_unknown_ones_are_refused() -> None:
-    assert set(PRESETS) == {MODEL_DLIB}
+    assert set(PRESETS) == {MODEL_DLIB, "onnx-87aacdfe5751"}  # dlib, and the evaluation model
+    for model, by_name in PRESETS.items():
+        assert preset_names(model) == ("strict", "balanced", "convenient")
+        for p in by_name.values():
+            assert p.model == model and p.accept_distance < p.grey_distance
     with pytest.raises(ValueError, match="no measured scoring presets"):
         preset("balanced", model="arcface")
     with pytest.raises(ValueError, match="unknown scoring preset"):
