@@ -184,7 +184,8 @@ class FaceTracker:
         best = track.best
         if best is None and track.results:
             last = track.results[-1]
-            if last.decision is Decision.PENDING and "over_threshold" in (last.scores or {}).get("failed", []):
+            beyond_grey = "over_threshold" in (last.scores or {}).get("failed", [])
+            if last.decision is Decision.PENDING and beyond_grey:
                 best = replace(last, decision=Decision.UNKNOWN, reason="over_threshold")
         if best is not None:
             track.decided = True

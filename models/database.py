@@ -40,8 +40,16 @@ class SchemaError(StoreError):
 
 MigrationStep = Callable[[Connection], None]
 
-def _step_2_requires_pass_and_template_origin(conn: Connection) -> None:
-    """Version 2: members.requires_pass / lookalikes (lookalikes confirmed at enrolment need the
+
+def _step_2_template_model(conn: Connection) -> None:
+    """Templates name the face model that made them; every template before this was dlib's."""
+    conn.exec_driver_sql(
+        "ALTER TABLE face_templates ADD COLUMN model VARCHAR(64) DEFAULT 'dlib_resnet_v1' NOT NULL"
+    )
+
+
+def _step_3_requires_pass_and_template_origin(conn: Connection) -> None:
+    """Version 3: members.requires_pass / lookalikes (lookalikes confirmed at enrolment need the
     pass at the door) and face_templates.origin / enrolled_by (how and by whom each template came)."""
     conn.exec_driver_sql("ALTER TABLE members ADD COLUMN requires_pass BOOLEAN NOT NULL DEFAULT 0")
     conn.exec_driver_sql("ALTER TABLE members ADD COLUMN lookalikes JSON NOT NULL DEFAULT '[]'")
@@ -50,7 +58,7 @@ def _step_2_requires_pass_and_template_origin(conn: Connection) -> None:
 
 
 # STEPS[i] upgrades a database from version i + 1 to version i + 2. Version 1 is the initial schema.
-STEPS: list[MigrationStep] = [_step_2_requires_pass_and_template_origin]
+STEPS: list[MigrationStep] = [_step_2_template_model, _step_3_requires_pass_and_template_origin]
 
 SCHEMA_VERSION: int = 1 + len(STEPS)
 """The schema version this code writes and expects."""

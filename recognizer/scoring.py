@@ -45,10 +45,11 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recognizer.encoder import MODEL_DLIB
 from recognizer.matcher import as_query, nearest_members, squared_distances
 from recognizer.roster import RosterSnapshot
 
-MODEL_DLIB: Final = "dlib_resnet_v1"
+__all__ = ["MODEL_DLIB", "MODEL_EVAL_ONNX"]
 #: The evaluation model of `make eval-model` (`fr_feature.onnx`, npm `faceplugin-face-recognition-js`
 #: 0.0.1; `onnx-` + the first 12 hex of its SHA-256). Provenance unknown: evaluation only, never a
 #: default; its measured numbers ship here, its weights never do.
@@ -109,6 +110,9 @@ class ScoringPolicy:
     same_person_distance: float = 0.3286
     lookalike_distance: float = 0.3893
     review_distance: float = 0.5234
+    #: Photos given together in one enrolment must be this close to each other to be taken for one
+    #: person (`[recognition] same_person_max_distance` overrides it).
+    same_person_max_distance: float = 0.65
     description: str = ""
     procedure: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -122,6 +126,7 @@ class ScoringPolicy:
             ("same_person_distance", self.same_person_distance),
             ("lookalike_distance", self.lookalike_distance),
             ("review_distance", self.review_distance),
+            ("same_person_max_distance", self.same_person_max_distance),
         ):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"{label} must be in (0, 2), got {value}")
@@ -169,6 +174,7 @@ class ScoringPolicy:
             "same_person_distance": self.same_person_distance,
             "lookalike_distance": self.lookalike_distance,
             "review_distance": self.review_distance,
+            "same_person_max_distance": self.same_person_max_distance,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -351,7 +357,11 @@ def preset(name: str = DEFAULT_PRESET, model: str = MODEL_DLIB) -> ScoringPolicy
     try:
         by_name = PRESETS[model]
     except KeyError:
-        raise ValueError(f"no measured scoring presets for face model {model!r}") from None
+        raise ValueError(
+            f"no measured scoring presets for face model {model!r}: its distances have their own scale, "
+            "so no preset of another model applies. Measure its operating point on labelled photos "
+            "with `yizhan calibrate --faces DIR` (docs/RECOGNITION.md, 'Switching a station's encoder')"
+        ) from None
     try:
         return by_name[name]
     except KeyError:

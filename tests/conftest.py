@@ -128,3 +128,15 @@ def labelled_faces(faces_root: Path, face_model: Any) -> Any:
         pytest.skip(message)
     samples, info = encode_set(face_model, roots, frames=3)
     return samples, roots, info
+
+
+@pytest.fixture(scope="session")
+def eval_model_path() -> Path:
+    """The ONNX evaluation model of `make eval-model` ($YIZHAN_EVAL_MODEL or var/models/); absent:
+    skip, saying how to get it (CI runs `make eval-model` first; without npm it cannot)."""
+    from bench.eval_model import find_eval_model
+
+    path, why = find_eval_model()
+    if path is None:
+        pytest.skip(why)
+    return path

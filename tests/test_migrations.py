@@ -256,10 +256,10 @@ def test_immediate_session_takes_the_write_lock_up_front(engine: Engine, db_path
         other.close()
 
 
-def test_version_1_gains_requires_pass_and_template_origins_keeping_its_rows(
+def test_version_2_gains_requires_pass_and_template_origins_keeping_its_rows(
     engine: Engine, db_path: Path
 ) -> None:
-    """A station database of version 1 (before lookalikes could require the pass and templates
+    """A station database of version 2 (before lookalikes could require the pass and templates
     recorded how and by whom they were enrolled) upgrades in place; its rows keep their values."""
     migrate(engine)
     raw = sqlite3.connect(db_path)
@@ -271,7 +271,7 @@ def test_version_1_gains_requires_pass_and_template_origins_keeping_its_rows(
             ("face_templates", "enrolled_by"),
         ):
             raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        raw.execute("UPDATE schema_version SET version = 1")
+        raw.execute("UPDATE schema_version SET version = 2")
         raw.execute(
             "INSERT INTO members (member_id, name, groups, status, consent_face, consent_cross_station, "
             "created_at, updated_at) VALUES ('m1', 'Old Member', '[]', 'active', 1, 0, "

@@ -79,6 +79,9 @@ class MemberOut(BaseModel):
     lookalikes: list[dict[str, Any]] = Field(
         default_factory=list, description="Confirmed lookalikes: member_id, distance, confirmed_by, at."
     )
+    #: Templates of another face model only (the station switched encoders): no face at this door
+    #: until enrolled again; the pass still works.
+    needs_reenrolment: bool = False
 
 
 class MemberFields(Strict):

@@ -74,6 +74,7 @@ class TemplateOut(BaseModel):
 
     template_id: str
     member_id: str
+    model: str = Field(description="The face model that made it (only the active model's are used)")
     created_at: str | None
     origin: str | None = Field(description="photo | upload | camera | centre (None: from before origins)")
     enrolled_by: str | None
