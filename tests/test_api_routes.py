@@ -169,7 +169,13 @@ def test_enrol_from_an_uploaded_photo_duplicates_and_someone_elses_photo_are_ref
         "capture_ids": [other["capture_id"]],
     }
     refused = env.client.post("/api/v1/enrolments", headers=env.auth, json=add)
-    assert refused.status_code == 422 and refused.json()["codes"][0]["code"] == "unconfirmed_same_person"
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()["codes"][0]
+    assert problem["code"] == "unconfirmed_same_person" and problem["member_id"] == "m-obama"
+    # The numbers the installer decides on: his own photos are farther than the same-person limit.
+    policy = env.station.scoring_policy
+    assert problem["limit"] == round(policy.same_person_distance, 4) < problem["distance"] < 2.0
+    assert f"{problem['distance']:.3f} > {problem['limit']:.3f}" in problem["text"]
     assert env.client.get("/api/v1/members/m-obama", headers=env.auth).json()["templates"] == 1
     confirmed = env.client.post(
         "/api/v1/enrolments", headers=env.auth, json={**add, "confirm_same_person": True}
@@ -201,6 +207,74 @@ def test_enrol_from_an_uploaded_photo_duplicates_and_someone_elses_photo_are_ref
     cleared = env.client.patch("/api/v1/members/m-obama", headers=env.auth, json={"requires_pass": None})
     assert cleared.status_code == 422
     env.client.delete("/api/v1/members/m-obama", headers=env.auth)
+
+
+@pytest.mark.dataset
+def test_lookalikes_are_refused_with_the_numbers_then_both_require_the_pass_once_confirmed(
+    env: ApiEnv, labelled_faces: Any
+) -> None:
+    """Two distinct people of the data set closer than the lookalike distance, enrolled through the
+    API: the second is refused (nothing stored) until the installer confirms they are two people;
+    then both are marked, listed and judged as requiring the pass."""
+    from recognizer.roster import RosterSnapshot
+    from recognizer.scoring import REQUIRES_PASS, SHOW_PASS, score
+
+    samples, roots, _ = labelled_faces
+    policy = env.station.scoring_policy
+    photos = [s for s in samples if s.member and s.enrollable]
+    middle = (policy.same_person_distance + policy.lookalike_distance) / 2
+    candidates = [
+        (float(np.linalg.norm(a.encoding - b.encoding)), a, b)
+        for a in photos
+        for b in photos
+        if a.identity < b.identity  # fmt: skip
+    ]
+    in_band = [c for c in candidates if policy.same_person_distance < c[0] <= policy.lookalike_distance]
+    assert in_band, "the data set has no lookalike pair for the default preset"
+    _, first, second = min(in_band, key=lambda c: abs(c[0] - middle))
+
+    def path(key: str) -> Path:
+        return next(root / key for root in roots if (root / key).is_file())
+
+    def enrol(member_id: str, key: str, **confirm: bool) -> Any:
+        capture = upload(env, path(key))
+        body = {"member_id": member_id, "name": member_id, "consent_face": True, **confirm}
+        return env.client.post(
+            "/api/v1/enrolments", headers=env.auth, json={**body, "capture_ids": [capture["capture_id"]]}
+        )
+
+    a, b = "m-look-a", "m-look-b"
+    assert enrol(a, first.key).status_code == 201
+    refused = enrol(b, second.key)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()["codes"][0]
+    assert (problem["code"], problem["member_id"]) == ("lookalike", a), refused.json()
+    assert policy.same_person_distance < problem["distance"] <= problem["limit"]
+    assert problem["limit"] == round(policy.lookalike_distance, 4)
+    assert env.client.get(f"/api/v1/members/{b}", headers=env.auth).status_code == 404
+    assert env.client.get(f"/api/v1/members/{a}", headers=env.auth).json()["requires_pass"] is False
+
+    confirmed = enrol(b, second.key, confirm_different_person=True)
+    assert confirmed.status_code == 201, confirmed.text
+    assert confirmed.json()["findings"][0]["kind"] == "lookalike"
+    assert sorted(confirmed.json()["requires_pass"]) == [a, b]
+    for member_id, other in ((a, b), (b, a)):
+        shown = env.client.get(f"/api/v1/members/{member_id}", headers=env.auth).json()
+        assert shown["requires_pass"] is True and shown["lookalikes"][0]["member_id"] == other
+        assert shown["lookalikes"][0]["confirmed_by"].startswith("installer:")
+    template = env.client.get(f"/api/v1/members/{b}/templates", headers=env.auth).json()[0]
+    assert template["confirmed"]["different_person"] is True and template["findings"][0]["member_id"] == a
+    audit = [e for e in _events(env) if e.kind == "member_enrolled" and e.member_id == b]
+    assert audit and audit[-1].details["requires_pass"] == [b, a]
+
+    # At the door, even the face each was enrolled with only gets the question.
+    roster = env.station.load_roster()
+    assert isinstance(roster, RosterSnapshot)
+    for sample in (first, second):
+        result = score(roster, [sample.encoding] * policy.min_frames, policy)
+        assert result.zone == SHOW_PASS and REQUIRES_PASS in result.failed
+    for member_id in (a, b):
+        env.client.delete(f"/api/v1/members/{member_id}", headers=env.auth)
 
 
 def _events(env: ApiEnv) -> list[Any]:

@@ -133,6 +133,20 @@ def classify_problem(text: str) -> dict[str, Any]:
     return {"code": "other", "photo": photo, "text": text}
 
 
+def refusal_codes(exc: RefusedError) -> list[dict[str, Any]]:
+    """Every refusal line as a code; a finding's numbers come from the finding itself (the text
+    rounds them to three places, and the installer compares them with the limit)."""
+    exact = {(f["source"], f["member_id"], f["kind"]): f for f in exc.findings}
+    codes = []
+    for text in exc.problems:
+        code = classify_problem(text)
+        finding = exact.get((code.get("photo"), code.get("member_id"), code["code"]))
+        if finding is not None:
+            code.update(distance=finding["distance"], limit=finding["limit"], policy=finding["policy"])
+        codes.append(code)
+    return codes
+
+
 def _refusal_code(message: str) -> str:
     if "already exists with the name" in message:
         return "name_mismatch"
@@ -300,7 +314,7 @@ def enrol(
             str(exc),
             _refusal_code(str(exc)),
             problems=exc.problems,
-            codes=[classify_problem(p) for p in exc.problems],
+            codes=refusal_codes(exc),
         ) from None
     if updates:
         retry_locked(lambda: station.update_member(member_id, **updates), what="member_enrolled")
