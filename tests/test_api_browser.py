@@ -23,6 +23,7 @@ from edge.api.auth import InstallerStore
 from edge.app import StationDaemon
 from edge.station import Station
 from models import events as event_store
+from models import members as member_store
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PHONE = {"width": 390, "height": 844, "pixelRatio": 2.0}
@@ -244,6 +245,23 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
     el("#member-search").clear()
     el("#member-search").send_keys("李")
     wait(lambda: "需出示通行码" in shown(member_row))
+
+    # A confirmed lookalike is named in the list; a wrong face photo is removed from the page alone.
+    with site.station.write_sessions() as session, session.begin():
+        member_store.add_lookalike(
+            session, member["member_id"], other="m-twin", distance=0.36, confirmed_by="installer:test"
+        )
+    el("#member-search").clear()
+    el("#member-search").send_keys("李")
+    wait(lambda: "m-twin" in shown(f"{member_row} [data-lookalikes]"))
+    browser.execute_script("window.confirm = () => true;")
+    wait(templates_shown)
+    el(f"{member_row} ul.templates li[data-template] button").click()
+    wait(lambda: "仅二维码" in shown(member_row))
+    assert site.station.list_templates(member["member_id"]) == []
+    with site.station.sessions() as session:
+        removed = event_store.list_events(session, kind="template_removed", member_id=member["member_id"])
+    assert removed and removed[0].details["templates_left"] == 0
 
     # English on request.
     el("#lang").click()

@@ -406,6 +406,9 @@
             tr("members.requires_pass")) : null),
         h("div", { className: "sub" }, [m.member_id, m.kind ? tr(`kind.${m.kind}`, null, m.kind) : null, m.phone].filter(Boolean).join(" · ")),
         h("div", { className: "sub" }, `${m.templates ? tr("members.face", { n: m.templates }) : tr("members.qr_only")} · ${validity}`),
+        m.lookalikes && m.lookalikes.length ? h("div", { className: "sub", "data-lookalikes": "1" }, tr("members.lookalike_of", {
+          members: m.lookalikes.map((l) => l.member_id).join(", "),
+        })) : null,
         h("div", { className: "actions" },
           until,
           h("button", { type: "button", onclick: () => saveValidity(m, until.value) }, tr("members.save_validity")),
