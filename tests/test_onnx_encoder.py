@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from schema_rewind import rewind
 
 from common.template_cipher import TemplateCipher, TemplateCorrupt
 from edge.config import Config, ConfigError, parse_config
@@ -375,8 +376,6 @@ def test_cli_members_list_marks_who_must_re_enrol(
 
 def test_database_from_before_models_were_named_upgrades_to_dlib_templates(tmp_path: Path) -> None:
     """A schema-1 database (no model column) keeps its templates: they are dlib's and load as such."""
-    import sqlite3
-
     from models import members as member_store
     from models.database import make_session_factory, migrate, open_engine
 
@@ -392,18 +391,7 @@ def test_database_from_before_models_were_named_upgrades_to_dlib_templates(tmp_p
             session, cipher, member_id="m1", encodings=[vector], qualities=[{}], sources=["a"]
         )
     engine.dispose()
-    conn = sqlite3.connect(path)  # back to schema 1 as it was written before this change
-    conn.execute("ALTER TABLE face_templates DROP COLUMN model")
-    for table, column in (  # and before version 3's columns
-        ("members", "requires_pass"),
-        ("members", "lookalikes"),
-        ("face_templates", "origin"),
-        ("face_templates", "enrolled_by"),
-    ):
-        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    conn.execute("UPDATE schema_version SET version = 1")
-    conn.commit()
-    conn.close()
+    rewind(path, 1)  # back to schema 1 as it was written before this change
     engine = open_engine(path)
     try:
         migrate(engine)
