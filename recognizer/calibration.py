@@ -37,7 +37,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -213,6 +213,7 @@ class PairTables:
     appearances to the member's enrolments. `door_genuine`: (identity, value) for each member
     appearance against its enrolment from the other photos. `ratio_genuine` likewise for the
     cohort ratio on the full roster. `photo_impostor` / `photo_genuine`: photo against template.
+    `photo_spread`: (identity, the farthest pair of that person's enrollable photos).
     """
 
     door_impostor: dict[tuple[str, str], float]
@@ -221,6 +222,7 @@ class PairTables:
     photo_impostor: dict[tuple[str, str], float]
     photo_genuine: list[tuple[str, float]]
     members: tuple[str, ...]
+    photo_spread: list[tuple[str, float]] = field(default_factory=list)
 
 
 def pair_tables(samples: Sequence[Sample], settings: ProcedureSettings) -> PairTables:
@@ -274,10 +276,20 @@ def pair_tables(samples: Sequence[Sample], settings: ProcedureSettings) -> PairT
                 photo_genuine.append(
                     (identity, _nearest(sample.encoding, np.stack([s.encoding for s in others])))
                 )
-    return PairTables(door_impostor, door_genuine, ratio_genuine, photo_impostor, photo_genuine, members)
+    photo_spread = [
+        (m, max(float(np.linalg.norm(a.encoding - b.encoding)) for a in photos[m] for b in photos[m]))
+        for m in members
+    ]
+    return PairTables(
+        door_impostor, door_genuine, ratio_genuine, photo_impostor, photo_genuine, members, photo_spread
+    )
 
 
 # ------------------------------------------------------------------------------------ procedure
+
+
+#: `same_person_max_distance`: the farthest same-person photo pair seen, times this.
+TOGETHER_HEADROOM: Final = 1.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +340,11 @@ def choose_from_tables(
     lookalike = max(same, photo_fit.at(settings.lookalike_tail))
     photo_genuine = [v for i, v in tables.photo_genuine if i not in skip]
     review = max(lookalike, _quantile(photo_genuine, settings.grey_quantile, "member photo pairs"))
+    # Photos given together in one enrolment are taken for one person up to the farthest pair of one
+    # person's photos seen, with 3 % headroom (never under the review distance): in the model's own
+    # units, so that a station on another encoder does not refuse two photos of the same person.
+    spread = [v for i, v in tables.photo_spread if i not in skip]
+    together = min(1.99, max([review, *(v * TOGETHER_HEADROOM for v in spread)]))
     policy = ScoringPolicy(
         name=name,
         model=model,
@@ -343,6 +360,7 @@ def choose_from_tables(
         same_person_distance=round(same, 4),
         lookalike_distance=round(lookalike, 4),
         review_distance=round(review, 4),
+        same_person_max_distance=round(together, 4),
         description=description,
         procedure={
             **settings.to_json(),

@@ -236,6 +236,10 @@ def _eval_onnx(name: str, tail: float, grey_quantile: float, **numbers: Any) -> 
         f"{name} settings measured on the evaluation model (make eval-model; provenance unknown, "
         "evaluation only)"
     )
+    # Photos enrolled together: the farthest same-person photo pair seen on this model is 1.163
+    # (bench.encoders), + 3 % (`calibration.TOGETHER_HEADROOM`); dlib's 0.65 would refuse most
+    # pairs of one person's photos on this model.
+    numbers.setdefault("same_person_max_distance", 1.2)
     return _measured(MODEL_EVAL_ONNX, name, description, tail, grey_quantile, **numbers)
 
 

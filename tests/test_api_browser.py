@@ -178,6 +178,7 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
     tab("members")
     el("#member-search").send_keys("李")
     row = f"[data-member='{member['member_id']}']"
+
     def shown(selector: str) -> str:
         """The element's text, read again if the search redrew the list meanwhile."""
         from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -198,7 +199,7 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
         from selenium.common.exceptions import StaleElementReferenceException
 
         try:
-            if browser.execute_script(f"return document.querySelector(\"{member_row} ul.templates\").hidden"):
+            if browser.execute_script(f'return document.querySelector("{member_row} ul.templates").hidden'):
                 el(f"{member_row} [data-templates]").click()
             rows = browser.find_elements(By.CSS_SELECTOR, f"{member_row} ul.templates li[data-template]")
             return bool(rows)

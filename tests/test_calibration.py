@@ -72,6 +72,14 @@ def test_the_procedure_keeps_every_distinct_pair_out_and_orders_its_numbers() ->
     assert policy.accept_distance <= choice.details["nearest_impostor_pair"]
     assert policy.accept_distance <= policy.grey_distance
     assert policy.same_person_distance <= policy.lookalike_distance <= policy.review_distance
+    # Photos given together: up to the farthest pair of one person's photos, in this model's units.
+    farthest = max(
+        float(np.linalg.norm(a.encoding - b.encoding))
+        for a in samples
+        for b in samples
+        if a.identity == b.identity and a.key < b.key  # fmt: skip
+    )
+    assert policy.same_person_max_distance >= max(policy.review_distance, farthest)
     assert policy.max_ratio is None  # 12 people: too few for the cohort gate
     assert policy.procedure["identities"] == 12 and choice.details["accept_bound"] in (
         "tail fit",

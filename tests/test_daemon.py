@@ -297,6 +297,19 @@ def test_unreadable_templates_turn_faces_off_but_qr_keeps_working(
     wrong.close()
 
 
+def play(config: Any, station: Station, video: Path) -> list[dict[str, Any]]:
+    """Run the real daemon on `video` in real time to its end; every event recorded, as JSON."""
+    daemon = StationDaemon(
+        config,
+        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
+        pin_factory=MockFactory(),
+        station=station,
+    )
+    assert daemon.run() == 0
+    with station.sessions() as session:
+        return [event_store.event_to_json(e) for e in event_store.list_events(session)]
+
+
 def obama_station(config: Config, face_model: Any, fixtures: Path) -> tuple[Station, Any, Any]:
     """A station with m-obama enrolled from obama_1, his other photo cropped as a door face, and a
     function drawing a QR card for a token."""
@@ -342,15 +355,7 @@ def test_two_factor_qr_names_the_member_and_the_face_confirms(
             Scene("empty", None, 4.5),
         ],
     )
-    daemon = StationDaemon(
-        config,
-        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
-        pin_factory=MockFactory(),
-        station=station,
-    )
-    assert daemon.run() == 0
-    with station.sessions() as session:
-        events = [event_store.event_to_json(e) for e in event_store.list_events(session)]
+    events = play(config, station, video)
     assert decisions(events) == [
         ("entry", "qr_face", "m-obama", None),
         ("refused", "qr_face", "m-biden", "face_mismatch"),
@@ -424,15 +429,7 @@ def test_a_face_the_rule_is_not_sure_of_is_asked_for_the_pass_and_the_pass_confi
             Scene("empty", None, 1.0),
         ],
     )
-    daemon = StationDaemon(
-        config,
-        RunOptions(exit_at_end=True, realtime=True, camera_source=str(video)),
-        pin_factory=MockFactory(),
-        station=station,
-    )
-    assert daemon.run() == 0
-    with station.sessions() as session:
-        events = [event_store.event_to_json(e) for e in event_store.list_events(session)]
+    events = play(config, station, video)
     seen = decisions(events)
     assert [d for d in seen if d[0] == "entry"] == [
         ("entry", "qr_face", "m-obama", None),

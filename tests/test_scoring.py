@@ -292,6 +292,9 @@ def test_presets_are_per_model_and_unknown_ones_are_refused() -> None:
         assert preset_names(model) == ("strict", "balanced", "convenient")
         for p in by_name.values():
             assert p.model == model and p.accept_distance < p.grey_distance
+            # Photos of one person given together must not be refused where a new id would only
+            # be held for review (the onnx presets once kept dlib's 0.65: every pair refused).
+            assert p.same_person_max_distance > p.review_distance
     with pytest.raises(ValueError, match="no measured scoring presets"):
         preset("balanced", model="arcface")
     with pytest.raises(ValueError, match="unknown scoring preset"):
