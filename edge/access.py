@@ -170,8 +170,8 @@ class Credential:
         reason (over_threshold, empty_roster) kept in details["matcher_reason"] and no member id
         (an unmatched face is nobody). SHOW_PASS -> refused "show_pass" (the face rule was not sure:
         the door asks for the pass; not counted toward lockout; the gate that held it back in
-        details["matcher_reason"]). NO_FACE,
-        POOR_QUALITY and PENDING -> None: the daemon keeps looking.
+        details["matcher_reason"]). NO_FACE, POOR_QUALITY and PENDING -> None: the daemon keeps
+        looking.
         """
         numbers = _numbers(
             distance=result.distance,
