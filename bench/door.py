@@ -1215,7 +1215,7 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         f"The real daemon (`StationDaemon`, gpiozero mock pins, SQLite on {lat['data_fs'] or '?'} with "
         f"fsync before the relay) plays a {lat['video']['seconds']} s door video at its native "
         f"{lat['video']['fps']:.0f} fps: {lat['expected']['face']} face appearances (members alternating: "
-        "obama_2, a photo other than the enrolled one, and biden_1) and "
+        "obama_2, enrolled with obama_1, and biden_1, each judged on three frames) and "
         f"{lat['expected']['qr']} QR cards (a QR-only member, a new token each time), each followed by an "
         f"empty door; `[access] cooldown_s = 0`, relay `unlock_s = {result['settings']['relay_unlock_s']}` "
         "so every entry is its own pulse.",
