@@ -405,6 +405,7 @@ class RosterSync:
                 ciphertext=cipher.encrypt(member_id, record.template_id, vector, record.model),
                 quality={"source": CENTRE_SOURCE},
                 source=CENTRE_SOURCE,
+                origin=CENTRE_SOURCE,
                 created_at=utc_now(),
                 model=record.model,
             )

@@ -268,6 +268,7 @@ def write_plan(
                     "ciphertext": blob,
                     "quality": {"source": CENTRE_SOURCE},
                     "source": CENTRE_SOURCE,
+                    "origin": CENTRE_SOURCE,
                     "created_at": now,
                     "model": plan.model,
                 }
