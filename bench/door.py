@@ -665,7 +665,7 @@ class ChildRun:
     """What the bench saw of one `yizhan run` child."""
 
     ready_s: float  # spawn to READY=1
-    samples: list[dict[str, Any]]  # at the requested offsets after READY: t, cpu_s, VmRSS, VmHWM
+    samples: list[dict[str, Any]]  # after READY (offsets, or first + latest): t, cpu_s, VmRSS, VmHWM
     returncode: int | None
     stderr_tail: str
 
@@ -712,10 +712,17 @@ class NotifyListener:
 
 
 def run_cli_child(
-    config_path: Path, work: Path, sample_at: Sequence[float], stop_at: float | None, timeout: float = 180.0
+    config_path: Path,
+    work: Path,
+    sample_at: Sequence[float],
+    stop_at: float | None,
+    timeout: float = 180.0,
+    follow_s: float | None = None,
 ) -> ChildRun:
-    """Start `yizhan --config C run --exit-at-end`, wait for READY, sample /proc at `sample_at`
-    seconds after it, SIGTERM it at `stop_at` (None: let the video end it), and reap it."""
+    """Start `yizhan --config C run`, wait for READY, sample /proc at `sample_at` seconds after it,
+    SIGTERM it at `stop_at` (a looping video: it cannot end before), or with `stop_at` None let the
+    video end it (`--exit-at-end`) while sampling every `follow_s` seconds until it exits, so the
+    last sample is taken just before the end however late a busy machine runs this thread."""
     stderr_path = work / f"{config_path.stem}.stderr"
     env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
     env["OPENBLAS_NUM_THREADS"] = "1"  # as the systemd unit sets it
@@ -723,8 +730,9 @@ def run_cli_child(
     with contextlib.closing(listener), stderr_path.open("wb") as stderr:
         env["NOTIFY_SOCKET"] = listener.address
         spawned = time.monotonic()
+        until_end = ["--exit-at-end"] if stop_at is None else []
         proc = subprocess.Popen(
-            [*yizhan_command(), "--config", str(config_path), "run", "--exit-at-end"],
+            [*yizhan_command(), "--config", str(config_path), "run", *until_end],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -742,6 +750,13 @@ def run_cli_child(
                 if cpu is None or proc.poll() is not None:
                     break
                 samples.append({"t": time.monotonic() - ready, "cpu_s": cpu, **_proc_memory_mb(proc.pid)})
+            while follow_s is not None and samples and proc.poll() is None:
+                # /proc first, then poll(): poll() reaps the child, after which /proc has nothing.
+                cpu, memory = _proc_cpu_s(proc.pid), _proc_memory_mb(proc.pid)
+                if cpu is not None and "VmHWM" in memory:
+                    sample = {"t": time.monotonic() - ready, "cpu_s": cpu, **memory}
+                    samples[1:] = [sample]  # the first (after start) and the latest
+                time.sleep(follow_s)
             if stop_at is not None:
                 delay = ready + stop_at - time.monotonic()
                 if delay > 0 and proc.poll() is None:
@@ -914,9 +929,12 @@ def _rss_run(work: Path, name: str, data: Path, video: Path, plan: VideoPlan, to
     """
     config_path = write_cli_config(work / f"{name}.toml", data, video)
     seconds = plan.frames / FPS
-    child = run_cli_child(config_path, work, sample_at=(0.3, max(0.5, seconds - 0.4)), stop_at=None)
+    child = run_cli_child(config_path, work, sample_at=(0.3,), stop_at=None, follow_s=0.1)
     if len(child.samples) < 2:
-        raise RuntimeError(f"yizhan run ({name}) ended before it was sampled:\n{child.stderr_tail}")
+        raise RuntimeError(
+            f"yizhan run ({name}) ended {seconds:.1f} s video before it was sampled twice "
+            f"(returncode {child.returncode}):\n{child.stderr_tail}"
+        )
     station = Station(station_config(data), env={})
     try:
         with station.sessions() as session:
@@ -1197,8 +1215,9 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         "",
         "### CPU of `yizhan run` on a static scene at 15 fps",
         "",
-        f"The real CLI in a child process (`yizhan --config C run --exit-at-end`, mock pins, logging at "
-        f"WARNING) on an empty-door video with sensor noise, played at 15 fps. CPU (user + system, all "
+        f"The real CLI in a child process (`yizhan --config C run`, mock pins, logging at "
+        f"WARNING) on an empty-door video with sensor noise, played at 15 fps (looping; SIGTERM after the "
+        f"window). CPU (user + system, all "
         f"threads, /proc/<pid>/stat) over {cpu['seconds_measured']} s, from {cpu['settle_s']} s after READY "
         f"(start-up to READY took {cpu['ready_s']} s and is excluded).",
         "",
@@ -1230,7 +1249,8 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         f"Large: the same station plus {mem['roster_size']:,} members with one template each "
         "(vectors drawn like real dlib encodings, as in bench.recognition), inserted through the member "
         f"store in transactions of {INSERT_BATCH:,} ({mem['insert_s']} s). Resident memory from "
-        f"/proc/<pid>/status: VmRSS just after READY and at the end of the video (medians of "
+        f"/proc/<pid>/status: VmRSS just after READY and at the end of the video (the last of samples "
+        f"every 0.1 s until `--exit-at-end` ends it; medians of "
         f"{base['runs']} runs per roster, interleaved), VmHWM for the peak (the highest run; it moves by "
         "several MB between identical runs).",
         "",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -391,10 +390,6 @@ def test_health_and_metrics_report_the_station(env: ApiEnv) -> None:
     ):
         assert name in text, name
     assert 'stage="encode"' in text and 'kind="refused"' in text
-    started = time.perf_counter()
-    for _ in range(20):
-        env.client.get("/api/v1/members", headers=env.auth)
-    assert (time.perf_counter() - started) / 20 < 0.2  # far below a human's patience on a Pi
 
 
 def test_a_member_write_that_sqlite_refuses_is_retried(env: ApiEnv) -> None:

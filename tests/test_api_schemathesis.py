@@ -23,7 +23,6 @@ from test_api_support import ApiEnv, api_env
 
 EXAMPLES_PER_OPERATION = 30
 EXCLUDED = {"/api/v1/camera/preview.mjpg", "/api/v1/auth/logout", "/api/v1/auth/password"}
-BUDGET_S = 150.0
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
@@ -87,4 +86,3 @@ def test_no_operation_answers_5xx(env: ApiEnv) -> None:
     assert not failures, "\n".join(failures)
     assert calls >= 10 * len(operations), statuses
     assert set(statuses) & {200, 201} and set(statuses) & {404, 422}, statuses  # both sides exercised
-    assert elapsed < BUDGET_S, f"{calls} calls in {elapsed:.0f} s"
