@@ -32,6 +32,7 @@ bench: $(STAMP)
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.recognition
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.quality
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.door
+	$(BIN)/python -m bench.sync
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
