@@ -6,7 +6,8 @@ and 45 relay pulses. The tracker keeps one track (the largest face: the person a
 detections to it by box overlap, and says when an encoding is worth doing:
 - a new appearance is encoded at once;
 - once decided (granted, or refused after `max_attempts` unknown encodings), it is not encoded again
-  until the person leaves (no detection for `lost_after_s`) and a new appearance starts;
+  until the person leaves (a frame without a face, `lost_after_s` after the last sighting) and a
+  new appearance starts;
 - an unknown or low-quality face is retried at most every `retry_interval_s`, because the next
   frame is often better (the person was still turning towards the camera);
 - with `require_frames` > 1, that many encodings must agree on the same member before a match
@@ -89,11 +90,18 @@ class FaceTracker:
         return self._track is not None
 
     def observe(self, box: Box | None, now: float) -> Track | None:
-        """Feed the largest detected box of a frame (or None). Returns the current track."""
+        """Feed the largest detected box of a frame (or None). Returns the current track.
+
+        A track ends on a frame that shows no face `lost_after_s` after the last sighting: the
+        absence must be seen. Time alone ends nothing, because a busy loop (a loaded Pi encoding
+        for a second) looks at few frames: the person it sees in each of them is one appearance,
+        not a new entry per look (nor a stranger who is never refused because every look started
+        over). Someone else stepping into the same spot is caught by the re-check (`reverify_s`).
+        """
         track = self._track
-        if track is not None and now - track.last_seen > self.settings.lost_after_s:
-            track = self._track = None
         if box is None:
+            if track is not None and now - track.last_seen > self.settings.lost_after_s:
+                track = self._track = None
             return track
         if track is not None and iou(track.box, box) >= self.settings.min_iou:
             track.box = box
