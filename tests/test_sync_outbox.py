@@ -138,14 +138,14 @@ def test_no_subscriber_means_not_delivered(broker: Broker, tmp_path: Path) -> No
     link.start()
     publisher.start()
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while publisher.stats.no_subscribers == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert publisher.stats.no_subscribers > 0
         assert depth(station) == 20  # nothing marked sent
         with Centre(broker.port) as centre:
             centre.wait_for(lambda: len(centre.messages("/up/event")) >= 20, 10)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 60
             while depth(station) and time.monotonic() < deadline:
                 time.sleep(0.05)
             received = [e["id"] for e in centre.json_messages("event")]
