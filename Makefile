@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy recognizer models edge
+	$(BIN)/mypy contract recognizer models edge
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

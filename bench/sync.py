@@ -40,11 +40,10 @@ TARGET_S = 10.0
 
 
 def _harness() -> Any:
-    """The broker and centre the sync tests use (tests/mqtt_broker.py), so both measure one thing."""
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import mqtt_broker
+    """The broker, centre and flush the sync tests use (tests/mqtt_broker.py): one thing measured."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests import mqtt_broker
 
     return mqtt_broker
 
@@ -52,7 +51,6 @@ def _harness() -> Any:
 def drain_once(work: Path, events: int) -> dict[str, Any]:
     """One backlog of `events`, one flush; the seconds it took and what the centre received."""
     from edge.station import Station
-    from sync.flush import flush_command
 
     harness = _harness()
     broker = harness.start_broker(work / "broker")
@@ -65,7 +63,7 @@ def drain_once(work: Path, events: int) -> dict[str, Any]:
             station.close()
         with harness.Centre(broker.port, ack_every=0.2) as centre:
             started = time.perf_counter()
-            code = flush_command(config, 600)
+            code = harness.flush(config, 600)  # what `yizhan sync flush` runs
             seconds = time.perf_counter() - started
             centre.wait_for(lambda: len(centre.messages("/up/event")) >= events, 60)
             received = [e["id"] for e in centre.json_messages("event")]

@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, TypeVar, get_args
 
+from contract.schedule import OpeningHours, require_aware
 from edge.access_config import AccessConfig
-from edge.schedule import OpeningHours, require_aware
 from recognizer.results import Decision, FaceResult, QrResult
 from recognizer.roster import MemberInfo
 

@@ -1,85 +1,21 @@
-"""Configuration sections for the door's access decisions: `[schedule]` and `[access]`.
+"""Configuration section for the door's access decisions: `[access]`.
 
-Same rules as `edge.config`: unknown keys are refused, every value is bounded, and a timetable that
-does not parse stops start-up with the offending day or date named. The timetable is validated by
-the very parser `edge.schedule.OpeningHours` uses, so what the config accepts is what the door runs.
+Same rules as `edge.config`: unknown keys are refused and every value is bounded. The `[schedule]`
+section (`ScheduleConfig`) lives in `contract.schedule`, because the centre sends it to stations in
+`set_schedule` commands and judges "open now" with the same parser.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
-
-from edge.schedule import (
-    DEFAULT_TIMEZONE,
-    OpeningHours,
-    load_timezone,
-    parse_holidays,
-    parse_weekly,
-)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class ScheduleConfig(_Section):
-    """When members may enter. The exit button and remote opening work at any hour."""
-
-    timezone: str = Field(
-        DEFAULT_TIMEZONE,
-        min_length=1,
-        max_length=64,
-        description="IANA time zone the opening hours are written in (e.g. Asia/Shanghai).",
-    )
-    always_open: bool = Field(
-        True,
-        description="24-hour station: ignore the timetable. Set false to use weekly/holidays "
-        "(giving them while this is true is refused).",
-    )
-    weekly: dict[str, list[str] | str] = Field(
-        default_factory=dict,
-        max_length=7,
-        description='Day (mon..sun) -> "24h", "closed" or ["HH:MM-HH:MM", ...]; an end not after its '
-        "start runs overnight into the next day; a missing day is closed.",
-    )
-    holidays: dict[str, list[str] | str] = Field(
-        default_factory=dict,
-        max_length=2000,
-        description='Date "YYYY-MM-DD" -> same syntax as weekly; replaces that date\'s weekly entry '
-        "(the previous evening's overnight range still runs into its morning).",
-    )
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        load_timezone(value)
-        return value
-
-    @field_validator("weekly")
-    @classmethod
-    def _valid_weekly(cls, value: dict[str, list[str] | str]) -> dict[str, list[str] | str]:
-        parse_weekly(value)
-        return value
-
-    @field_validator("holidays")
-    @classmethod
-    def _valid_holidays(cls, value: dict[str, list[str] | str]) -> dict[str, list[str] | str]:
-        parse_holidays(value)
-        return value
-
-    @model_validator(mode="after")
-    def _coherent(self) -> ScheduleConfig:
-        # The cross-field rules (timetable given while always open, never open) live in one place.
-        OpeningHours.from_config(self)
-        return self
-
-    def opening_hours(self) -> OpeningHours:
-        """The `OpeningHours` this section describes."""
-        return OpeningHours.from_config(self)
 
 
 class AccessConfig(_Section):

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.schedule import ScheduleConfig
 from door.controller import DoorController, DoorEvent
 from door.pins import make_pin_factory
 from edge.access import AccessDecider, Credential
-from edge.access_config import ScheduleConfig
 from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings
@@ -164,9 +164,10 @@ class StationDaemon:
         # Sync and API come last and run on their own threads: the door never waits on them, and
         # a broker or HTTP problem cannot keep the door from starting.
         if config.mqtt.enabled and self.options.with_sync:
+            from edge.sync_port import DaemonPort
             from sync.service import SyncService
 
-            self.sync = SyncService(self)
+            self.sync = SyncService(DaemonPort(self))
             self.sync.start()
         if config.api.enabled and self.options.with_api:
             from edge.api.server import ApiServer

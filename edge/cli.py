@@ -323,10 +323,10 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
-    """`sync flush`: publish everything pending in the outbox (operators run it before a box swap)."""
-    from sync.flush import flush_command
+    """`sync flush|pull|trust`: deliver the outbox, bring the roster up to date, pin centre keys."""
+    from edge.sync_port import sync_tool
 
-    return flush_command(config, args.timeout)
+    return sync_tool(args, config)
 
 
 def cmd_installer(args: argparse.Namespace, config: Config) -> int:
@@ -529,6 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
     flush.add_argument(
         "--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)"
     )
+    pull = ssub.add_parser("pull", help="bring the roster up to date with the centre; exit 0 once current")
+    pull.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)"
+    )
+    trust = ssub.add_parser("trust", help="pin the centre's public signing key(s) (docs/mqtt.md, Signatures)")
+    trust.add_argument(
+        "key", nargs="?", metavar="KEY", help="a key file (PEM / base64 lines) or the base64 key"
+    )
+    trust.add_argument("--label", default="", help="a label for the key")
+    trust.add_argument("--remove", metavar="KID", help="stop trusting this key id")
+    trust.add_argument("--list", action="store_true", help="list the keys and whether they are trusted")
+    trust.add_argument("--json", action="store_true", help="with --list: print JSON")
     installer = sub.add_parser("installer", help="installer accounts for the local page")
     installer.set_defaults(handler=cmd_installer)
     isub = installer.add_subparsers(dest="installer_cmd", required=True)

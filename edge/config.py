@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from contract.schedule import ScheduleConfig
 from door.config import DoorConfig
-from edge.access_config import AccessConfig, ScheduleConfig
+from edge.access_config import AccessConfig
 from edge.api.config import ApiConfig
 from edge.camera_config import CameraConfig, SnapshotConfig
 from sync.config import MqttConfig

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -189,6 +189,19 @@ def _validate_field(field: str, value: object) -> object:
     if field in {"consent_face", "consent_cross_station"}:
         return validate_bool(value, field)
     raise ValidationError(f"unknown or read-only member field {field!r}; updatable: {sorted(_UPDATABLE)}")
+
+
+def validate_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Check member fields (any subset) exactly as `add_member` / `update_member` will, without a
+    session: a caller that must not fail half-way (a roster snapshot written in batches) checks
+    everything first."""
+    values = {field: _validate_field(field, value) for field, value in fields.items()}
+    valid_from, valid_until = values.get("valid_from"), values.get("valid_until")
+    _check_period(
+        valid_from if isinstance(valid_from, dt.datetime) else None,
+        valid_until if isinstance(valid_until, dt.datetime) else None,
+    )
+    return values
 
 
 # --- members ---------------------------------------------------------------------------------------

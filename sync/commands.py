@@ -1,16 +1,21 @@
 """Commands from the centre: open, reload, set_schedule, snapshot, ping; each answered.
 
 A command is executed only if it arrived on this station's `down/command` topic (the service
-routes nothing else here), parsed cleanly, has not expired by this station's clock, expires no
-later than `command_max_ttl_s` from now (so the replay memory stays bounded), and its id was
-never seen before. The id is committed to `station_state` (key ``sync.cmd.<id>``) **before** the
-command runs: a power cut right after a remote opening cannot make the same message open the door
-again when the broker redelivers it. Ids are kept a day past their expiry, so a clock stepped
-back by NTP cannot revive an old command either.
+routes nothing else here), parsed cleanly with its signature checked (`sync.keys`), was not
+issued more than `command_clock_skew_s` in this station's future, has not expired by this
+station's clock, expires no later than `command_max_ttl_s` from now and from its issue (so the
+replay memory stays bounded), and its id was never seen before. `open` additionally needs a
+trusted centre key: a station that checks no signatures refuses it (`no_centre_key`), since a
+broker or a leaked broker password must never be enough to open a door.
 
-Commands act on the daemon only through its service methods (`remote_open`, `set_schedule`,
-`reload_roster`, `latest_frame`, the recorder and snapshot writer): the same decision, record-
-before-relay order and audit trail as every other opening.
+The id is committed to `station_state` (key ``sync.cmd.<id>``) **before** the command runs: a
+power cut right after a remote opening cannot make the same message open the door again when
+the broker redelivers it. Ids are kept a day past their expiry, so a clock stepped back by NTP
+cannot revive an old command either.
+
+Commands act on the station only through `sync.port.StationPort` (`remote_open`, `set_schedule`,
+`reload_roster`, `latest_frame`, `record_event`, snapshots): the same decision, record-before-relay
+order and audit trail as every other opening.
 """
 
 from __future__ import annotations
@@ -19,15 +24,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Float, cast, delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge.access_config import ScheduleConfig
-from models import members as member_store
-from models.tables import StationState
-from sync.messages import (
+from contract.messages import (
     Command,
     OpenCommand,
     PingCommand,
@@ -36,11 +38,12 @@ from sync.messages import (
     SnapshotCommand,
     iso_now,
 )
+from contract.schedule import ScheduleConfig
+from contract.topics import StationTopics
+from models import members as member_store
+from models.tables import StationState
 from sync.outcome import Outcome
-from sync.topics import StationTopics
-
-if TYPE_CHECKING:
-    from edge.app import StationDaemon
+from sync.port import DoorNotRunning, StationPort
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +64,21 @@ class CommandRunner:
         self,
         *,
         sessions: sessionmaker[Session],
-        daemon: StationDaemon,
+        port: StationPort,
         topics: StationTopics,
         max_ttl_s: float,
         health: Callable[[], dict[str, Any]],
         on_reload: Callable[[], object],
+        signatures_on: Callable[[], bool],
+        clock_skew_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
-        self._daemon = daemon
+        self._port = port
         self._topics = topics
         self._max_ttl_s = max_ttl_s
+        self._signatures_on = signatures_on
+        self._skew_s = clock_skew_s
         self._health = health
         self._on_reload = on_reload
         self._clock = clock
@@ -81,17 +88,33 @@ class CommandRunner:
 
     def handle(self, command: Command) -> Outcome:
         now = self._clock()
+        if isinstance(command, OpenCommand) and not self._signatures_on():
+            return self._refuse(
+                command,
+                "no_centre_key",
+                "this station trusts no centre signing key ([mqtt] centre_key_file, `yizhan sync trust`): "
+                "remote opening is refused",
+            )
+        if command.issued_at > now + self._skew_s:
+            return self._refuse(
+                command,
+                "issued_in_future",
+                f"issued at {command.issued_at:.3f}, more than {self._skew_s:g} s after the station's "
+                f"clock ({now:.3f})",
+            )
         if now > command.expires_at:
             return self._refuse(
                 command,
                 "expired",
                 f"expired at {command.expires_at:.3f}; the station's clock says {now:.3f}",
             )
-        if command.expires_at - now > self._max_ttl_s:
+        if max(command.expires_at - now, command.expires_at - command.issued_at) > self._max_ttl_s:
             return self._refuse(
                 command,
                 "expiry_too_far",
-                f"expires in {command.expires_at - now:.0f} s; at most {self._max_ttl_s:.0f} s are accepted",
+                f"expires {command.expires_at - now:.0f} s from now and lives "
+                f"{command.expires_at - command.issued_at:.0f} s; "
+                f"at most {self._max_ttl_s:.0f} s are accepted",
             )
         try:
             fresh = self._claim(command.id, command.expires_at)
@@ -111,6 +134,8 @@ class CommandRunner:
         )
         try:
             return self._run(command)
+        except DoorNotRunning as exc:
+            return Outcome(command.id, "command", False, "not_running", str(exc)[:500])
         except Exception as exc:
             log.exception(
                 "command failed", extra={"fields": {"command_id": command.id, "name": command.name}}
@@ -153,11 +178,11 @@ class CommandRunner:
         if isinstance(command, OpenCommand):
             return self._open(command)
         if isinstance(command, ReloadCommand):
-            version = self._daemon.reload_roster()
+            version = self._port.reload_roster()
             self._on_reload()
             return Outcome(command.id, "command", True, data={"roster_version": version})
         if isinstance(command, SetScheduleCommand):
-            self._daemon.set_schedule(command.schedule)
+            self._port.set_schedule(command.schedule)
             with self._sessions() as session, session.begin():
                 member_store.set_state(session, SCHEDULE_KEY, command.schedule.model_dump_json())
             return Outcome(command.id, "command", True, data={"always_open": command.schedule.always_open})
@@ -175,7 +200,7 @@ class CommandRunner:
         )  # pragma: no cover
 
     def _open(self, command: OpenCommand) -> Outcome:
-        event = self._daemon.remote_open(
+        event = self._port.remote_open(
             seconds=command.seconds,
             member_id=command.member_id,
             by=f"centre:{command.by or 'centre'}",
@@ -192,21 +217,17 @@ class CommandRunner:
         )
 
     def _snapshot(self, command: SnapshotCommand) -> Outcome:
-        daemon = self._daemon
-        writer = daemon.snapshots
-        recorder = daemon.recorder
-        if writer is None or recorder is None:
-            return Outcome(command.id, "command", False, "not_running", "the daemon is not running")
-        frame = daemon.latest_frame()
+        port = self._port
+        frame = port.latest_frame()
         if frame is None:
             return Outcome(command.id, "command", False, "no_frame", "no camera frame (is the camera down?)")
         event_id = str(uuid.uuid4())
         when = time.time()
-        path = writer.path_for(event_id, when)
+        path = port.snapshot_path(event_id, when)
         if path is None:
             return Outcome(command.id, "command", False, "snapshots_disabled", "[snapshots] enabled is false")
         # Looking through the door camera from afar is itself recorded: who, when, which picture.
-        recorder.record(
+        port.record_event(
             kind="remote_snapshot",
             method="remote",
             details={"by": f"centre:{command.by or 'centre'}", "command_id": command.id},
@@ -214,22 +235,35 @@ class CommandRunner:
             event_id=event_id,
             ts_wall=when,
         )
-        writer.submit(event_id, frame, None, when)
+        port.write_snapshot(event_id, frame, when)
         return Outcome(
             command.id, "command", True, data={"event_id": event_id, "topic": self._topics.snapshot(event_id)}
         )
 
 
-def restore_schedule(sessions: sessionmaker[Session], daemon: StationDaemon) -> bool:
+def restore_schedule(sessions: sessionmaker[Session], port: StationPort) -> bool:
     """Re-apply opening hours set by the centre before a restart; True if there were some."""
     with sessions() as session:
         stored = member_store.get_state(session, SCHEDULE_KEY)
     if stored is None:
         return False
     schedule = ScheduleConfig.model_validate_json(stored)
-    daemon.set_schedule(schedule)
+    port.set_schedule(schedule)
     log.warning(
         "opening hours set by the centre restored (they replace [schedule] from the config file)",
         extra={"fields": {"always_open": schedule.always_open}},
     )
     return True
+
+
+class RefuseCommands:
+    """For a process with no door (`yizhan sync pull`): every command is answered `not_running`."""
+
+    def handle(self, command: Command) -> Outcome:
+        return Outcome(
+            command.id,
+            "command",
+            False,
+            "not_running",
+            "the station's daemon is not running (a sync tool is connected in its place)",
+        )

@@ -9,11 +9,11 @@ Relative file paths are taken relative to the config file's folder (`MqttConfig.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_FILE_KEYS = ("password_file", "ca_file", "cert_file", "key_file", "key_password_file")
+_FILE_KEYS = ("password_file", "ca_file", "cert_file", "key_file", "key_password_file", "centre_key_file")
 
 
 class MqttConfig(BaseModel):
@@ -118,13 +118,24 @@ class MqttConfig(BaseModel):
         description="Send the enrolment photo with an on-site enrolment (only for members with "
         "cross-station consent). Off: template and consent record only.",
     )
-    replay_window_s: float = Field(
-        300.0,
-        ge=0.0,
+    delivery: Literal["auto", "centre_ack", "puback"] = Field(
+        "auto",
+        description="What marks an outbox message delivered: the centre's down/ack (centre_ack), the "
+        "broker's PUBACK (puback), or PUBACK until the centre's first ack and its acks from then on "
+        "(auto). docs/mqtt.md, Durability.",
+    )
+    ack_timeout_s: float = Field(
+        60.0,
+        ge=1.0,
         le=86_400.0,
-        description="Once the centre acknowledges (down/ack), messages sent in this many seconds above "
-        "its acknowledged seq are published again on each reconnection (a crashed broker loses what "
-        "it had not passed on yet). 0 disables.",
+        description="Under the ack rule: a message the centre has not acknowledged this long after "
+        "its PUBACK is published again (the broker may have lost it).",
+    )
+    max_unconfirmed: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="Under the ack rule: messages PUBACKed and waiting for the centre's ack at once.",
     )
     outbox_keep_sent_days: float = Field(
         7.0, ge=0.0, le=365.0, description="Delivered outbox rows are deleted after this many days."
@@ -145,6 +156,18 @@ class MqttConfig(BaseModel):
         ge=5.0,
         le=86_400.0,
         description="A command must expire within this many seconds of now; later expiries are refused.",
+    )
+    centre_key_file: Path | None = Field(
+        None,
+        description="The centre's public signing key(s) (PEM or base64 lines; several during a key "
+        "rotation). With a key, only signed messages from the centre are read; with none (and none "
+        "trusted by `yizhan sync trust`), remote opening is refused.",
+    )
+    command_clock_skew_s: float = Field(
+        30.0,
+        ge=0.0,
+        le=3600.0,
+        description="How far ahead of this station's clock a command's issued_at may be.",
     )
     resync_interval_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="At most one roster resync request per this many seconds."

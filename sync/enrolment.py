@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contract.messages import EnrolmentMember, EnrolmentMessage, EnrolmentTemplate, iso, iso_now
 from models import events as event_store
 from models.members import get_member
 from models.tables import FaceTemplate, Member, OutboxItem
 from models.template_cipher import TemplateCipher
-from sync.messages import EnrolmentMember, EnrolmentMessage, EnrolmentTemplate, iso, iso_now
 
 TOPIC_KIND = "enrolment"
 MAX_PHOTO_BYTES = 2 * 1024 * 1024
@@ -89,12 +89,15 @@ def build_enrolment(
     session: Session,
     cipher: Callable[[], TemplateCipher],
     *,
+    model: str,
     station_id: str,
     seq: int,
     created_at: float,
     payload: dict[str, Any],
 ) -> EnrolmentMessage:
-    """The message for an enrolment row, with templates and photos only under cross-station consent."""
+    """The message for an enrolment row, with templates and photos only under cross-station consent.
+
+    `model` is the face model the station runs: its stored templates are all of that model."""
     member_id = str(payload.get("member_id", ""))
     wanted = [str(t) for t in payload.get("template_ids", [])]
     member = get_member(session, member_id) if member_id else None
@@ -114,7 +117,9 @@ def build_enrolment(
             for template_id, fingerprint, blob in rows:
                 vector = loaded.decrypt(member_id, template_id, fingerprint, blob)
                 templates.append(
-                    EnrolmentTemplate(template_id=template_id, vector=[float(x) for x in vector.tolist()])
+                    EnrolmentTemplate(
+                        template_id=template_id, model=model, vector=[float(x) for x in vector.tolist()]
+                    )
                 )
             photos = [str(p) for p in payload.get("photos_jpeg_b64", [])]
         else:

@@ -2,9 +2,9 @@
 
 Operators run it before swapping a box (stop the service first: `systemctl stop yizhan`), so
 that no event, snapshot or enrolment stays behind on the old SD card. It uses the very publisher
-the daemon uses (PUBACK-confirmed, in order, rate-bounded), under its own client id
-("<client id>-flush") and without a last will, so it neither kicks a running daemon off the
-broker nor marks the station offline.
+the daemon uses (delivered by the same rule, in order, rate-bounded), asking for its own client
+id ("<client id>-flush") and without a last will, so it does not mark the station offline (a
+broker that binds client ids to user names gives it the station's id: stop the daemon first).
 
 Exit status: 0 when the outbox is empty; 1 on timeout, with the number of messages left written
 to standard error; 2 when the [mqtt] settings cannot be used (a secret file missing, say).
@@ -15,52 +15,30 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from models.database import make_session_factory
+from contract.messages import InboundError, parse_ack
+from contract.topics import StationTopics
 from sync.client import LinkConfigError, MqttLink
-from sync.messages import InboundError, parse_ack
+from sync.keys import CentreKeys, KeyFileError
 from sync.outbox_publisher import OutboxPublisher
-from sync.topics import StationTopics
-
-if TYPE_CHECKING:
-    from edge.config import Config
-    from edge.snapshots import SnapshotStore
+from sync.port import StationPort
 
 log = logging.getLogger(__name__)
 
 EXIT_EMPTY, EXIT_LEFT, EXIT_CONFIG = 0, 1, 2
 
 
-class _LazySnapshots:
-    """The snapshot folder, opened (and scanned) only if a snapshot row actually comes up."""
-
-    def __init__(self, config: Config) -> None:
-        self._config = config
-        self._store: SnapshotStore | None = None
-
-    def resolve(self, relative: str) -> Path:
-        if self._store is None:
-            from edge.snapshots import SnapshotStore
-
-            self._store = SnapshotStore(self._config.storage.data_dir / "snapshots", self._config.snapshots)
-        return self._store.resolve(relative)
-
-
-def flush_command(config: Config, timeout_s: float) -> int:
+def flush_command(port: StationPort, timeout_s: float) -> int:
     """Publish the whole outbox within `timeout_s`; see the module docstring for the exit status."""
-    from edge.station import Station
-
-    mqtt = config.mqtt
+    mqtt = port.mqtt
     if not mqtt.enabled:
         log.warning("[mqtt] enabled is false; flushing to the configured broker anyway")
-    station = Station(config)
     link: MqttLink | None = None
     publisher: OutboxPublisher | None = None
     try:
-        station_id = mqtt.effective_station_id(config.station.station_id)
+        station_id = port.station_id
         topics = StationTopics(station_id)
+        keys = CentreKeys(port.sessions, station_id, mqtt.centre_key_file)
         client_id = mqtt.effective_client_id(station_id)[:58] + "-flush"
         holder: list[OutboxPublisher] = []
 
@@ -68,7 +46,7 @@ def flush_command(config: Config, timeout_s: float) -> int:
             # The centre's acknowledgements (down/ack) also reach this client: with them, what a
             # crashing broker swallowed is published again (see OutboxPublisher).
             try:
-                holder[0].confirm(parse_ack(payload, mqtt.max_payload_bytes).seq)
+                holder[0].confirm(parse_ack(payload, mqtt.max_payload_bytes, keys.verify).stored)
             except InboundError as exc:
                 log.warning("bad acknowledgement from the centre", extra={"fields": {"error": exc.code}})
 
@@ -83,13 +61,14 @@ def flush_command(config: Config, timeout_s: float) -> int:
             on_connected=lambda: holder[0].on_connected(),
         )
         publisher = OutboxPublisher(
-            sessions=station.sessions,
-            write_sessions=make_session_factory(station.engine, immediate=True),
+            sessions=port.sessions,
+            write_sessions=port.write_sessions,
             link=link,
             topics=topics,
             config=mqtt,
-            resolve_snapshot=_LazySnapshots(config).resolve,
-            cipher=lambda: station.cipher,
+            resolve_snapshot=port.resolve_snapshot,
+            cipher=port.cipher,
+            face_model=port.face_model,
         )
         holder.append(publisher)
         pending = publisher.depth()
@@ -118,7 +97,7 @@ def flush_command(config: Config, timeout_s: float) -> int:
             return EXIT_LEFT
         sys.stderr.write(f"yizhan sync flush: the outbox is empty ({pending} message(s) delivered)\n")
         return EXIT_EMPTY
-    except LinkConfigError as exc:
+    except (LinkConfigError, KeyFileError) as exc:
         sys.stderr.write(f"yizhan sync flush: {exc}\n")
         return EXIT_CONFIG
     finally:
@@ -126,4 +105,3 @@ def flush_command(config: Config, timeout_s: float) -> int:
             publisher.stop()
         if link is not None:
             link.stop(timeout=1.0)
-        station.close()

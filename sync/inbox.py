@@ -2,9 +2,10 @@
 
 paho's network thread must stay free to answer keepalives and PUBACKs, so `offer` only puts the
 raw bytes on a bounded queue (a flood beyond `inbox_queue` is dropped and counted, never buffered
-without bound). The "sync-inbox" worker parses each message strictly (`sync.messages`), routes it
-by its exact topic (anything but this station's `down/roster` and `down/command` is ignored), and
-answers with a result. Nothing a message contains can stop the worker: every failure becomes an
+without bound). The "sync-inbox" worker parses each message strictly (`contract.messages`), routes it
+by its exact topic (anything but this station's `down/roster`, `down/command` and `down/ack` is
+ignored), checks its signature between the JSON and the model (`sync.keys`), and answers with a
+result. Nothing a message contains can stop the worker: every failure becomes an
 error result and a log line. Error results are rate-limited (a hostile flood must not turn the
 station into an amplifier); successful ones are always sent.
 """
@@ -17,18 +18,30 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from sync.commands import CommandRunner
-from sync.messages import InboundError, parse_ack, parse_command, parse_roster
+from contract.messages import (
+    Command,
+    InboundError,
+    OutboxAck,
+    Verifier,
+    parse_ack,
+    parse_command,
+    parse_roster,
+)
+from contract.topics import StationTopics
 from sync.outcome import Outcome, RefType
 from sync.rate import TokenBucket
 from sync.roster_apply import RosterSync
-from sync.topics import StationTopics
 
 log = logging.getLogger(__name__)
 
 ERROR_RESULTS_PER_S = 20.0
 ERROR_RESULTS_BURST = 50.0
+
+
+class CommandHandler(Protocol):
+    def handle(self, command: Command) -> Outcome: ...
 
 
 @dataclass
@@ -49,10 +62,12 @@ class Inbox:
         max_payload_bytes: int,
         maxsize: int,
         roster: RosterSync,
-        commands: CommandRunner,
+        commands: CommandHandler,
         answer: Callable[[Outcome], None],
-        confirm: Callable[[int], None] | None = None,
+        confirm: Callable[[OutboxAck], None] | None = None,
+        verify: Verifier | None = None,
     ) -> None:
+        self._verify = verify
         self._topics = topics
         self._max_bytes = max_payload_bytes
         self._roster = roster
@@ -131,14 +146,14 @@ class Inbox:
             if payload is None:
                 raise InboundError("too_large", f"payload is {size} bytes, the limit is {self._max_bytes}")
             if kind == "roster":
-                outcomes = self._roster.handle(parse_roster(payload, self._max_bytes))
+                outcomes = self._roster.handle(parse_roster(payload, self._max_bytes, self._verify))
             elif kind == "ack":
-                ack = parse_ack(payload, self._max_bytes)
+                ack = parse_ack(payload, self._max_bytes, self._verify)
                 if self._confirm is not None:
-                    self._confirm(ack.seq)
+                    self._confirm(ack)
                 outcomes = []  # acknowledgements are not answered (they would echo every second)
             else:
-                outcomes = [self._commands.handle(parse_command(payload, self._max_bytes))]
+                outcomes = [self._commands.handle(parse_command(payload, self._max_bytes, self._verify))]
         except InboundError as exc:
             outcome = Outcome(exc.ref, _ref_type(exc.ref_type, kind), False, exc.code, str(exc)[:500])
             log.warning(
@@ -172,10 +187,8 @@ class Inbox:
 
 
 def _ref_type(value: str | None, topic_kind: str) -> RefType:
-    if value == "roster_change":
-        return "roster_change"
-    if value == "roster_snapshot":
-        return "roster_snapshot"
+    if value in ("roster_change", "roster_snapshot", "roster_status", "ack"):
+        return value  # type: ignore[return-value]
     if value == "command" or topic_kind == "command":
         return "command"
     return "unknown"

@@ -1,9 +1,19 @@
-"""Draining the on-disk outbox to the broker: in order, at a bounded rate, marked sent on PUBACK.
+"""Draining the on-disk outbox to the broker: in order, at a bounded rate, marked delivered by
+the centre's acknowledgement (or, for a centre without acks, the broker's PUBACK).
 
 Why the outbox and not paho's queue: paho keeps unacknowledged messages in memory, so a power cut
-or `kill -9` loses them. Here a row leaves the outbox only when the broker's PUBACK for it came
-back with a success code; until then it stays on disk and is published again after a reconnect or
-a restart. Duplicates are therefore possible (a PUBACK lost with the connection) and the centre
+or `kill -9` loses them. Here a row leaves the outbox only when it is delivered; until then it
+stays on disk and is published again after a reconnect or a restart.
+
+The delivery rule (`[mqtt] delivery`, docs/mqtt.md): a PUBACK only says the broker has the message,
+and a broker can lose what it acknowledged (a crash; a session taken over by a stolen client id).
+So once the centre acknowledges what it stored (`down/ack`, `seq` ranges), a PUBACK only frees the
+in-flight slot and the row waits, in memory (`_awaiting`, bounded by `max_unconfirmed`), for the
+centre's ack; a row not acknowledged within `ack_timeout_s` of its PUBACK is published again. After
+a restart every unacknowledged row simply goes out again. With `delivery = "puback"` (or "auto"
+before the centre's first ack) a successful PUBACK marks the row delivered, as before.
+
+Duplicates are therefore possible (a PUBACK lost with the connection) and the centre
 deduplicates on the ids every message carries (the event id; the enrolment id; the event id in a
 snapshot's topic).
 
@@ -28,13 +38,15 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.messages import FaceModelInfo
+from contract.topics import UP_SNAPSHOT, StationTopics
 from models import events as event_store
 from models import members as member_store
 from models.tables import OutboxItem
@@ -44,7 +56,6 @@ from sync.config import MqttConfig
 from sync.enrolment import scrub_photos
 from sync.outbox_rows import MessageBuilder, NotYet, Ready, Row, Skip
 from sync.rate import TokenBucket
-from sync.topics import UP_SNAPSHOT, StationTopics
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +70,9 @@ SNAPSHOT_RETRY_S = 0.5
 PRUNE_EVERY_S = 3600.0
 PRUNE_CHUNK = 2000
 RC_NO_SUBSCRIBERS = 0x10
-MAX_REPLAY = 20_000
+RECONNECT_GRACE_S = 10.0
 CONFIRMED_KEY = "sync.centre_ack_seq"
+ACK_MODE_KEY = "sync.centre_acks"
 
 
 @dataclass(slots=True)
@@ -71,7 +83,7 @@ class _Flight:
     snapshot: str | None
     scrub: bool
     sent_mono: float
-    replay: bool = False
+    confirmed: bool = False  # the centre acknowledged it before its PUBACK came back
 
 
 @dataclass
@@ -81,7 +93,8 @@ class PublisherStats:
     no_subscribers: int = 0
     refused: int = 0
     skipped: int = 0
-    replayed: int = 0
+    republished: int = 0  # acknowledged by the broker, not by the centre in time: sent again
+    centre_acked: int = 0
     confirmed_seq: int | None = None
     bytes_published: int = 0
     last_publish: float | None = None  # wall time
@@ -103,6 +116,7 @@ class OutboxPublisher:
         config: MqttConfig,
         resolve_snapshot: Callable[[str], Path] | None = None,
         cipher: Callable[[], TemplateCipher] | None = None,
+        face_model: Callable[[], FaceModelInfo] | None = None,
     ) -> None:
         self._sessions = sessions
         # BEGIN IMMEDIATE for read-then-write transactions: in WAL mode a deferred one fails at
@@ -112,7 +126,12 @@ class OutboxPublisher:
         self._topics = topics
         self._config = config
         self._builder = MessageBuilder(
-            sessions=sessions, topics=topics, config=config, resolve_snapshot=resolve_snapshot, cipher=cipher
+            sessions=sessions,
+            topics=topics,
+            config=config,
+            resolve_snapshot=resolve_snapshot,
+            cipher=cipher,
+            face_model=face_model,
         )
         self._messages = TokenBucket(config.max_messages_per_s, max(1.0, config.max_messages_per_s * 0.05))
         self._bytes = TokenBucket(config.max_bytes_per_s, max(65536.0, config.max_bytes_per_s * 0.05))
@@ -134,8 +153,10 @@ class OutboxPublisher:
         self._paused_until = 0.0
         self._next_prune = time.monotonic() + 60.0
         self._reconnected = False
-        self._replay: collections.deque[Row] = collections.deque()
-        self._replay_due = False
+        self._ack_mode = config.delivery == "centre_ack"
+        self._ack_mode_dirty = False
+        self._confirms: collections.deque[list[tuple[int, int]]] = collections.deque()
+        self._awaiting: dict[int, tuple[_Flight, float]] = {}  # seq -> (flight, PUBACK at, monotonic)
         self._confirm_dirty = False
         self.stats = PublisherStats()
 
@@ -146,7 +167,10 @@ class OutboxPublisher:
             return
         with self._sessions() as session:
             stored = member_store.get_state(session, CONFIRMED_KEY)
+            acks_seen = member_store.get_state(session, ACK_MODE_KEY) == "1"
         self.stats.confirmed_seq = int(stored) if stored is not None and stored.isdigit() else None
+        if self._config.delivery == "auto" and acks_seen:
+            self._ack_mode = True
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="sync-outbox", daemon=True)
         self._thread.start()
@@ -170,13 +194,20 @@ class OutboxPublisher:
         self._acks.append((mid, reason))
         self._wake.set()
 
-    def confirm(self, seq: int) -> None:
-        """The centre says it stored everything up to `seq` (`down/ack`); persisted by this thread."""
-        current = self.stats.confirmed_seq
-        if current is None or seq > current:
-            self.stats.confirmed_seq = seq
-            self._confirm_dirty = True
-            self._wake.set()
+    def confirm(self, stored: Sequence[tuple[int, int]]) -> None:
+        """The centre has committed these `seq` ranges (`down/ack`); applied by this thread."""
+        self._confirms.append([(int(a), int(b)) for a, b in stored])
+        self._wake.set()
+
+    @property
+    def delivery_rule(self) -> str:
+        """`centre_ack` or `puback`: what marks a row delivered right now."""
+        return "centre_ack" if self._ack_mode else "puback"
+
+    @property
+    def unconfirmed(self) -> int:
+        """Rows the broker acknowledged that wait for the centre's ack."""
+        return len(self._awaiting)
 
     def on_connected(self) -> None:
         """paho's thread: a (re)connection. paho re-sends what was in flight; restart the clocks."""
@@ -224,6 +255,7 @@ class OutboxPublisher:
     def _step(self) -> float:
         """One round; returns how long to sleep unless woken."""
         self._handle_acks()
+        self._handle_confirms()
         self._commit(force=not self._inflight)
         now = time.monotonic()
         if now >= self._next_prune:
@@ -247,6 +279,8 @@ class OutboxPublisher:
     def _fill_window(self, now: float) -> float:
         window = self._window()
         while len(self._inflight) < window and not self._stop.is_set():
+            if self._ack_mode and len(self._awaiting) >= self._config.max_unconfirmed:
+                return 1.0  # back-pressure: woken by the centre's next ack
             ready = self._held
             self._held = None
             if ready is None:
@@ -254,7 +288,7 @@ class OutboxPublisher:
                 if row is None:
                     return self._idle_wait()
                 age = time.time() - row.created_at
-                if 0 <= age < FRESH_HOLD_S and not row.replay:
+                if 0 <= age < FRESH_HOLD_S:
                     self._buffer.appendleft(row)
                     return FRESH_HOLD_S - age
                 ready = self._prepare(row)
@@ -280,29 +314,21 @@ class OutboxPublisher:
             return False
         self._messages.take(1)
         self._bytes.take(len(ready.data))
-        replay = ready.row.replay
         self._inflight[mid] = _Flight(
             seq=ready.row.seq,
             kind=ready.row.kind,
             event_id=ready.row.event_id,
-            snapshot=None if replay else ready.snapshot,
-            scrub=ready.scrub and not replay,
+            snapshot=ready.snapshot,
+            scrub=ready.scrub,
             sent_mono=time.monotonic(),
-            replay=replay,
         )
-        if not replay:
-            self._busy_seqs.add(ready.row.seq)
+        self._busy_seqs.add(ready.row.seq)
         self.stats.published += 1
         self.stats.bytes_published += len(ready.data)
         self.stats.last_publish = time.time()
         return True
 
     def _next_row(self) -> Row | None:
-        if self._replay_due:
-            self._replay_due = False
-            self._load_replay()
-        if self._replay:
-            return self._replay.popleft()
         while True:
             if not self._buffer:
                 self._refill()
@@ -312,41 +338,6 @@ class OutboxPublisher:
             if row.seq in self._busy_seqs or row.seq in self.stats.poisoned:
                 continue
             return row
-
-    def _load_replay(self) -> None:
-        """Rows sent lately that the centre has not confirmed: a broker that crashed after its
-        PUBACK may never have passed them on. Published again (the centre deduplicates)."""
-        confirmed = self.stats.confirmed_seq
-        if confirmed is None:
-            return
-        since = time.time() - self._config.replay_window_s
-        with self._sessions() as session:
-            rows = list(
-                session.execute(
-                    select(
-                        OutboxItem.seq,
-                        OutboxItem.event_id,
-                        OutboxItem.topic_kind,
-                        OutboxItem.payload,
-                        OutboxItem.created_at,
-                    )
-                    .where(
-                        OutboxItem.sent_at.is_not(None),
-                        OutboxItem.sent_at >= since,
-                        OutboxItem.seq > confirmed,
-                    )
-                    .order_by(OutboxItem.seq)
-                    .limit(MAX_REPLAY)
-                )
-            )
-        self._replay = collections.deque(
-            Row(int(r[0]), r[1], str(r[2]), dict(r[3] or {}), float(r[4]), replay=True) for r in rows
-        )
-        if rows:
-            log.info(
-                "re-publishing messages the centre has not confirmed",
-                extra={"fields": {"messages": len(rows), "after_seq": confirmed}},
-            )
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -401,8 +392,7 @@ class OutboxPublisher:
             self._deferred[row.seq] = time.monotonic() + SNAPSHOT_RETRY_S
             return None
         if isinstance(built, Skip):
-            if not row.replay:
-                self._give_up(row, built.problem)
+            self._give_up(row, built.problem)
             return None
         return built
 
@@ -419,25 +409,21 @@ class OutboxPublisher:
 
     def _handle_acks(self) -> None:
         rewind_to: int | None = None
-        replay_failed = False
         while self._acks:
             mid, reason = self._acks.popleft()
             flight = self._inflight.pop(mid, None)
             if flight is None:
                 continue  # a late PUBACK for a message we already gave up on
-            if flight.replay:
-                if reason < 0x80 and not (reason == RC_NO_SUBSCRIBERS and self._config.require_subscriber):
-                    self.stats.replayed += 1
-                else:
-                    replay_failed = True
-                continue
+            if flight.confirmed:
+                continue  # the centre's ack came first: already marked
             if reason < 0x80 and not (reason == RC_NO_SUBSCRIBERS and self._config.require_subscriber):
                 self.stats.acked += 1
                 self.stats.last_ack = time.time()
-                if not self._to_mark:
-                    self._first_unmarked = time.monotonic()
-                self._to_mark.append(flight)
                 self._backoff_s = 0.0
+                if self._ack_mode:
+                    self._awaiting[flight.seq] = (flight, time.monotonic())  # until the centre says so
+                else:
+                    self._mark(flight)
                 continue
             self._busy_seqs.discard(flight.seq)
             self._attempts.append(flight.seq)
@@ -449,12 +435,6 @@ class OutboxPublisher:
                 problem = f"refused by the broker (reason 0x{reason:02x})"
             self.stats.last_error = problem
             rewind_to = flight.seq if rewind_to is None else min(rewind_to, flight.seq)
-        if replay_failed:
-            self._replay_due = True  # reloaded from the database after the pause
-            self._replay.clear()
-            if rewind_to is None:
-                self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self._backoff_s * 2))
-                self._paused_until = time.monotonic() + self._backoff_s
         if rewind_to is not None:
             self._rewind(rewind_to)
             self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self._backoff_s * 2))
@@ -470,6 +450,77 @@ class OutboxPublisher:
                 },
             )
 
+    def _mark(self, flight: _Flight) -> None:
+        if not self._to_mark:
+            self._first_unmarked = time.monotonic()
+        self._to_mark.append(flight)
+
+    def _handle_confirms(self) -> None:
+        """Apply the centre's acks: every pending row in the ranges is delivered."""
+        if not self._confirms:
+            return
+        ranges: list[tuple[int, int]] = []
+        while self._confirms:
+            ranges.extend(self._confirms.popleft())
+        if not ranges:
+            return
+        self.stats.centre_acked += 1
+        highest = max(b for _, b in ranges)
+        if self.stats.confirmed_seq is None or highest > self.stats.confirmed_seq:
+            self.stats.confirmed_seq = highest
+            self._confirm_dirty = True
+        if not self._ack_mode and self._config.delivery == "auto":
+            self._ack_mode = self._ack_mode_dirty = True
+            log.info("the centre acknowledges what it stores: its acks now mark outbox rows delivered")
+        if not self._ack_mode:
+            return  # delivery = "puback": acks are informational
+
+        def inside(seq: int) -> bool:
+            return any(a <= seq <= b for a, b in ranges)
+
+        for seq in [s for s in self._awaiting if inside(s)]:
+            flight, _ = self._awaiting.pop(seq)
+            self._mark(flight)
+        for flight in self._inflight.values():
+            if not flight.confirmed and inside(flight.seq):
+                flight.confirmed = True
+                self._mark(flight)
+        # Rows published before a restart (or whose PUBACK was lost) that the centre has now.
+        marked = {f.seq for f in self._to_mark}
+        newly: set[int] = set()
+        with self._sessions() as session:
+            for a, b in ranges:
+                rows = session.execute(
+                    select(
+                        OutboxItem.seq, OutboxItem.topic_kind, OutboxItem.event_id, OutboxItem.payload
+                    ).where(OutboxItem.sent_at.is_(None), OutboxItem.seq >= a, OutboxItem.seq <= b)
+                )
+                for seq, kind, event_id, payload in rows:
+                    if seq in marked or seq in self._busy_seqs:
+                        continue
+                    snapshot = (payload or {}).get("snapshot") if kind == "event" else None
+                    self._busy_seqs.add(int(seq))
+                    newly.add(int(seq))
+                    self._mark(
+                        _Flight(
+                            seq=int(seq),
+                            kind=str(kind),
+                            event_id=event_id,
+                            snapshot=snapshot
+                            if self._config.upload_snapshots and isinstance(snapshot, str)
+                            else None,
+                            scrub="photos_jpeg_b64" in (payload or {}),
+                            sent_mono=time.monotonic(),
+                        )
+                    )
+
+        if newly:
+            self._buffer = collections.deque(r for r in self._buffer if r.seq not in newly)
+            for seq in newly:
+                self._deferred.pop(seq, None)
+            if self._held is not None and self._held.row.seq in newly:
+                self._held = None
+
     def _rewind(self, seq: int) -> None:
         self._cursor = min(self._cursor, seq - 1)
         self._buffer.clear()
@@ -480,14 +531,30 @@ class OutboxPublisher:
             self._reconnected = False
             for flight in self._inflight.values():
                 flight.sent_mono = now
-            self._replay_due = self.stats.confirmed_seq is not None and self._config.replay_window_s > 0
+            # A reconnection may mean the broker restarted and lost what it held: what the centre
+            # has not acknowledged goes out again soon (its acks queued meanwhile arrive first).
+            soon = now - self._config.ack_timeout_s + min(RECONNECT_GRACE_S, self._config.ack_timeout_s)
+            for seq, (flight, at) in list(self._awaiting.items()):
+                self._awaiting[seq] = (flight, min(at, soon))
+        if self._awaiting and self._link.connected:
+            late = [seq for seq, (_, at) in self._awaiting.items() if now - at >= self._config.ack_timeout_s]
+            if late:
+                for seq in late:
+                    del self._awaiting[seq]
+                    self._busy_seqs.discard(seq)
+                self.stats.republished += len(late)
+                self._rewind(min(late))
+                log.warning(
+                    "the centre has not acknowledged messages the broker took; publishing them again",
+                    extra={"fields": {"messages": len(late), "from_seq": min(late)}},
+                )
         if not self._inflight or not self._link.connected:
             return
         oldest = min(f.sent_mono for f in self._inflight.values())
         if now - oldest < ACK_TIMEOUT_S:
             return
         stale = [mid for mid, f in self._inflight.items() if now - f.sent_mono >= ACK_TIMEOUT_S]
-        pending = [self._inflight[mid].seq for mid in stale if not self._inflight[mid].replay]
+        pending = [self._inflight[mid].seq for mid in stale if not self._inflight[mid].confirmed]
         for mid in stale:
             flight = self._inflight.pop(mid)
             self._busy_seqs.discard(flight.seq)
@@ -500,12 +567,14 @@ class OutboxPublisher:
         )
 
     def _commit(self, *, force: bool) -> None:
-        if self._confirm_dirty:
-            self._confirm_dirty = False
+        if self._confirm_dirty or self._ack_mode_dirty:
             confirmed = self.stats.confirmed_seq
-            if confirmed is not None:
-                with self._write_sessions() as session, session.begin():
+            with self._write_sessions() as session, session.begin():
+                if confirmed is not None:
                     member_store.set_state(session, CONFIRMED_KEY, str(confirmed))
+                if self._ack_mode_dirty:
+                    member_store.set_state(session, ACK_MODE_KEY, "1")
+            self._confirm_dirty = self._ack_mode_dirty = False
         if not (self._to_mark or self._to_skip or self._attempts):
             return
         due = (

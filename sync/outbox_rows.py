@@ -21,12 +21,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.messages import EventMessage, FaceModelInfo, SnapshotMeta
+from contract.topics import UP_EVENT, UP_SNAPSHOT, StationTopics
 from models.template_cipher import TemplateCipher
 from sync.config import MqttConfig
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 from sync.enrolment import build_enrolment
-from sync.messages import EventMessage, SnapshotMeta
-from sync.topics import UP_EVENT, UP_SNAPSHOT, StationTopics
 
 
 @dataclass(slots=True)
@@ -38,7 +38,6 @@ class Row:
     kind: str
     payload: dict[str, Any]
     created_at: float
-    replay: bool = False  # already sent; published again because the centre has not confirmed it
 
 
 @dataclass(slots=True)
@@ -74,7 +73,9 @@ class MessageBuilder:
         config: MqttConfig,
         resolve_snapshot: Callable[[str], Path] | None,
         cipher: Callable[[], TemplateCipher] | None,
+        face_model: Callable[[], FaceModelInfo] | None = None,
     ) -> None:
+        self._face_model = face_model
         self._sessions = sessions
         self._topics = topics
         self._config = config
@@ -124,7 +125,7 @@ class MessageBuilder:
             data = file.read_bytes()
         except FileNotFoundError:
             # Written by the snapshot thread after the door moved: wait for it a while.
-            if not row.replay and time.time() - row.created_at < self._config.snapshot_wait_s:
+            if time.time() - row.created_at < self._config.snapshot_wait_s:
                 return NotYet()
             return Skip("snapshot file missing (not written, or pruned by the disk budget)")
         except (OSError, ValueError) as exc:
@@ -142,12 +143,13 @@ class MessageBuilder:
         return Ready(row, self._topics.snapshot(event_id), data, properties=props)
 
     def _enrolment(self, row: Row) -> Ready:
-        if self._cipher is None:
-            raise LookupError("no template key on this side")
+        if self._cipher is None or self._face_model is None:
+            raise LookupError("no template key or face model on this side")
         with self._sessions() as session:
             message = build_enrolment(
                 session,
                 self._cipher,
+                model=self._face_model().name,
                 station_id=self._topics.station_id,
                 seq=row.seq,
                 created_at=row.created_at,

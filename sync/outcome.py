@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-RefType = Literal["command", "roster_change", "roster_snapshot", "unknown"]
+from contract.messages import ResultMessage, iso_now
+
+RefType = Literal["command", "roster_change", "roster_snapshot", "roster_status", "ack", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +20,17 @@ class Outcome:
     error: str | None = None
     message: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+    def result_payload(self, station_id: str) -> bytes:
+        """The `up/result` message answering this outcome, serialised."""
+        message = ResultMessage(
+            station_id=station_id,
+            ref=self.ref,
+            ref_type=self.ref_type,
+            ok=self.ok,
+            error=self.error,
+            message=self.message,
+            data=self.data,
+            ts=iso_now(),
+        )
+        return message.model_dump_json().encode()

@@ -10,10 +10,15 @@ The centre numbers this station's roster changes 1, 2, 3, ... (`sync.roster_vers
 * Change N when N was already applied: a redelivery; nothing happens (applying twice is harmless).
 * Change N further ahead: a gap. It is held (up to `MAX_HELD`) and a resync is requested; once
   the missing versions or a snapshot arrive, the held changes are applied in order.
-* A snapshot (possibly in parts) is the whole roster at version V: applied in one transaction
-  once every part is in. Members missing from it are removed, except those enrolled here whose
-  enrolment has not reached the centre yet (still in the outbox), so an on-site enrolment is
-  never lost to a snapshot taken before the centre heard of it.
+* A snapshot (possibly in parts) is the whole roster at version V: once every part is in it is
+  checked as a whole and then written in short batches, the version last (`sync.snapshot_apply`:
+  the door's commits never wait long). Members missing from it are removed, except those
+  enrolled here whose enrolment has not reached the centre yet (still in the outbox), so an
+  on-site enrolment is never lost to a snapshot taken before the centre heard of it.
+* A roster status names the centre's latest version: current, or behind (resync requested).
+* Templates of a face model other than the station's are not stored (counted in the result).
+* Centre signing keys (`add_centre_key`, `revoke_centre_key`) change only through signed messages,
+  i.e. on a station that already trusts a centre key: an unsigned channel cannot plant one.
 
 Only after the commit is the door's in-memory roster rebuilt and swapped (`after_commit`), so the
 door never sees a roster that a rollback then takes back.
@@ -33,34 +38,40 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import members as member_store
-from models import qr_store
-from models.database import StoreError
-from models.tables import FaceTemplate, Member, OutboxItem, utc_now
-from models.template_cipher import TemplateCipher, as_template_vector
-from recognizer.qr_token import kid_for
-from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
-from sync.messages import (
+from contract.messages import (
     ActivateMember,
+    AddCentreKey,
     AddMember,
     AddQrKey,
     AddTemplate,
+    FaceModelInfo,
     MemberRecord,
     QrKeyRecord,
     RemoveMember,
     RemoveTemplate,
+    RevokeCentreKey,
     RevokeQrKey,
     RevokeToken,
     RosterChange,
     RosterOp,
     RosterRequestReason,
     RosterSnapshotPart,
+    RosterStatus,
     SuspendMember,
     TemplateRecord,
     TokenRevocation,
     UpdateMember,
 )
+from contract.signing import PublicKey
+from models import members as member_store
+from models import qr_store
+from models.database import StoreError
+from models.tables import FaceTemplate, Member, utc_now
+from models.template_cipher import TemplateCipher
+from recognizer.qr_token import kid_for
+from sync import keys as centre_keys
 from sync.outcome import Outcome
+from sync.snapshot_apply import SnapshotRefused, plan_snapshot, write_plan
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +106,16 @@ class RosterSync:
         bump_roster: Callable[[Session], None],
         after_commit: Callable[[], None],
         request_resync: Callable[[RosterRequestReason, int], object],
+        face_model: Callable[[], FaceModelInfo],
+        keys: centre_keys.CentreKeys | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._face_model = face_model
+        self._keys = keys
+        #: the centre's latest version for this station, from its last roster status
+        self.centre_version: int | None = None
+        self.last_status: RosterStatus | None = None
+        self._skipped = 0
         self._sessions = sessions
         # Changes read (versions, members) before they write: BEGIN IMMEDIATE, or a door event
         # committed in between makes SQLite refuse the write at once ("database is locked").
@@ -121,10 +140,41 @@ class RosterSync:
 
     # -- entry point ----------------------------------------------------------------------------
 
-    def handle(self, message: RosterChange | RosterSnapshotPart) -> list[Outcome]:
+    def handle(self, message: RosterChange | RosterSnapshotPart | RosterStatus) -> list[Outcome]:
         if isinstance(message, RosterSnapshotPart):
             return self._handle_part(message)
+        if isinstance(message, RosterStatus):
+            return [self._handle_status(message)]
         return self._handle_change(message)
+
+    def _handle_status(self, status: RosterStatus) -> Outcome:
+        applied = self.applied_version()
+        current = applied >= status.version
+        self.centre_version = status.version
+        self.last_status = status
+        if not current:
+            self._request_resync("gap", applied)
+        log.info(
+            "roster status from the centre",
+            extra={
+                "fields": {"centre_version": status.version, "applied_version": applied, "current": current}
+            },
+        )
+        return Outcome(
+            status.id,
+            "roster_status",
+            True,
+            data={
+                "current": current,
+                "version": status.version,
+                "applied_version": applied,
+                "request_id": status.request_id,
+            },
+        )
+
+    def is_current(self) -> bool:
+        """True when the centre's last roster status is at or below the applied version."""
+        return self.centre_version is not None and self.applied_version() >= self.centre_version
 
     def _handle_change(self, change: RosterChange) -> list[Outcome]:
         applied = self.applied_version()
@@ -174,6 +224,7 @@ class RosterSync:
 
     def _apply_change(self, change: RosterChange) -> Outcome:
         started = time.perf_counter()
+        self._skipped = 0
         try:
             with self._write_sessions() as session, session.begin():
                 if _read_version(session) != change.version - 1:
@@ -208,10 +259,25 @@ class RosterSync:
             change.id,
             "roster_change",
             True,
-            data={"version": change.version, "applied_version": change.version, "ops": len(change.ops)},
+            data={
+                "version": change.version,
+                "applied_version": change.version,
+                "ops": len(change.ops),
+                **self._skipped_data(),
+            },
         )
 
+    def _skipped_data(self) -> dict[str, Any]:
+        if not self._skipped:
+            return {}
+        return {"templates_skipped": self._skipped, "station_model": self._face_model().name}
+
     def _notify_commit(self) -> None:
+        if self._keys is not None:
+            try:
+                self._keys.reload()
+            except Exception:
+                log.exception("trusted centre keys not reloaded")
         try:
             self._after_commit()
         except Exception:
@@ -255,8 +321,27 @@ class RosterSync:
             _revoke_key(session, op.kid)
         elif isinstance(op, RevokeToken):
             _revoke_token(session, op.revocation)
+        elif isinstance(op, AddCentreKey | RevokeCentreKey):
+            self._centre_key_op(session, op)
         else:  # pragma: no cover - the union is closed
             raise RosterRefused(f"unknown op {op!r}")
+
+    def _centre_key_op(self, session: Session, op: AddCentreKey | RevokeCentreKey) -> None:
+        keys = self._keys
+        if keys is None or not keys.required:
+            # Only a signed message can change whom the station trusts; without a pinned key there
+            # is no signature, and an unsigned "trust my key" would hand the door to whoever sent it.
+            raise RosterRefused(
+                "centre keys change only through signed messages; this station trusts no centre key "
+                "(pin one at install: [mqtt] centre_key_file or `yizhan sync trust`)"
+            )
+        if isinstance(op, AddCentreKey):
+            key = PublicKey.from_b64(op.key.public_key, op.key.label)
+            if key.kid != op.key.kid:
+                raise RosterRefused(f"kid {op.key.kid!r} does not match its public key (expected {key.kid})")
+            centre_keys.trust(session, key, "centre")
+        else:
+            centre_keys.revoke(session, op.kid, keys.file_keys)
 
     def _upsert_member(
         self,
@@ -293,6 +378,10 @@ class RosterSync:
         """Store one template (encrypted) for `member`; False if it was already there."""
         if member is None:
             raise RosterRefused("no such member to add a template to")
+        model = self._face_model()
+        if record.model != model.name or len(record.vector) != model.dim:
+            self._skipped += 1  # another face model's vector: useless here, so not kept
+            return False
         member_id = member.member_id
         if not member.consent_face:
             raise RosterRefused(f"member {member_id!r} has no face consent (consent_face is false)")
@@ -305,7 +394,7 @@ class RosterSync:
             raise RosterRefused(
                 f"member {member_id!r} already has {member_store.MAX_TEMPLATES_PER_MEMBER} templates"
             )
-        vector = as_template_vector(record.vector, "template.vector")
+        vector = record.vector
         cipher = self._cipher()
         session.add(
             FaceTemplate(
@@ -394,37 +483,19 @@ class RosterSync:
                     )
                 members[record.member_id] = record
         started = time.perf_counter()
+        records = list(members.values())
         try:
-            with self._write_sessions() as session, session.begin():
-                pending_members, pending_templates = _pending_enrolments(session)
-                removed = 0
-                # Reads first (all members into the identity map, all template owners), so the
-                # per-member work below issues writes only: the write lock is held for less.
-                for existing in member_store.list_members(session):
-                    if existing.member_id not in members and existing.member_id not in pending_members:
-                        member_store.remove_member(session, existing.member_id)
-                        removed += 1
-                session.flush()
-                index = _Templates.load(session)
-                index.members = {m.member_id: m for m in member_store.list_members(session)}
-                for record in members.values():
-                    try:
-                        self._upsert_member(
-                            session, record, index=index, replace_templates=True, keep=pending_templates
-                        )
-                    except (StoreError, ValueError, LookupError, SQLAlchemyError) as exc:
-                        raise RosterRefused(f"member {record.member_id!r}: {exc}") from exc
-                index.delete_dropped(session)
-                for part in parts:
-                    for key in part.qr_keys:
-                        _add_key(session, key)
-                    for kid in part.revoked_kids:
-                        _revoke_key(session, kid)
-                    for revocation in part.revoked_tokens:
-                        _revoke_token(session, revocation)
-                member_store.set_state(session, CENTRE_VERSION_KEY, str(version))
-                self._bump(session)
-        except (RosterRefused, StoreError, ValueError, SQLAlchemyError) as exc:
+            with self._sessions() as session:
+                plan = plan_snapshot(
+                    session, records, model=self._face_model(), cipher=self._cipher(), unchanged=_unchanged
+                )
+            for part in parts:
+                plan.qr_keys.extend(part.qr_keys)
+                plan.revoked_kids.extend(part.revoked_kids)
+                plan.revoked_tokens.extend(part.revoked_tokens)
+            for key in plan.qr_keys:  # checked before anything is written, like the members
+                _check_kid(key)
+        except (SnapshotRefused, RosterRefused, StoreError, ValueError, SQLAlchemyError) as exc:
             log.warning(
                 "roster snapshot refused; nothing applied",
                 extra={"fields": {"version": version, "error": str(exc)[:300]}},
@@ -432,25 +503,62 @@ class RosterSync:
             return Outcome(
                 ref, "roster_snapshot", False, "apply_failed", str(exc)[:500], {"version": version}
             )
+
+        def finish(session: Session) -> None:
+            member_store.set_state(session, CENTRE_VERSION_KEY, str(version))
+            self._bump(session)
+
+        try:
+            report = write_plan(
+                self._write_sessions,
+                plan,
+                add_key=_add_key,
+                revoke_key=_revoke_key,
+                revoke_token=_revoke_token,
+                finish=finish,
+            )
+        except (StoreError, ValueError, SQLAlchemyError) as exc:
+            # Checked beforehand, so this is the disk or the database itself. What was written
+            # stays (each batch is consistent); the version does not move, so the snapshot comes
+            # again on the next request and finishes the job.
+            log.error(
+                "roster snapshot interrupted; the applied version is unchanged, a resync will finish it",
+                extra={"fields": {"version": version, "error": str(exc)[:300]}},
+            )
+            self._request_resync("invalid", self.applied_version())
+            return Outcome(
+                ref,
+                "roster_snapshot",
+                False,
+                "apply_failed",
+                f"interrupted, will be requested again: {exc}"[:500],
+                {"version": version},
+            )
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         log.info(
             "roster snapshot applied",
             extra={
-                "fields": {"version": version, "members": len(members), "removed": removed, "ms": elapsed_ms}
+                "fields": {
+                    "version": version,
+                    "members": len(members),
+                    "written": report.written_members,
+                    "removed": report.removed,
+                    "batches": report.batches,
+                    "longest_batch_ms": round(report.longest_batch_ms, 1),
+                    "ms": elapsed_ms,
+                }
             },
         )
         self._notify_commit()
-        return Outcome(
-            ref,
-            "roster_snapshot",
-            True,
-            data={
-                "version": version,
-                "applied_version": version,
-                "members": len(members),
-                "removed": removed,
-            },
-        )
+        data: dict[str, Any] = {
+            "version": version,
+            "applied_version": version,
+            "members": len(members),
+            "removed": report.removed,
+        }
+        if plan.templates_skipped:
+            data.update(templates_skipped=plan.templates_skipped, station_model=self._face_model().name)
+        return Outcome(ref, "roster_snapshot", True, data=data)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -547,11 +655,15 @@ def _remove_template(session: Session, member_id: str, template_id: str) -> None
     _expire_templates(session, member_id)
 
 
-def _add_key(session: Session, key: QrKeyRecord) -> None:
+def _check_kid(key: QrKeyRecord) -> bytes:
     raw = base64.b64decode(key.public_key, validate=True)
     if kid_for(raw) != key.kid:
         raise RosterRefused(f"kid {key.kid!r} does not match its public key (expected {kid_for(raw)})")
-    qr_store.add_public_key(session, kid=key.kid, public_key=raw, label=key.label)
+    return raw
+
+
+def _add_key(session: Session, key: QrKeyRecord) -> None:
+    qr_store.add_public_key(session, kid=key.kid, public_key=_check_kid(key), label=key.label)
 
 
 def _revoke_key(session: Session, kid: str) -> None:
@@ -569,20 +681,3 @@ def _revoke_token(session: Session, revocation: TokenRevocation) -> None:
         expires_at=revocation.expires_at,
         reason=revocation.reason,
     )
-
-
-def _pending_enrolments(session: Session) -> tuple[frozenset[str], frozenset[str]]:
-    """Members and templates enrolled here whose upload is still in the outbox."""
-    members: set[str] = set()
-    templates: set[str] = set()
-    rows: Iterable[dict[str, Any]] = session.scalars(
-        select(OutboxItem.payload).where(
-            OutboxItem.topic_kind == ENROLMENT_KIND, OutboxItem.sent_at.is_(None)
-        )
-    )
-    for payload in rows:
-        if isinstance(payload, dict):
-            if isinstance(payload.get("member_id"), str):
-                members.add(payload["member_id"])
-            templates.update(str(t) for t in payload.get("template_ids", []) if isinstance(t, str))
-    return frozenset(members), frozenset(templates)

@@ -16,15 +16,10 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edge.doctor import check_clock, check_disk
-from models.database import make_session_factory
-from sync.client import LinkConfigError, MqttLink, Will
-from sync.commands import CommandRunner, restore_schedule
-from sync.inbox import Inbox
-from sync.messages import (
-    ResultMessage,
+from contract.messages import (
+    OutboxAck,
     RosterRequest,
     RosterRequestReason,
     StationState,
@@ -32,26 +27,30 @@ from sync.messages import (
     iso,
     iso_now,
 )
+from contract.topics import StationTopics
+from models import members as member_store
+from sync.client import LinkConfigError, MqttLink, Will
+from sync.commands import CommandRunner, restore_schedule
+from sync.inbox import Inbox
+from sync.keys import CentreKeys, KeyFileError
 from sync.outbox_publisher import OutboxPublisher
 from sync.outcome import Outcome
+from sync.port import StationPort
 from sync.roster_apply import RosterSync
-from sync.topics import StationTopics
-
-if TYPE_CHECKING:
-    from edge.app import StationDaemon
 
 log = logging.getLogger(__name__)
 
 STOP_DRAIN_S = 2.0
-CLOCK_CHECK_EVERY_S = 600.0
+FACE_MODEL_KEY = "sync.face_model"
 
 
 class SyncService:
-    def __init__(self, daemon: StationDaemon) -> None:
-        self.daemon = daemon
-        self.config = daemon.config.mqtt
-        self.station_id = self.config.effective_station_id(daemon.config.station.station_id)
+    def __init__(self, port: StationPort) -> None:
+        self.port = port
+        self.config = port.mqtt
+        self.station_id = port.station_id
         self.topics = StationTopics(self.station_id)
+        self.keys: CentreKeys | None = None
         self.link: MqttLink | None = None
         self.publisher: OutboxPublisher | None = None
         self.inbox: Inbox | None = None
@@ -65,7 +64,6 @@ class SyncService:
         self._status_thread: threading.Thread | None = None
         self._request_lock = threading.Lock()
         self._last_request = -1e18
-        self._clock_check: tuple[float, dict[str, str]] | None = None
         self._last_status: float | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -73,13 +71,9 @@ class SyncService:
     def start(self) -> None:
         """Build and start everything; returns at once. Never raises for a sync problem: the
         daemon's start must not fail because of MQTT (the door is what matters)."""
-        daemon = self.daemon
-        station = daemon.station
-        if station is None or daemon.recorder is None:
-            raise RuntimeError("SyncService.start() needs a started daemon (station and recorder)")
         try:
             self._build()
-        except (LinkConfigError, ValueError) as exc:
+        except (LinkConfigError, KeyFileError, ValueError) as exc:
             self.error = str(exc)
             log.critical(
                 "MQTT sync is OFF: its settings cannot be used (the door keeps working)",
@@ -87,7 +81,7 @@ class SyncService:
             )
             return
         try:
-            restore_schedule(station.sessions, daemon)
+            restore_schedule(self.port.sessions, self.port)
         except Exception:
             log.exception("stored opening hours from the centre could not be restored; config hours stay")
         assert self.link is not None and self.publisher is not None and self.inbox is not None
@@ -104,13 +98,17 @@ class SyncService:
             self.stop(timeout=2.0)
             return
         self._running = True
-        daemon.recorder.subscribe(self._on_event)
+        self.port.subscribe_events(self._on_event)
 
     def _build(self) -> None:
-        daemon = self.daemon
-        station = daemon.station
-        assert station is not None
+        port = self.port
         topics = self.topics
+        self.keys = keys = CentreKeys(port.sessions, self.station_id, self.config.centre_key_file)
+        if not keys.required:
+            log.warning(
+                "no centre signing key is trusted: messages from the centre are not authenticated and "
+                "remote opening is refused ([mqtt] centre_key_file, `yizhan sync trust`)"
+            )
         will = Will(topics.status, self._status_payload("offline", None))
         self.link = MqttLink(
             self.config,
@@ -123,32 +121,36 @@ class SyncService:
             on_ack=self._on_ack,
             on_connected=self._on_connected,
         )
-        store = daemon.snapshots.store if daemon.snapshots is not None else None
-        writes = make_session_factory(station.engine, immediate=True)
+        writes = port.write_sessions
         self.publisher = OutboxPublisher(
-            sessions=station.sessions,
+            sessions=port.sessions,
             write_sessions=writes,
             link=self.link,
             topics=topics,
             config=self.config,
-            resolve_snapshot=store.resolve if store is not None else None,
-            cipher=lambda: station.cipher,
+            resolve_snapshot=port.resolve_snapshot,
+            cipher=port.cipher,
+            face_model=port.face_model,
         )
         self.roster = RosterSync(
-            sessions=station.sessions,
+            sessions=port.sessions,
             write_sessions=writes,
-            cipher=lambda: station.cipher,
-            bump_roster=station._bump_roster_version,
+            cipher=port.cipher,
+            bump_roster=port.bump_roster,
             after_commit=self._after_roster_commit,
             request_resync=self.request_roster,
+            face_model=port.face_model,
+            keys=keys,
         )
         self.commands = CommandRunner(
             sessions=writes,
-            daemon=daemon,
+            port=port,
             topics=topics,
             max_ttl_s=self.config.command_max_ttl_s,
+            clock_skew_s=self.config.command_clock_skew_s,
             health=self.health,
             on_reload=lambda: self.request_roster("reload", None, force=True),
+            signatures_on=lambda: keys.required,
         )
         self.inbox = Inbox(
             topics=topics,
@@ -157,7 +159,8 @@ class SyncService:
             roster=self.roster,
             commands=self.commands,
             answer=self._answer,
-            confirm=self.publisher.confirm,
+            confirm=self._on_centre_ack,
+            verify=keys.verify,
         )
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -204,6 +207,10 @@ class SyncService:
         if self.publisher is not None:
             self.publisher.on_ack(mid, reason)
 
+    def _on_centre_ack(self, ack: OutboxAck) -> None:
+        if self.publisher is not None:
+            self.publisher.confirm(ack.stored)
+
     def _on_connected(self) -> None:
         if self.publisher is not None:
             self.publisher.on_connected()
@@ -211,7 +218,7 @@ class SyncService:
         self._status_wake.set()
 
     def _after_roster_commit(self) -> None:
-        version = self.daemon.reload_roster()
+        version = self.port.reload_roster()
         log.info(
             "door roster rebuilt after a change from the centre",
             extra={"fields": {"roster_version": version}},
@@ -220,20 +227,10 @@ class SyncService:
     # -- talking to the centre ------------------------------------------------------------------
 
     def _answer(self, outcome: Outcome) -> None:
-        message = ResultMessage(
-            station_id=self.station_id,
-            ref=outcome.ref,
-            ref_type=outcome.ref_type,
-            ok=outcome.ok,
-            error=outcome.error,
-            message=outcome.message,
-            data=outcome.data,
-            ts=iso_now(),
-        )
         link = self.link
         if (
             link is None
-            or link.publish(self.topics.result, message.model_dump_json().encode(), qos=1) is None
+            or link.publish(self.topics.result, outcome.result_payload(self.station_id), qos=1) is None
         ):
             log.warning("result not sent: not connected", extra={"fields": {"ref": outcome.ref}})
 
@@ -247,17 +244,8 @@ class SyncService:
             if not force and now - self._last_request < self.config.resync_interval_s:
                 return False
             self._last_request = now
-        version = roster.applied_version() if have is None else have
-        message = RosterRequest(
-            station_id=self.station_id,
-            id=str(uuid.uuid4()),
-            have_version=version,
-            reason=reason,
-            ts=iso_now(),
-        )
-        link.publish(self.topics.roster_request, message.model_dump_json().encode(), qos=1)
-        log.info(
-            "roster requested from the centre", extra={"fields": {"reason": reason, "have_version": version}}
+        send_roster_request(
+            link, self.topics, self.port, reason, roster.applied_version() if have is None else have
         )
         return True
 
@@ -273,7 +261,10 @@ class SyncService:
                     if self._announce.is_set():
                         self._announce.clear()
                         have = self.roster.applied_version() if self.roster is not None else 0
-                        self.request_roster("new" if have == 0 else "connect", have, force=True)
+                        reason: RosterRequestReason = "new" if have == 0 else "connect"
+                        if have and model_changed(self.port):
+                            reason = "model"
+                        self.request_roster(reason, have, force=True)
                     self.publish_status()
             except Exception:
                 log.exception("status heartbeat failed")
@@ -296,23 +287,22 @@ class SyncService:
         """Camera, door, disk, clock, roster versions, outbox depth: what the heartbeat carries."""
         health: dict[str, Any] = {}
         try:
-            health.update(self.daemon.health())
+            health.update(self.port.health())
         except Exception as exc:
-            health["daemon_error"] = str(exc)[:200]
-        config = self.daemon.config
+            health["health_error"] = str(exc)[:200]
+        clock = health.get("clock")
+        health["clock"] = {**(clock if isinstance(clock, dict) else {}), "station_time": iso_now()}
         try:
-            health["disk"] = check_disk(config).to_json()
+            health["face_model"] = self.port.face_model().model_dump()
         except Exception as exc:
-            health["disk"] = {"check": "disk", "status": "fail", "detail": str(exc)[:200]}
-        now = time.monotonic()
-        if self._clock_check is None or now - self._clock_check[0] > CLOCK_CHECK_EVERY_S:
-            self._clock_check = (now, check_clock().to_json())
-        health["clock"] = {**self._clock_check[1], "station_time": iso_now()}
+            health["face_model"] = {"error": str(exc)[:200]}
+        health["signatures"] = "on" if self.keys is not None and self.keys.required else "off"
         if self.roster is not None:
             health["centre_roster_version"] = self.roster.applied_version()
         if self.publisher is not None:
             health["outbox_depth"] = self.publisher.depth()
             health["outbox_oldest_age_s"] = self.publisher.oldest_pending_age_s()
+            health["delivery"] = self.publisher.delivery_rule
         return health
 
     def status(self) -> dict[str, Any]:
@@ -354,7 +344,9 @@ class SyncService:
                     "snapshots_skipped": ps.skipped,
                     "unpublishable_rows": len(ps.poisoned),
                     "centre_ack_seq": ps.confirmed_seq,
-                    "replayed": ps.replayed,
+                    "delivery": publisher.delivery_rule,
+                    "unconfirmed": publisher.unconfirmed,
+                    "republished": ps.republished,
                     "last_error": ps.last_error,
                 }
             )
@@ -366,4 +358,37 @@ class SyncService:
             except Exception as exc:
                 result["roster_error"] = str(exc)[:200]
             result["held_roster_versions"] = roster.held_versions
+            result["centre_latest_version"] = roster.centre_version
+        if self.keys is not None:
+            result["signatures"] = "on" if self.keys.required else "off"
+            result["trusted_keys"] = [k.kid for k in self.keys.keys]
         return result
+
+
+def model_changed(port: StationPort) -> bool:
+    """True once after the station's face model changed since its last roster request."""
+    current = port.face_model().model_dump_json()
+    with port.sessions() as session:
+        stored = member_store.get_state(session, FACE_MODEL_KEY)
+    return stored is not None and stored != current
+
+
+def send_roster_request(
+    link: MqttLink, topics: StationTopics, port: StationPort, reason: RosterRequestReason, have: int
+) -> str | None:
+    """Publish a roster request naming the station's face model; its id, or None if not sent."""
+    model = port.face_model()
+    message = RosterRequest(
+        station_id=topics.station_id,
+        id=str(uuid.uuid4()),
+        have_version=have,
+        reason=reason,
+        ts=iso_now(),
+        face_model=model.model_dump(),
+    )
+    if link.publish(topics.roster_request, message.model_dump_json().encode(), qos=1) is None:
+        return None
+    with port.write_sessions() as session, session.begin():
+        member_store.set_state(session, FACE_MODEL_KEY, model.model_dump_json())
+    log.info("roster requested from the centre", extra={"fields": {"reason": reason, "have_version": have}})
+    return message.id

@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+MOSQUITTO_DOCS = Path(__file__).resolve().parent.parent / "docs" / "mosquitto"
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
@@ -212,11 +213,14 @@ class Centre:
         username: str | None = None,
         password: str | None = None,
         ack_every: float | None = None,
+        signer: Any = None,
     ) -> None:
         self.port = port
         self.subscribe_to = subscribe
         self.ack_every = ack_every
+        self.signer = signer  # contract.signing.CentreSigner: sign everything sent down
         self.max_seq: dict[str, int] = {}  # station id -> highest outbox seq received
+        self.stored: dict[str, set[int]] = {}  # station id -> outbox seqs received, not yet acked
         self._stopping = threading.Event()
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -250,16 +254,33 @@ class Centre:
         return self
 
     def _ack_loop(self) -> None:
-        """What a real centre does after storing messages: acknowledge the highest seq per station."""
-        acked: dict[str, int] = {}
+        """What a real centre does after storing messages: acknowledge the seqs it stored, as ranges."""
         while not self._stopping.wait(self.ack_every):
+            if not self._connected.is_set():
+                continue
             with self._lock:
-                seen = dict(self.max_seq)
-            for station_id, seq in seen.items():
-                if acked.get(station_id) != seq and self._connected.is_set():
-                    message = {"v": 1, "type": "ack", "id": f"a-{uuid.uuid4().hex[:10]}", "seq": seq}
-                    self.client.publish(f"yz/v1/station/{station_id}/down/ack", json.dumps(message), qos=1)
-                    acked[station_id] = seq
+                batch = {sid: sorted(seqs) for sid, seqs in self.stored.items() if seqs}
+                self.stored = {}
+            for station_id, seqs in batch.items():
+                self.ack(station_id, seqs)
+
+    def ack(self, station_id: str, seqs: list[int]) -> None:
+        """Publish `down/ack` for `seqs` (consecutive ones merged into ranges)."""
+        ranges: list[list[int]] = []
+        for seq in seqs:
+            if ranges and seq == ranges[-1][1] + 1:
+                ranges[-1][1] = seq
+            else:
+                ranges.append([seq, seq])
+        for start in range(0, len(ranges), 1000):
+            message = {
+                "v": 1,
+                "type": "ack",
+                "id": f"a-{uuid.uuid4().hex[:10]}",
+                "station_id": station_id,
+                "stored": ranges[start : start + 1000],
+            }
+            self.publish(f"yz/v1/station/{station_id}/down/ack", message, wait=False)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -304,6 +325,7 @@ class Centre:
             self.received.append(Received(message.topic, bytes(message.payload), message.retain, props))
             if seq is not None and str(seq).isdigit():
                 self.max_seq[parts[3]] = max(self.max_seq.get(parts[3], 0), int(seq))
+                self.stored.setdefault(parts[3], set()).add(int(seq))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -339,10 +361,20 @@ class Centre:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: bytes | str | dict[str, Any], qos: int = 1) -> None:
-        data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
+    def publish(
+        self, topic: str, payload: bytes | str | dict[str, Any], qos: int = 1, *, wait: bool = True
+    ) -> None:
+        """Publish (a dict is signed first when the centre has a signer, as the real one does)."""
+        if isinstance(payload, dict) and self.signer is not None:
+            parts = topic.split("/")
+            station = parts[3] if len(parts) > 3 else ""
+            data = self.signer.sign_bytes({"station_id": station, **payload})
+        elif isinstance(payload, dict):
+            data = json.dumps(payload).encode()
+        else:
+            data = payload
         info = self.client.publish(topic, data, qos=qos)
-        if qos:
+        if qos and wait:
             info.wait_for_publish(5)
 
     def send_command(self, station_id: str, name: str, ttl_s: float = 30.0, **fields: Any) -> str:
@@ -352,6 +384,7 @@ class Centre:
             "v": 1,
             "type": "command",
             "id": command_id,
+            "station_id": station_id,
             "name": name,
             "issued_at": now,
             "expires_at": now + ttl_s,
@@ -366,12 +399,27 @@ class Centre:
             "v": 1,
             "type": "roster_change",
             "id": change_id,
+            "station_id": station_id,
             "version": version,
             "issued_at": time.time(),
             "ops": ops,
         }
         self.publish(f"yz/v1/station/{station_id}/down/roster", message)
         return change_id
+
+    def send_status(self, station_id: str, version: int, request_id: str | None) -> str:
+        status_id = f"rs-{uuid.uuid4().hex[:12]}"
+        message = {
+            "v": 1,
+            "type": "roster_status",
+            "id": status_id,
+            "station_id": station_id,
+            "request_id": request_id,
+            "version": version,
+            "issued_at": time.time(),
+        }
+        self.publish(f"yz/v1/station/{station_id}/down/roster", message)
+        return status_id
 
 
 # -- certificates for the TLS tests ---------------------------------------------------------------
@@ -488,6 +536,39 @@ def mosquitto_passwd(path: Path, users: dict[str, str]) -> Path:
     return path
 
 
+def shipped_broker(
+    folder: Path, *, bind_ids: bool = True, stations: dict[str, str] | None = None, client_cn: str = "st-a"
+) -> tuple[Broker, Certs, int, int]:
+    """docs/mosquitto/ as shipped, paths and ports swapped: (broker, certs, stations' TLS port,
+    the centre's loopback port). Station users `stations` (default st-a, st-b); the centre's user
+    is `centre` / `centre-secret`. `bind_ids=False` drops use_username_as_clientid (a control)."""
+    certs = make_certs(folder, client_cn=client_cn)
+    mosquitto_passwd(folder / "passwd", stations or {"st-a": "secret-a", "st-b": "secret-b"})
+    mosquitto_passwd(folder / "passwd-centre", {"centre": "centre-secret"})
+    for name in ("acl", "acl-centre"):
+        (folder / name).write_text((MOSQUITTO_DOCS / name).read_text())
+    tls_port, centre_tls_port, local_port = free_port(), free_port(), free_port()
+    conf = (
+        (MOSQUITTO_DOCS / "mosquitto.conf")
+        .read_text()
+        .replace("/etc/mosquitto/yizhan/", f"{folder}/")
+        .replace("/var/lib/mosquitto/", f"{folder}/")
+        .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
+        .replace("listener 8884", f"listener {centre_tls_port} 127.0.0.1")
+        .replace("listener 1883 127.0.0.1", f"listener {local_port} 127.0.0.1")
+        .replace("persistence true", "persistence false")
+    )
+    if not bind_ids:
+        conf = conf.replace("use_username_as_clientid true", "")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        conf += "\nuser root\n"  # see tests/mqtt_broker.py
+    conf += "log_dest stderr\n"
+    (folder / "mosquitto.conf").write_text(conf)
+    broker = Broker(port=tls_port, folder=folder, config_path=folder / "mosquitto.conf")
+    broker.start()
+    return broker, certs, tls_port, local_port
+
+
 # -- station-side helpers -----------------------------------------------------------------------------
 
 
@@ -588,3 +669,16 @@ def wait(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def flush(config: Any, timeout_s: float) -> int:
+    """`yizhan sync flush` as the CLI runs it: the station's store behind a `StorePort`."""
+    from edge.station import Station
+    from edge.sync_port import StorePort
+    from sync.flush import flush_command
+
+    station = Station(config, env={})
+    try:
+        return flush_command(StorePort(config, station), timeout_s)
+    finally:
+        station.close()

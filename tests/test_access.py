@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from contract.schedule import OpeningHours
 from edge.access import AccessDecider, AccessDecision, Credential
 from edge.access_config import AccessConfig
-from edge.schedule import OpeningHours
 from recognizer.results import Decision, FaceResult, QrResult
 from recognizer.roster import MemberInfo
 
@@ -692,8 +692,9 @@ def test_two_strangers_in_a_row_are_two_refusals_one_appearance_is_one() -> None
     """The repeat window folds one stranger's repeats, not a second stranger (another appearance)."""
     import datetime as _dt
 
+    from contract.schedule import ScheduleConfig
     from edge.access import AccessDecider, Credential
-    from edge.access_config import AccessConfig, ScheduleConfig
+    from edge.access_config import AccessConfig
     from recognizer.results import Decision, FaceResult
 
     decider = AccessDecider(AccessConfig(refusal_repeat_s=10.0), ScheduleConfig().opening_hours())

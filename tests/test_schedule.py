@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edge.access_config import ScheduleConfig
-from edge.schedule import DAY_NAMES, OpeningHours, TimeRange, parse_day_value
+from contract.schedule import DAY_NAMES, OpeningHours, ScheduleConfig, TimeRange, parse_day_value
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

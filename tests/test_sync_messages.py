@@ -7,6 +7,7 @@ else (the broker-level flood is in test_sync_daemon.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -15,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from contract import messages as m
+from contract.signing import CentreSigner, SignatureError, parse_public_keys, verify_message
+from contract.topics import StationTopics
 from edge.config import ConfigError, parse_config
-from sync import messages as m
 from sync.config import MqttConfig
-from sync.topics import StationTopics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
 LIMIT = 2 * 1024 * 1024
@@ -58,19 +61,37 @@ def _fill_vectors(value: Any) -> Any:
 
 def test_every_message_in_the_contract_has_a_checked_example() -> None:
     names = [name for name, _ in doc_examples()]
-    assert set(names) >= {*MODELS, "roster_change", "roster_snapshot", "command", "ack"}
+    assert set(names) >= {*MODELS, "roster_change", "roster_snapshot", "roster_status", "command", "ack"}
+
+
+# The example key of docs/mqtt.md ("Signatures"): the signed examples there must verify with it.
+DOC_SEED = hashlib.sha256(b"yizhan docs/mqtt.md example key: never use it").digest()
+DOC_SIGNER = CentreSigner(Ed25519PrivateKey.from_private_bytes(DOC_SEED))
+
+
+def test_the_documented_example_key_and_signed_examples_verify() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert f"kid {DOC_SIGNER.kid}, public key (base64 of 32 raw bytes): {DOC_SIGNER.public_key.b64}" in text
+    signed = [(name, data) for name, data in doc_examples() if "sig" in data]
+    assert {name for name, _ in signed} >= {"command", "ack", "roster_status"}
+    for name, data in signed:
+        assert verify_message(data, [DOC_SIGNER.public_key], "haidian-012") == DOC_SIGNER.kid, name
+        # and the centre's helper produces exactly the documented signature (Ed25519 is deterministic)
+        assert DOC_SIGNER.sign(data)["sig"] == data["sig"], name
 
 
 @pytest.mark.parametrize("name,data", doc_examples(), ids=lambda v: v if isinstance(v, str) else "")
 def test_documented_examples_validate(name: str, data: dict[str, Any]) -> None:
     raw = json.dumps(data).encode()
-    if name in ("roster_change", "roster_snapshot"):
+    if name in ("roster_change", "roster_snapshot", "roster_status"):
         parsed = m.parse_roster(raw, LIMIT)
         assert parsed.type == name
     elif name == "command":
         m.parse_command(raw, LIMIT)
+    elif name == "roster_status":
+        assert m.parse_roster(raw, LIMIT).type == "roster_status"
     elif name == "ack":
-        assert m.parse_ack(raw, LIMIT).seq >= 0
+        assert m.parse_ack(raw, LIMIT).highest >= 1
     else:
         MODELS[name].model_validate(data)
 
@@ -133,8 +154,12 @@ def change(ops: list[Any], **overrides: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-def template_op(vector: Any) -> dict[str, Any]:
-    return {"op": "add_template", "member_id": "m-1", "template": {"template_id": "a" * 32, "vector": vector}}
+def template_op(vector: Any, model: str = "dlib_resnet_v1") -> dict[str, Any]:
+    return {
+        "op": "add_template",
+        "member_id": "m-1",
+        "template": {"template_id": "a" * 32, "model": model, "vector": vector},
+    }
 
 
 @pytest.mark.parametrize(
@@ -155,6 +180,26 @@ def template_op(vector: Any) -> dict[str, Any]:
         (change([template_op([*VECTOR, 0.0])]), "invalid_payload"),
         (change([template_op(["0.1"] * 128)]), "invalid_payload"),
         (change([template_op([1e6] * 128)]), "invalid_payload"),
+        (change([template_op([0.01] * 512)]), "invalid_payload"),  # dlib's vectors are 128-d
+        (change([template_op([0.01] * 63, "onnx-1a2b3c4d")]), "invalid_payload"),
+        (change([template_op([0.01] * 1025, "onnx-1a2b3c4d")]), "invalid_payload"),
+        (change([template_op(VECTOR, "ONNX model")]), "invalid_payload"),
+        (
+            change(
+                [
+                    {
+                        "op": "add_template",
+                        "member_id": "m-1",
+                        "template": {"template_id": "a" * 32, "vector": VECTOR},
+                    }
+                ]
+            ),
+            "invalid_payload",
+        ),
+        (change([{"op": "revoke_centre_key", "kid": "XYZ"}]), "invalid_payload"),
+        (change([{"op": "remove_member", "member_id": "m-1"}], v=1.0), "unsupported_version"),
+        (change([{"op": "remove_member", "member_id": "m-1"}], v=True), "unsupported_version"),
+        (change([{"op": "remove_member", "member_id": "m-1"}], sig={"kid": "fcd97215"}), "invalid_payload"),
         (change([template_op(VECTOR)]).replace(b"0.001", b"NaN", 1), "invalid_json"),
         (change([], version=1), "invalid_payload"),
         (change([{"op": "remove_member", "member_id": "m-1"}], version="2"), "invalid_payload"),
@@ -192,6 +237,8 @@ def test_bad_roster_input_is_refused_with_a_code(raw: bytes, code: str) -> None:
             "invalid_payload",
         ),
         (command(v=0), "unsupported_version"),
+        (command(v=1.0), "unsupported_version"),  # issue 10 item 14: strict integer
+        (command(station_id="a/b"), "invalid_payload"),
         (command(type="roster_change"), "unknown_type"),
     ],
 )
@@ -263,3 +310,92 @@ def test_mutated_messages_parse_or_are_refused_never_crash(
     else:
         # Whatever got through is a fully typed model: no stray types reach the store.
         assert TypeAdapter(type(parsed)).validate_python(parsed) == parsed
+
+
+def test_templates_name_their_model_and_carry_its_dimension() -> None:
+    onnx = m.parse_roster(change([template_op([0.01] * 512, "onnx-1a2b3c4d")]), LIMIT)
+    assert isinstance(onnx, m.RosterChange)
+    op = onnx.ops[0]
+    assert (
+        isinstance(op, m.AddTemplate)
+        and op.template.model == "onnx-1a2b3c4d"
+        and len(op.template.vector) == 512
+    )
+    assert m.FaceModelInfo(name="dlib_resnet_v1", dim=128).dim == 128
+    with pytest.raises(ValueError):
+        m.FaceModelInfo(name="dlib_resnet_v1", dim=512)
+
+
+def test_acks_list_stored_ranges() -> None:
+    raw = json.dumps({"v": 1, "type": "ack", "id": "a-1", "stored": [[1, 5], [7, 7]]}).encode()
+    assert m.parse_ack(raw, LIMIT).highest == 7
+    for bad in ([], [[5, 1]], [[0, 3]], [[1, 2**53]], [[1]], [[1, 2, 3]], "1-5", [[1.0, 2]]):
+        raw = json.dumps({"v": 1, "type": "ack", "id": "a-1", "stored": bad}).encode()
+        with pytest.raises(m.InboundError) as caught:
+            m.parse_ack(raw, LIMIT)
+        assert caught.value.code == "invalid_payload", bad
+
+
+def signed_open(signer: CentreSigner, **overrides: Any) -> dict[str, Any]:
+    now = time.time()
+    body = {
+        "v": 1,
+        "type": "command",
+        "id": "c-s1",
+        "station_id": "st-1",
+        "name": "open",
+        "issued_at": now,
+        "expires_at": now + 30,
+        **overrides,
+    }
+    return signer.sign(body)
+
+
+def test_signatures_refuse_forged_tampered_resigned_and_misdirected_messages() -> None:
+    centre, other = CentreSigner.generate(), CentreSigner.generate()
+    trusted = [centre.public_key]
+    good = signed_open(centre)
+    assert verify_message(good, trusted, "st-1") == centre.kid
+    # the bytes published by sign_bytes verify after a strict parse, too
+    parsed = m.decode(centre.sign_bytes(good), LIMIT)
+    assert verify_message(parsed, trusted, "st-1") == centre.kid
+
+    def code(message: dict[str, Any], station: str = "st-1") -> str:
+        with pytest.raises(SignatureError) as caught:
+            verify_message(message, trusted, station)
+        return caught.value.code
+
+    unsigned = {k: v for k, v in good.items() if k != "sig"}
+    assert code(unsigned) == "signature_required"
+    assert code(signed_open(other)) == "unknown_key"  # someone else's key
+    resigned = signed_open(other)
+    resigned["sig"] = {**resigned["sig"], "kid": centre.kid}  # another key claiming ours
+    assert code(resigned) == "bad_signature"
+    assert code({**good, "seconds": 600}) == "bad_signature"  # tampered after signing
+    assert code({**good, "station_id": "st-2"}) == "bad_signature"
+    assert code(good, "st-2") == "wrong_station"  # replayed at another station
+    assert code({**good, "sig": {**good["sig"], "value": "x"}}) == "bad_signature"
+    assert code({**good, "sig": {**good["sig"], "alg": "rsa"}}) == "bad_signature"
+    assert code({**good, "sig": "AAAA"}) == "bad_signature"
+    assert code({**good, "big": 2**60}) == "bad_signature"  # cannot be canonicalised
+    with pytest.raises(ValueError):
+        centre.sign({"v": 1, "type": "command"})  # no station_id: refused by the helper
+
+
+def test_key_files_hold_several_keys_for_rotation() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    old, new = CentreSigner.generate(), CentreSigner.generate()
+    pem = (
+        Ed25519PrivateKey.from_private_bytes(DOC_SEED)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    text = f"# centre keys\n{old.public_key.b64} centre 2026\n\n{new.public_key.b64}\n{pem}"
+    keys = parse_public_keys(text)
+    assert [k.kid for k in keys] == [old.kid, new.kid, DOC_SIGNER.kid]
+    assert keys[0].label == "centre 2026"
+    for bad in ("not base64!", "AAAA", "-----BEGIN PUBLIC KEY-----\nAAAA\n"):
+        with pytest.raises(ValueError):
+            parse_public_keys(bad)

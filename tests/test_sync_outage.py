@@ -28,13 +28,13 @@ from edge.demo_video import Scene, qr_card, write_video
 from edge.station import Station
 from models import events as event_store
 from recognizer.qr_decode import render_image
-from sync.flush import flush_command
 from tests.mqtt_broker import (
     DOOR_SECTIONS,
     RELAY_PIN,
     Broker,
     Centre,
     bulk_events,
+    flush,
     free_port,
     measured,
     rising_edges,
@@ -253,7 +253,7 @@ def test_kill_9_between_writing_and_publishing(tmp_path: Path) -> None:
             third.send_signal(signal.SIGTERM)
             assert third.wait(30) == 0
         cfg = station_config(data, port, station_id=SID)
-        assert flush_command(cfg, 10) == 0
+        assert flush(cfg, 10) == 0
         received = [e["id"] for e in centre.json_messages("event")]
         everything = set(stored(db, "SELECT id FROM events"))
         assert everything <= set(received) and set(backlog) <= set(received)

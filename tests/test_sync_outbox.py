@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import threading
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from contract.topics import StationTopics
 from edge.recorder import EventRecorder
 from edge.snapshots import SnapshotStore
 from edge.station import Station
@@ -29,18 +29,16 @@ from models import members as member_store
 from models.tables import OutboxItem
 from sync.client import MqttLink
 from sync.enrolment import enqueue_enrolment
-from sync.flush import flush_command
 from sync.outbox_publisher import OutboxPublisher
-from sync.topics import StationTopics
 from tests.mqtt_broker import (
     Broker,
     Centre,
     broker,
     bulk_events,
+    flush,
     free_port,
-    make_certs,
     measured,
-    mosquitto_passwd,
+    shipped_broker,
     start_broker,
     station_config,
 )
@@ -68,7 +66,7 @@ def test_events_round_trip_with_the_contract_fields(
     ]
     station.close()
     with Centre(broker.port) as centre:
-        assert flush_command(config, 10) == 0
+        assert flush(config, 10) == 0
         assert "the outbox is empty" in capsys.readouterr().err
         centre.wait_for(lambda: len(centre.json_messages("event")) >= 3, 5)
         events = centre.json_messages("event")
@@ -84,7 +82,7 @@ def test_events_round_trip_with_the_contract_fields(
     station = Station(config, env={})
     assert depth(station) == 0
     station.close()
-    assert flush_command(config, 1) == 0  # nothing left: exits at once
+    assert flush(config, 1) == 0  # nothing left: exits at once
 
 
 def test_flush_times_out_with_the_count_left(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,7 +91,7 @@ def test_flush_times_out_with_the_count_left(tmp_path: Path, capsys: pytest.Capt
     bulk_events(station.sessions, 7)
     station.close()
     started = time.monotonic()
-    assert flush_command(config, 1.0) == 1
+    assert flush(config, 1.0) == 1
     assert time.monotonic() - started < 30  # gives up (bound far above its 1 s timeout)
     err = capsys.readouterr().err
     assert "7 message(s) left in the outbox" in err
@@ -108,7 +106,7 @@ def test_drain_10000_queued_events_on_loopback(broker: Broker, tmp_path: Path) -
     station.close()
     with Centre(broker.port) as centre:
         started = time.monotonic()
-        assert flush_command(config, 300) == 0
+        assert flush(config, 300) == 0
         elapsed = time.monotonic() - started
         centre.wait_for(lambda: len(centre.messages("/up/event")) >= 10_000, 60)
         received = [e["id"] for e in centre.json_messages("event")]
@@ -172,7 +170,7 @@ def test_broker_killed_mid_stream_every_event_arrives(tmp_path: Path) -> None:
     results: list[int] = []
     centre = Centre(broker.port, ack_every=0.2).start()
     try:
-        flusher = threading.Thread(target=lambda: results.append(flush_command(config, 60)))
+        flusher = threading.Thread(target=lambda: results.append(flush(config, 60)))
         flusher.start()
         centre.wait_for(lambda: len(centre.messages("/up/event")) >= 1500, 20)
         broker.kill()
@@ -218,7 +216,7 @@ def test_snapshots_follow_their_events(broker: Broker, tmp_path: Path) -> None:
     station.close()
     quick = station_config(tmp_path / "data", broker.port, snapshot_wait_s=1.0)
     with Centre(broker.port) as centre:
-        assert flush_command(quick, 15) == 0
+        assert flush(quick, 15) == 0
         centre.wait_for(lambda: centre.messages(f"/up/snapshot/{with_file}"), 5)
         snapshots = centre.messages("/up/snapshot/")
     assert [m.topic for m in snapshots] == [f"yz/v1/station/st-1/up/snapshot/{with_file}"]
@@ -258,7 +256,7 @@ def test_enrolment_templates_leave_only_with_cross_station_consent(broker: Broke
             )
     station.close()
     with Centre(broker.port) as centre:
-        assert flush_command(config, 10) == 0
+        assert flush(config, 10) == 0
         centre.wait_for(lambda: len(centre.json_messages("enrolment")) >= 2, 5)
         enrolments = {e["member"]["member_id"]: e for e in centre.json_messages("enrolment")}
     yes, no = enrolments["m-yes"], enrolments["m-no"]
@@ -308,25 +306,9 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
     """docs/mosquitto/ as shipped (paths and ports swapped): TLS with a verified certificate, a
     password read from a 0600 file, and the ACL keeping a station inside its own topics. A refused
     publish (PUBACK 0x87) is never marked sent."""
-    folder = tmp_path / "broker"
-    certs = make_certs(folder)
-    mosquitto_passwd(folder / "passwd", {"st-tls": "station-secret", "centre": "centre-secret"})
-    (folder / "acl").write_text((DOCS / "mosquitto" / "acl").read_text())
-    tls_port, local_port = free_port(), free_port()
-    conf = (DOCS / "mosquitto" / "mosquitto.conf").read_text()
-    conf = (
-        conf.replace("/etc/mosquitto/yizhan/", f"{folder}/")
-        .replace("/var/lib/mosquitto/", f"{folder}/")
-        .replace("listener 8883", f"listener {tls_port} 127.0.0.1")
-        .replace("listener 1883 127.0.0.1", f"listener {local_port} 127.0.0.1")
-        .replace("persistence true", "persistence false")
+    running, certs, tls_port, local_port = shipped_broker(
+        tmp_path / "broker", stations={"st-tls": "station-secret"}, client_cn="st-tls"
     )
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        conf += "\nuser root\n"  # see tests/mqtt_broker.py
-    conf += "log_dest stderr\n"
-    (folder / "mosquitto.conf").write_text(conf)
-    running = Broker(port=tls_port, folder=folder, config_path=folder / "mosquitto.conf")
-    running.start()
     secret = tmp_path / "mqtt.password"
     secret.write_text("station-secret\n")
     secret.chmod(0o600)
@@ -343,7 +325,7 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
             station = Station(good, env={})
             ids = bulk_events(station.sessions, 5)
             station.close()
-            assert flush_command(good, 10) == 0
+            assert flush(good, 10) == 0
             centre.wait_for(lambda: len(centre.json_messages("event")) >= 5, 5)
             assert [e["id"] for e in centre.json_messages("event")] == ids
             # Mutual TLS as well (the broker accepts, the station presents a certificate).
@@ -358,7 +340,7 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
             station = Station(mutual, env={})
             bulk_events(station.sessions, 2)
             station.close()
-            assert flush_command(mutual, 10) == 0
+            assert flush(mutual, 10) == 0
             # The same credentials pretending to be another station: refused by the ACL, kept.
             forged = station_config(
                 tmp_path / "forged", tls_port, station_id="st-other", username="st-tls", **tls
@@ -366,12 +348,12 @@ def test_shipped_broker_config_tls_password_acl(tmp_path: Path, capsys: pytest.C
             station = Station(forged, env={})
             bulk_events(station.sessions, 3)
             station.close()
-            assert flush_command(forged, 3) == 1
+            assert flush(forged, 3) == 1
             assert "3 message(s) left" in capsys.readouterr().err
             assert not centre.messages("/st-other/")
     finally:
         running.stop()
     # A password file others can read is refused before anything is sent.
     secret.chmod(0o644)
-    assert flush_command(good, 2) == 2
+    assert flush(good, 2) == 2
     assert "chmod 600" in capsys.readouterr().err

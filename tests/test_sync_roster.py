@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from contract.messages import parse_roster
 from edge.config import parse_config
 from edge.station import Station
 from models import members as member_store
@@ -27,9 +29,9 @@ from models.database import make_session_factory
 from models.tables import FaceTemplate
 from recognizer import qr_token
 from sync.enrolment import enqueue_enrolment
-from sync.messages import parse_roster
 from sync.outcome import Outcome
 from sync.roster_apply import RosterSync
+from tests.station_double import DLIB
 
 VECTOR = [round(0.01 * (i % 17) - 0.05, 4) for i in range(128)]
 
@@ -47,6 +49,7 @@ class Harness:
             bump_roster=self.station._bump_roster_version,
             after_commit=lambda: self.commits.append(self.station.door_roster().version),
             request_resync=lambda reason, have: self.resyncs.append((reason, have)),
+            face_model=lambda: DLIB,
         )
 
     def change(self, version: int, ops: list[dict[str, Any]]) -> list[Outcome]:
@@ -110,7 +113,11 @@ def test_a_change_applies_in_one_transaction_and_the_door_sees_it_after_the_comm
     (result,) = h.change(
         1,
         [
-            member("m-1", consent_face=True, templates=[{"template_id": template_id, "vector": VECTOR}]),
+            member(
+                "m-1",
+                consent_face=True,
+                templates=[{"template_id": template_id, "model": "dlib_resnet_v1", "vector": VECTOR}],
+            ),
             member("m-2"),
         ],
     )
@@ -140,7 +147,7 @@ def test_a_refused_op_rolls_the_whole_change_back(h: Harness) -> None:
             {
                 "op": "add_template",
                 "member_id": "m-1",
-                "template": {"template_id": uuid.uuid4().hex, "vector": VECTOR},
+                "template": {"template_id": uuid.uuid4().hex, "model": "dlib_resnet_v1", "vector": VECTOR},
             },
         ],
     )
@@ -206,7 +213,7 @@ def test_ops_are_idempotent_and_revocations_reach_the_qr_check(h: Harness) -> No
 
 
 def test_withdrawn_face_consent_deletes_templates_added_in_the_same_change(h: Harness) -> None:
-    template = {"template_id": uuid.uuid4().hex, "vector": VECTOR}
+    template = {"template_id": uuid.uuid4().hex, "model": "dlib_resnet_v1", "vector": VECTOR}
     (result,) = h.change(
         1,
         [
@@ -223,12 +230,16 @@ def test_a_snapshot_in_parts_replaces_the_roster_but_keeps_unsent_local_enrolmen
     assert h.change(
         1,
         [
-            member("m-keep", consent_face=True, templates=[{"template_id": t_keep, "vector": VECTOR}]),
+            member(
+                "m-keep",
+                consent_face=True,
+                templates=[{"template_id": t_keep, "model": "dlib_resnet_v1", "vector": VECTOR}],
+            ),
             member("m-gone"),
             {
                 "op": "add_template",
                 "member_id": "m-keep",
-                "template": {"template_id": t_drop, "vector": VECTOR},
+                "template": {"template_id": t_drop, "model": "dlib_resnet_v1", "vector": VECTOR},
             },
         ],
     )[0].ok
@@ -249,8 +260,8 @@ def test_a_snapshot_in_parts_replaces_the_roster_but_keeps_unsent_local_enrolmen
                     "name": "keep",
                     "consent_face": True,
                     "templates": [
-                        {"template_id": t_keep, "vector": VECTOR},
-                        {"template_id": t_new, "vector": VECTOR},
+                        {"template_id": t_keep, "model": "dlib_resnet_v1", "vector": VECTOR},
+                        {"template_id": t_new, "model": "dlib_resnet_v1", "vector": VECTOR},
                     ],
                 }
             ]
@@ -326,3 +337,126 @@ def test_any_delivery_order_with_duplicates_ends_where_in_order_delivery_does(
         assert harness.members() == expected
     finally:
         harness.station.close()
+
+
+def test_templates_of_another_face_model_are_not_stored_and_are_counted(h: Harness) -> None:
+    dlib_t, onnx_t = uuid.uuid4().hex, uuid.uuid4().hex
+    templates = [
+        {"template_id": dlib_t, "model": "dlib_resnet_v1", "vector": VECTOR},
+        {"template_id": onnx_t, "model": "onnx-1a2b3c4d", "vector": [0.01] * 512},
+    ]
+    (result,) = h.change(1, [member("m-1", consent_face=True, templates=templates)])
+    assert (
+        result.ok
+        and result.data["templates_skipped"] == 1
+        and result.data["station_model"] == "dlib_resnet_v1"
+    )
+    assert h.templates() == {dlib_t: "m-1"}
+    (added,) = h.change(
+        2,
+        [
+            {
+                "op": "add_template",
+                "member_id": "m-1",
+                "template": {**templates[1], "template_id": uuid.uuid4().hex},
+            }
+        ],
+    )
+    assert added.ok and added.data["templates_skipped"] == 1 and h.templates() == {dlib_t: "m-1"}
+    (snap,) = h.snapshot(
+        3, [{"members": [{"member_id": "m-1", "name": "m", "consent_face": True, "templates": templates}]}]
+    )[0]
+    assert snap.ok and snap.data["templates_skipped"] == 1 and h.templates() == {dlib_t: "m-1"}
+    assert h.station.door_roster().size == 1
+
+
+def test_centre_keys_change_only_over_signed_messages(h: Harness, tmp_path: Path) -> None:
+    from contract.signing import CentreSigner
+    from sync.keys import CentreKeys
+
+    new = CentreSigner.generate()
+    op = {"op": "add_centre_key", "key": {"kid": new.kid, "public_key": new.public_key.b64, "label": "2027"}}
+    # A station that trusts no key cannot be handed one by an unsigned message.
+    h.sync._keys = CentreKeys(h.station.sessions, "st-r", None)
+    (refused,) = h.change(1, [op])
+    assert refused.error == "apply_failed" and "signed" in (refused.message or "")
+    # Pinned at install: now rotation over MQTT works, and the last key cannot be revoked.
+    old = CentreSigner.generate()
+    pinned = tmp_path / "centre.pub"
+    pinned.write_text(old.public_key.b64 + " centre 2026\n")
+    keys = CentreKeys(h.station.sessions, "st-r", pinned)
+    h.sync._keys = keys
+    (added,) = h.change(1, [op])
+    assert added.ok and {k.kid for k in keys.keys} == {old.kid, new.kid}
+    (revoked,) = h.change(2, [{"op": "revoke_centre_key", "kid": old.kid}])
+    assert revoked.ok and [k.kid for k in keys.keys] == [new.kid]
+    (last,) = h.change(3, [{"op": "revoke_centre_key", "kid": new.kid}])
+    assert last.error == "apply_failed" and [k.kid for k in keys.keys] == [new.kid]
+    mismatch = {**op, "key": {**op["key"], "kid": "00000000"}}
+    assert h.change(3, [mismatch])[0].error == "apply_failed"
+
+
+def test_the_door_records_events_while_a_large_snapshot_is_applied(h: Harness) -> None:
+    """Issue 10 item 10: a big snapshot held SQLite's write lock for seconds and members at the door
+    were refused unrecorded. The door's commits here wait at most 2.5 s for the lock (its real
+    timeout is 5 s): every one of them must succeed while 3,000 members are written."""
+    import sqlalchemy
+
+    from edge.recorder import EventRecorder
+    from models.database import open_engine
+
+    door_engine = open_engine(h.station.config.storage.database_path)  # the door's own settings...
+
+    @sqlalchemy.event.listens_for(door_engine, "connect")
+    def _impatient(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=2500")  # ...but half the patience
+
+    recorder = EventRecorder(make_session_factory(door_engine))
+    members = [
+        {
+            "member_id": f"m-{i:05d}",
+            "name": f"member {i}",
+            "consent_face": True,
+            "templates": [
+                {"template_id": uuid.uuid4().hex, "model": "dlib_resnet_v1", "vector": VECTOR}
+                for _ in range(2)
+            ],
+        }
+        for i in range(3000)
+    ]
+    parts = [{"members": members[i : i + 1000]} for i in range(0, 3000, 1000)]
+    recorded: list[str] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def door() -> None:
+        while not stop.is_set():
+            try:
+                recorded.append(recorder.record(kind="entry", method="face", member_id="m-door")["id"])
+            except BaseException as exc:  # noqa: BLE001 - the test reports it
+                failures.append(exc)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=door)
+    thread.start()
+    try:
+        results = h.snapshot(1, parts, snapshot_id="s-big")
+    finally:
+        stop.set()
+        thread.join(30)
+        door_engine.dispose()
+    assert results[-1][0].ok, results[-1][0]
+    assert not failures, failures[:3]
+    assert len(recorded) > 10  # the door kept recording throughout
+    assert len(h.members()) == 3000 and len(h.templates()) == 6000
+    with h.station.sessions() as session:
+        assert member_store.get_state(session, "sync.roster_version") == "1"
+
+
+def test_the_roster_apply_benchmark_runs() -> None:
+    from bench.roster_apply import markdown, run
+
+    report = run(members=40, templates=1)
+    assert set(report["runs"]) == {"new station", "unchanged", "10% changed"}
+    assert all(r["ok"] and r["door_commit_failures"] == 0 for r in report["runs"].values())
+    assert "bench.roster_apply:start" in markdown(report, "x")

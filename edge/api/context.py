@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.access_config import ScheduleConfig
+from contract.schedule import ScheduleConfig
 from edge.api.auth import AuthService, InstallerStore
 from edge.api.captures import CaptureStore
 from edge.api.config import ApiConfig

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from contract.schedule import ScheduleConfig
 from door.controller import DoorController
-from edge.access_config import ScheduleConfig
 from edge.camera import CameraSource, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop

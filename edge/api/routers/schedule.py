@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from edge.access_config import ScheduleConfig
+from contract.schedule import ScheduleConfig
 from edge.api.deps import ContextDep, CurrentInstaller, actor, current_installer
 from edge.api.errors import ApiError
 from edge.api.services import current_schedule

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,11 +29,21 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from edge.access_config import ScheduleConfig
+from contract.schedule import ScheduleConfig
+from contract.signing import SignatureError
 
 PROTOCOL_VERSION = 1
 TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z
-VECTOR_DIM = 128
+#: The face models this contract knows the embedding size of. A template names its model; a
+#: station stores only templates of the model it runs (docs/mqtt.md, "Face models").
+DLIB_MODEL = "dlib_resnet_v1"
+KNOWN_MODEL_DIMS: dict[str, int] = {DLIB_MODEL: 128}
+VECTOR_DIM = KNOWN_MODEL_DIMS[DLIB_MODEL]  # dlib's, the default model
+VECTOR_DIM_MIN = 64
+VECTOR_DIM_MAX = 1024
+VECTOR_COMPONENT_MAX = 100.0
+SAFE_INT = 2**53  # RFC 8785 (signatures) and JavaScript hold integers exactly below this
+MAX_ACK_RANGES = 1000
 MAX_OPS = 1000
 MAX_SNAPSHOT_PARTS = 1000
 MAX_SNAPSHOT_MEMBERS_PER_PART = 5000
@@ -59,9 +70,13 @@ Text100 = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 GroupName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 UnixTime = Annotated[float, Field(ge=0.0, le=TS_MAX)]
-Component = Annotated[float, Field(ge=-10.0, le=10.0)]
-Vector = Annotated[list[Component], Field(min_length=VECTOR_DIM, max_length=VECTOR_DIM)]
-RosterRequestReason = Literal["connect", "new", "gap", "invalid", "reload"]
+Component = Annotated[float, Field(ge=-VECTOR_COMPONENT_MAX, le=VECTOR_COMPONENT_MAX)]
+Vector = Annotated[list[Component], Field(min_length=VECTOR_DIM_MIN, max_length=VECTOR_DIM_MAX)]
+#: `dlib_resnet_v1`, `onnx-<sha256 prefix of the model file>`: lowercase, digits, `.`, `_`, `-`.
+FaceModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}$")]
+SignatureB64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]  # 64 raw bytes
+RosterRequestReason = Literal["connect", "new", "gap", "invalid", "reload", "pull", "model"]
 StationState = Literal["online", "offline"]
 MemberKind = Literal["courier", "rider", "sanitation", "driver", "other"]
 
@@ -87,12 +102,50 @@ class _Out(BaseModel):
 # -- roster: centre to station ----------------------------------------------------------------------
 
 
+class Signature(_In):
+    """`sig` of a message signed by the centre (contract.signing): Ed25519 over the RFC 8785
+    canonical JSON of the message without `sig`."""
+
+    kid: KeyId
+    alg: Literal["ed25519"]
+    value: SignatureB64
+
+
+class FaceModelInfo(_In):
+    """A face model: its name and embedding length (what a station runs, what a template is from)."""
+
+    name: FaceModelName
+    dim: Annotated[int, Field(ge=VECTOR_DIM_MIN, le=VECTOR_DIM_MAX)]
+
+    @model_validator(mode="after")
+    def _known_dim(self) -> FaceModelInfo:
+        check_model_dim(self.name, self.dim)
+        return self
+
+
+def check_model_dim(model: str, dim: int) -> None:
+    """A known model's vectors have its dimension; others any length in [VECTOR_DIM_MIN, MAX]."""
+    expected = KNOWN_MODEL_DIMS.get(model)
+    if expected is not None and dim != expected:
+        raise ValueError(f"model {model!r} has {expected}-d embeddings, got {dim}")
+    if not VECTOR_DIM_MIN <= dim <= VECTOR_DIM_MAX:
+        raise ValueError(f"embedding length {dim} is outside [{VECTOR_DIM_MIN}, {VECTOR_DIM_MAX}]")
+
+
 class TemplateRecord(_In):
-    """One 128-d face encoding. Ids are 32 hex characters; a template uploaded from a station keeps
-    the id it had there, so the round trip station -> centre -> station never duplicates it."""
+    """One face encoding of one face model. Ids are 32 hex characters; a template uploaded from a
+    station keeps the id it had there, so the round trip station -> centre -> station never
+    duplicates it. `model` names the encoder (`dlib_resnet_v1`, `onnx-<hash>`): vectors of two
+    models are not comparable, so a station stores only templates of the model it runs."""
 
     template_id: TemplateId
+    model: FaceModelName
     vector: Vector
+
+    @model_validator(mode="after")
+    def _dim(self) -> TemplateRecord:
+        check_model_dim(self.model, len(self.vector))
+        return self
 
 
 class MemberFields(_In):
@@ -214,6 +267,28 @@ class RevokeToken(_In):
     revocation: TokenRevocation
 
 
+class CentreKeyRecord(_In):
+    """A key the centre signs its messages with (docs/mqtt.md, "Signatures")."""
+
+    kid: KeyId
+    public_key: PublicKeyB64
+    label: Annotated[str, StringConstraints(max_length=100)] = ""
+
+
+class AddCentreKey(_In):
+    """Trust another centre signing key (rotation: add the new key, sign with it, revoke the old)."""
+
+    op: Literal["add_centre_key"]
+    key: CentreKeyRecord
+
+
+class RevokeCentreKey(_In):
+    """Stop trusting a centre signing key (refused if it would leave the station with none)."""
+
+    op: Literal["revoke_centre_key"]
+    kid: KeyId
+
+
 RosterOp = Annotated[
     AddMember
     | UpdateMember
@@ -224,30 +299,42 @@ RosterOp = Annotated[
     | RemoveTemplate
     | AddQrKey
     | RevokeQrKey
-    | RevokeToken,
+    | RevokeToken
+    | AddCentreKey
+    | RevokeCentreKey,
     Field(discriminator="op"),
 ]
 
 
-class RosterChange(_In):
+class _Down(_In):
+    """What every centre-to-station message may carry: the station it is for and a signature.
+
+    `station_id` is required in signed messages (the signature binds the message to one station);
+    when present it must be the receiving station's id (`wrong_station` otherwise)."""
+
+    station_id: Identifier | None = None
+    sig: Signature | None = None
+
+
+class RosterChange(_Down):
     """Version N of this station's roster: applied in one transaction, only right after N-1."""
 
     v: Literal[1]
     type: Literal["roster_change"]
     id: MessageId
-    version: Annotated[int, Field(ge=1, lt=2**53)]
+    version: Annotated[int, Field(ge=1, lt=SAFE_INT)]
     issued_at: UnixTime
     ops: Annotated[list[RosterOp], Field(min_length=1, max_length=MAX_OPS)]
 
 
-class RosterSnapshotPart(_In):
+class RosterSnapshotPart(_Down):
     """One part of a full resync: the whole roster at `version`, applied once all parts are in."""
 
     v: Literal[1]
     type: Literal["roster_snapshot"]
     id: MessageId
     snapshot_id: MessageId
-    version: Annotated[int, Field(ge=1, lt=2**53)]
+    version: Annotated[int, Field(ge=1, lt=SAFE_INT)]
     issued_at: UnixTime
     part: Annotated[int, Field(ge=1, le=MAX_SNAPSHOT_PARTS)]
     parts: Annotated[int, Field(ge=1, le=MAX_SNAPSHOT_PARTS)]
@@ -263,27 +350,57 @@ class RosterSnapshotPart(_In):
         return self
 
 
-RosterMessage = Annotated[RosterChange | RosterSnapshotPart, Field(discriminator="type")]
+class RosterStatus(_Down):
+    """ "Your roster is current at `version`": the centre's latest roster version for this station.
+
+    The centre sends it on `down/roster` after the changes or the snapshot that answer a roster
+    request (`request_id` = that request's `id`), so it arrives after them (one publisher, one
+    topic, QoS 1: MQTT keeps the order). A station whose applied version is at least `version` is
+    current (`yizhan sync pull` exits 0); one below it asks again (reason `gap`)."""
+
+    v: Literal[1]
+    type: Literal["roster_status"]
+    id: MessageId
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    version: Annotated[int, Field(ge=0, lt=SAFE_INT)]
+    issued_at: UnixTime
 
 
-class OutboxAck(_In):
-    """The centre has stored every message of this station up to outbox `seq` (`down/ack`).
+RosterMessage = Annotated[RosterChange | RosterSnapshotPart | RosterStatus, Field(discriminator="type")]
 
-    Optional, recommended: MQTT's PUBACK only says the broker has a message, and a broker that
-    crashes loses what it had not yet passed on. A station that has seen acks publishes again, on
-    each (re)connection, what it sent in the last `replay_window_s` above the acknowledged seq.
+Seq = Annotated[int, Field(ge=1, lt=SAFE_INT)]
+
+
+class OutboxAck(_Down):
+    """The centre has committed these outbox messages of this station to its database (`down/ack`).
+
+    `stored` lists inclusive `[first, last]` ranges of the station's outbox `seq`s that the centre
+    has stored, and only those (never merged across a gap: a missing seq may still come). A station that
+    receives acks treats them as the delivery rule: a message is delivered when the centre has it
+    stored, not when the broker said PUBACK (`[mqtt] delivery`, docs/mqtt.md).
     """
 
     v: Literal[1]
     type: Literal["ack"]
     id: MessageId
-    seq: Annotated[int, Field(ge=0, lt=2**63)]
+    stored: Annotated[list[tuple[Seq, Seq]], Field(min_length=1, max_length=MAX_ACK_RANGES)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutboxAck:
+        for first, last in self.stored:
+            if first > last:
+                raise ValueError(f"range [{first}, {last}] is backwards")
+        return self
+
+    @property
+    def highest(self) -> int:
+        return max(last for _, last in self.stored)
 
 
 # -- commands: centre to station --------------------------------------------------------------------
 
 
-class _Command(_In):
+class _Command(_Down):
     v: Literal[1]
     type: Literal["command"]
     id: MessageId
@@ -373,6 +490,7 @@ class SnapshotMeta(_Out):
 
 class EnrolmentTemplate(_Out):
     template_id: str
+    model: str
     vector: list[float]
 
 
@@ -414,7 +532,7 @@ class ResultMessage(_Out):
     type: Literal["result"] = "result"
     station_id: str
     ref: str | None
-    ref_type: Literal["command", "roster_change", "roster_snapshot", "unknown"]
+    ref_type: Literal["command", "roster_change", "roster_snapshot", "roster_status", "ack", "unknown"]
     ok: bool
     error: str | None = None
     message: str | None = None
@@ -444,6 +562,8 @@ class RosterRequest(_Out):
     have_version: int
     reason: RosterRequestReason
     ts: str
+    #: the face model the station runs: send it templates of this model only
+    face_model: dict[str, Any] | None = None
 
 
 # -- parsing ----------------------------------------------------------------------------------------
@@ -501,10 +621,12 @@ def decode(raw: bytes, max_bytes: int) -> dict[str, Any]:
         raise InboundError("invalid_payload", f"expected a JSON object, got {type(data).__name__}")
     ref = message_ref(data)
     ref_type = (
-        data.get("type") if data.get("type") in ("roster_change", "roster_snapshot", "command") else None
+        data.get("type")
+        if data.get("type") in ("roster_change", "roster_snapshot", "roster_status", "command", "ack")
+        else None
     )
     version = data.get("v")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != PROTOCOL_VERSION:  # 1.0 and true are not 1
         raise InboundError(
             "unsupported_version",
             f"contract version {version!r:.40} is not supported (this station speaks v{PROTOCOL_VERSION})",
@@ -530,25 +652,43 @@ def _describe(exc: PydanticValidationError) -> str:
     return text[:ERROR_TEXT_MAX]
 
 
-def parse_roster(raw: bytes, max_bytes: int) -> RosterChange | RosterSnapshotPart:
-    """A roster change or snapshot part from `down/roster`, or `InboundError`."""
+Verifier = Callable[[dict[str, Any]], None]
+"""Called with the decoded JSON object before the model reads it (the station's signature and
+station-id check); raises `SignatureError` (or `InboundError`) to refuse the message."""
+
+
+def _verified(data: dict[str, Any], verify: Verifier | None, ref: str | None, ref_type: str | None) -> None:
+    if verify is None:
+        return
+    try:
+        verify(data)
+    except SignatureError as exc:
+        raise InboundError(exc.code, str(exc), ref=ref, ref_type=ref_type) from None
+
+
+def parse_roster(
+    raw: bytes, max_bytes: int, verify: Verifier | None = None
+) -> RosterChange | RosterSnapshotPart | RosterStatus:
+    """A roster change, snapshot part or roster status from `down/roster`, or `InboundError`."""
     data = decode(raw, max_bytes)
     ref = message_ref(data)
     kind = data.get("type")
-    if kind not in ("roster_change", "roster_snapshot"):
+    if kind not in ("roster_change", "roster_snapshot", "roster_status"):
         raise InboundError("unknown_type", f"type {kind!r:.40} is not a roster message", ref=ref)
+    _verified(data, verify, ref, str(kind))
     try:
         return _ROSTER.validate_json(raw, strict=True)
     except PydanticValidationError as exc:
         raise InboundError("invalid_payload", _describe(exc), ref=ref, ref_type=str(kind)) from None
 
 
-def parse_command(raw: bytes, max_bytes: int) -> Command:
+def parse_command(raw: bytes, max_bytes: int, verify: Verifier | None = None) -> Command:
     """A command from `down/command`, or `InboundError` (expiry and replay are checked later)."""
     data = decode(raw, max_bytes)
     ref = message_ref(data)
     if data.get("type") != "command":
         raise InboundError("unknown_type", f"type {data.get('type')!r:.40} is not a command", ref=ref)
+    _verified(data, verify, ref, "command")
     try:
         command: Command = _COMMAND.validate_json(raw, strict=True)
     except PydanticValidationError as exc:
@@ -556,14 +696,15 @@ def parse_command(raw: bytes, max_bytes: int) -> Command:
     return command
 
 
-def parse_ack(raw: bytes, max_bytes: int) -> OutboxAck:
+def parse_ack(raw: bytes, max_bytes: int, verify: Verifier | None = None) -> OutboxAck:
     """An outbox acknowledgement from `down/ack`, or `InboundError`."""
     data = decode(raw, max_bytes)
     ref = message_ref(data)
     if data.get("type") != "ack":
         raise InboundError("unknown_type", f"type {data.get('type')!r:.40} is not an ack", ref=ref)
+    _verified(data, verify, ref, "ack")
     try:
         ack: OutboxAck = _ACK.validate_json(raw, strict=True)
     except PydanticValidationError as exc:
-        raise InboundError("invalid_payload", _describe(exc), ref=ref) from None
+        raise InboundError("invalid_payload", _describe(exc), ref=ref, ref_type="ack") from None
     return ack

@@ -38,11 +38,10 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-if TYPE_CHECKING:
-    from edge.access_config import ScheduleConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAY: Final = "24h"
@@ -354,3 +353,66 @@ def _wall_to_utc(wall: dt.datetime, tz: ZoneInfo) -> dt.datetime:
         else:
             low = middle
     return dt.datetime.fromtimestamp(high, _UTC)
+
+
+# -- the [schedule] section / set_schedule payload -------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ScheduleConfig(_Section):
+    """When members may enter. The exit button and remote opening work at any hour."""
+
+    timezone: str = Field(
+        DEFAULT_TIMEZONE,
+        min_length=1,
+        max_length=64,
+        description="IANA time zone the opening hours are written in (e.g. Asia/Shanghai).",
+    )
+    always_open: bool = Field(
+        True,
+        description="24-hour station: ignore the timetable. Set false to use weekly/holidays "
+        "(giving them while this is true is refused).",
+    )
+    weekly: dict[str, list[str] | str] = Field(
+        default_factory=dict,
+        max_length=7,
+        description='Day (mon..sun) -> "24h", "closed" or ["HH:MM-HH:MM", ...]; an end not after its '
+        "start runs overnight into the next day; a missing day is closed.",
+    )
+    holidays: dict[str, list[str] | str] = Field(
+        default_factory=dict,
+        max_length=2000,
+        description='Date "YYYY-MM-DD" -> same syntax as weekly; replaces that date\'s weekly entry '
+        "(the previous evening's overnight range still runs into its morning).",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        load_timezone(value)
+        return value
+
+    @field_validator("weekly")
+    @classmethod
+    def _valid_weekly(cls, value: dict[str, list[str] | str]) -> dict[str, list[str] | str]:
+        parse_weekly(value)
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _valid_holidays(cls, value: dict[str, list[str] | str]) -> dict[str, list[str] | str]:
+        parse_holidays(value)
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ScheduleConfig:
+        # The cross-field rules (timetable given while always open, never open) live in one place.
+        OpeningHours.from_config(self)
+        return self
+
+    def opening_hours(self) -> OpeningHours:
+        """The `OpeningHours` this section describes."""
+        return OpeningHours.from_config(self)
