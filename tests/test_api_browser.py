@@ -173,7 +173,7 @@ class Page:
             "/photo - ",  # a member without a kept picture: 404, shown as "no photo"
             "/api/v1/enrolments - Failed to load resource: the server responded with a status of 422",
             "/api/v1/captures/upload - Failed to load resource: the server responded with a status of 422",
-            "/api/v1/door/lockouts - Failed to load resource: the server responded with a status of 404",
+            "/api/v1/lockouts - Failed to load resource: the server responded with a status of 404",
         )
         return [
             entry["message"]
@@ -471,7 +471,7 @@ def test_password_change_is_under_the_account_tab(browser: Any, site: Site) -> N
 
 
 def test_the_door_tab_lists_and_clears_lockouts(browser: Any, site: Site) -> None:
-    """The lockout panel against GET /api/v1/door/lockouts and DELETE /api/v1/door/lockouts/{key}."""
+    """The lockout panel against GET /api/v1/lockouts and DELETE /api/v1/lockouts/{id}."""
     page = Page(browser, site).logged_in()
     page.tab("door")
     page.wait(lambda: page.text("#status"))
@@ -479,7 +479,7 @@ def test_the_door_tab_lists_and_clears_lockouts(browser: Any, site: Site) -> Non
     if not available:
         # Until the per-credential lockout API is served: the panel stays hidden (no error shown).
         page.wait(lambda: page.js("return document.getElementById('lockouts-card').hidden") is True)
-        pytest.skip("GET /api/v1/door/lockouts is not served yet (per-credential lockouts land separately)")
+        pytest.skip("GET /api/v1/lockouts is not served yet (per-credential lockouts land separately)")
     page.wait(lambda: page.el("#lockouts-card").is_displayed())
 
 
@@ -488,5 +488,5 @@ def _lockouts_api(site: Site) -> bool:
 
     response = httpx.post(f"{site.url}/auth/login", json={"username": USERNAME, "password": site.password})
     token = response.json()["token"]
-    got = httpx.get(f"{site.url}/api/v1/door/lockouts", headers={"Authorization": f"Bearer {token}"})
+    got = httpx.get(f"{site.url}/api/v1/lockouts", headers={"Authorization": f"Bearer {token}"})
     return got.status_code == 200

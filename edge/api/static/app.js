@@ -593,39 +593,48 @@
     loadLockouts();
   }
 
-  // -- lockouts (GET /api/v1/door/lockouts; DELETE .../{key} clears one) ----------------------------
+  // -- lockouts (GET /api/v1/lockouts; DELETE /api/v1/lockouts/{id} clears one, DELETE .../lockouts all)
+
+  const LOCKOUTS = "/api/v1/lockouts";
 
   async function loadLockouts() {
     let page;
     try {
-      page = await api("GET", "/api/v1/door/lockouts");
+      page = await api("GET", LOCKOUTS);
     } catch (err) {
       if (err.status === 404 || err.status === 405) { $("lockouts-card").hidden = true; return; }
-      if (err.status !== 401) { $("lockouts-card").hidden = false; $("lockouts-none").textContent = errorText(err); }
+      if (err.status !== 401) { $("lockouts-card").hidden = false; $("lockouts-none").hidden = false; $("lockouts-none").textContent = errorText(err); }
       return;
     }
     const items = (page && page.lockouts) || [];
-    if (items.some((l) => l.member_id && !state.names[l.member_id])) await loadNames();
+    if (items.some((l) => l.member_id && !l.member_name && !state.names[l.member_id])) await loadNames();
     $("lockouts-card").hidden = false;
     $("lockouts-none").textContent = tr("lockouts.none");
     $("lockouts-none").hidden = items.length > 0;
+    $("lockouts-paused").hidden = !(page.face_counting_paused_s > 0);
+    $("lockouts-paused").textContent = tr("lockouts.paused", { s: Math.ceil(page.face_counting_paused_s || 0) });
+    $("lockouts-clear-all").hidden = items.length < 2;
     $("lockouts").replaceChildren(...items.map(lockoutItem));
   }
 
   function lockoutItem(l) {
-    const who = l.member_id ? (state.names[l.member_id] ? `${state.names[l.member_id]} (${l.member_id})` : l.member_id) : null;
+    const id = l.id || l.key;
+    const scope = l.scope || l.kind;
+    const name = l.member_name || (l.member_id && state.names[l.member_id]);
+    const who = l.member_id ? (name ? `${name} (${l.member_id})` : l.member_id) : null;
     const until = l.until ? tr("lockouts.until", { time: new Date(l.until).toLocaleString(state.lang) }) : null;
-    return h("li", { "data-lockout": l.key },
+    return h("li", { "data-lockout": id },
       h("div", { className: "grow" },
-        h("div", { className: "title" }, tr(`lockout_kind.${l.kind}`, null, l.kind), who ? ` · ${who}` : null),
-        h("div", { className: "sub" }, [l.reason ? tr(`reason.${l.reason}`, null, l.reason) : null, until].filter(Boolean).join(" · ")),
+        h("div", { className: "title" }, tr(`lockout_kind.${scope}`, null, scope), who ? ` · ${who}` : null),
+        h("div", { className: "sub" }, [l.reason ? tr(`reason.${l.reason}`, null, l.reason) : null,
+          l.attempts ? tr("lockouts.attempts", { n: l.attempts }) : null, until].filter(Boolean).join(" · ")),
         h("div", { className: "actions" },
-          h("button", { type: "button", className: "danger", onclick: () => clearLockout(l) }, tr("lockouts.clear")))));
+          h("button", { type: "button", className: "danger", onclick: () => clearLockout(id) }, tr("lockouts.clear")))));
   }
 
-  async function clearLockout(l) {
+  async function clearLockout(id) {
     try {
-      await api("DELETE", `/api/v1/door/lockouts/${encodeURIComponent(l.key)}`);
+      await api("DELETE", id ? `${LOCKOUTS}/${encodeURIComponent(id)}` : LOCKOUTS);
       toast(tr("lockouts.cleared"));
     } catch (err) { if (err.status !== 401) toast(errorText(err)); }
     loadLockouts();
@@ -765,6 +774,7 @@
     $("door-open").addEventListener("click", onOpenDoor);
     $("password-form").addEventListener("submit", onChangePassword);
     $("qr-member-form").addEventListener("submit", onAddQrMember);
+    $("lockouts-clear-all").addEventListener("click", () => clearLockout(null));
     $("pass-issue").addEventListener("click", onIssuePass);
     $("pass-print").addEventListener("click", onPrintPass);
     for (const input of document.querySelectorAll("input.member-id")) input.addEventListener("input", () => checkMemberId(input));
