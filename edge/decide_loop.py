@@ -187,13 +187,19 @@ class DecideLoop:
 
     def _check_qr_codes(self, frame: Frame, grey: np.ndarray) -> None:
         payloads = decode_qr_payloads(grey)
+        now = time.monotonic()
+        # A code is forgotten on a frame that lacks it, qr_repeat_s after it was last seen: a code
+        # still in view is never decided twice, however long a busy loop took between two looks
+        # (a single-use pass would be refused as replayed while its holder still shows it).
+        if self._recent_qr:
+            self._recent_qr = {
+                t: seen
+                for t, seen in self._recent_qr.items()
+                if t in payloads or now - seen < self.settings.qr_repeat_s
+            }
+        self._deferred_qr = {t: v for t, v in self._deferred_qr.items() if t in payloads}
         if not payloads:
             return
-        now = time.monotonic()
-        self._recent_qr = {
-            t: seen for t, seen in self._recent_qr.items() if now - seen < self.settings.qr_repeat_s
-        }
-        self._deferred_qr = {t: v for t, v in self._deferred_qr.items() if t in payloads}
         # Every code in view is decided, ours first (a member's pass before a poster's link), each
         # once while it stays in view: a refused code (a sticker that starts with "YZ", a poster)
         # never shadows another code next to it, and two members' passes are both decided.

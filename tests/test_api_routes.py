@@ -217,9 +217,12 @@ def test_enrol_from_the_live_camera_then_the_door_lets_them_in(env: ApiEnv) -> N
             return found[0] if found and found[0].snapshot else None
 
     event = wait_for(entry, 30)
-    snapshot = env.client.get(f"/api/v1/events/{event.id}/snapshot", headers=env.auth)
-    assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
-    face = env.client.get(f"/api/v1/events/{event.id}/snapshot?variant=face", headers=env.auth)
+    # The JPEG follows the relay on the snapshot thread (the row names it at once).
+    snapshot = wait_for(lambda: _ok(env.client.get(f"/api/v1/events/{event.id}/snapshot", headers=env.auth)))
+    assert snapshot.content[:2] == b"\xff\xd8"
+    face = wait_for(
+        lambda: _ok(env.client.get(f"/api/v1/events/{event.id}/snapshot?variant=face", headers=env.auth))
+    )
     assert face.status_code == 200
     store = env.daemon.snapshots.store if env.daemon.snapshots else None
     assert store is not None

@@ -166,3 +166,26 @@ def test_two_factor_codes_in_one_frame_are_each_checked_once(
         ("entry", "qr_face", "m-obama", None),
         ("refused", "qr_face", "m-biden", "face_mismatch"),
     ], decided
+
+
+def test_a_pass_still_in_view_is_not_decided_again_by_a_busy_loop(tmp_path: Path) -> None:
+    """The loop may look at frames further apart than qr_repeat_s (encoding on a loaded box): a
+    single-use pass held up all along is one entry, not an entry and then 'replayed'. Simulated
+    here with qr_repeat_s far below the time between two looks."""
+    config = parse_config(
+        {
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "station": {"station_id": "st-qr"},
+            "api": {"enabled": False},
+            "daemon": {"qr_repeat_s": 0.01},
+        }
+    )
+    station = Station(config, env={})
+    try:
+        station.init_keys()
+        station.add_member(member_id="m-zhang", name="张三")
+        token = station.issue_qr(member_id="m-zhang", ttl_s=600, single_use=True)
+        events = run_video(station, tmp_path / "held.avi", [(side_by_side(token), 2.0)])
+    finally:
+        station.close()
+    assert [(e["kind"], e["member_id"], e["reason"]) for e in events] == [("entry", "m-zhang", None)]
