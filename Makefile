@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy contract recognizer models edge
+	$(BIN)/mypy contract common recognizer models edge central
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -134,7 +134,8 @@ def signing_input(message: Mapping[str, Any]) -> bytes:
 def _plain(message: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
     if isinstance(message, BaseModel):
         return message.model_dump(mode="json", exclude_none=True)
-    return json.loads(json.dumps(message, allow_nan=False))  # JSON types only, as the station sees them
+    plain: dict[str, Any] = json.loads(json.dumps(message, allow_nan=False))  # JSON types only, as sent
+    return plain
 
 
 class CentreSigner:

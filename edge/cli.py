@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.logging_setup import configure_logging
 from edge.config import Config, ConfigError, load_config
-from edge.logging_setup import configure_logging
 
 log = logging.getLogger("yizhan")
 

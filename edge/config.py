@@ -9,14 +9,15 @@ window turned into hours) is refused with a message naming the key.
 
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field
 
+from common.config_files import ConfigError as ConfigError
+from common.config_files import Section, find_config, read_toml, rebased, validate_config
+from common.logging_setup import LoggingConfig
 from contract.schedule import ScheduleConfig
 from door.config import DoorConfig
 from edge.access_config import AccessConfig
@@ -26,14 +27,8 @@ from sync.config import MqttConfig
 
 ENV_CONFIG = "YIZHAN_CONFIG"
 DEFAULT_CONFIG_NAME = "yizhan.toml"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the file and the offending key."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+EXAMPLE_CONFIG = "config.example.toml"
+_Section = Section  # the name every section below (and any added later) derives from
 
 
 class StationConfig(_Section):
@@ -164,16 +159,6 @@ class DaemonConfig(_Section):
     )
 
 
-class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["json", "text"] = Field("json", description="json: one object per line (the box).")
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-
 class Config(_Section):
     station: StationConfig = Field(default_factory=StationConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -190,43 +175,25 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
-    for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (check the spelling; see config.example.toml)")
-        else:
-            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
-    return "\n".join(lines)
-
-
 def parse_config(data: Mapping[str, Any], source: str = "<config>", base_dir: Path | None = None) -> Config:
     """Validate a parsed TOML mapping; relative paths are taken relative to `base_dir`."""
-    try:
-        config = Config.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+    config = validate_config(Config, data, source, EXAMPLE_CONFIG)
     if base_dir is not None:
         config = _rebase(config, base_dir)
     return config
 
 
 def _rebase(config: Config, base: Path) -> Config:
-    storage = config.storage
-    changes: dict[str, Any] = {}
-    if not storage.data_dir.is_absolute():
-        changes["data_dir"] = base / storage.data_dir
-    if storage.key_file is not None and not storage.key_file.is_absolute():
-        changes["key_file"] = base / storage.key_file
-    qr = config.qr
-    qr_changes: dict[str, Any] = {}
-    if qr.signing_key_file is not None and not qr.signing_key_file.is_absolute():
-        qr_changes["signing_key_file"] = base / qr.signing_key_file
+    storage, qr = config.storage, config.qr
     return config.model_copy(
         update={
-            "storage": storage.model_copy(update=changes),
-            "qr": qr.model_copy(update=qr_changes),
+            "storage": storage.model_copy(
+                update={
+                    "data_dir": rebased(storage.data_dir, base),
+                    "key_file": rebased(storage.key_file, base),
+                }
+            ),
+            "qr": qr.model_copy(update={"signing_key_file": rebased(qr.signing_key_file, base)}),
             "mqtt": config.mqtt.rebased(base),
         }
     )
@@ -238,21 +205,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     Relative paths inside a file are relative to that file's folder, so a config works the same
     whatever directory systemd or an installer starts us from.
     """
-    env = os.environ if env is None else env
-    if path is None and env.get(ENV_CONFIG):
-        path = Path(env[ENV_CONFIG])
-    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
-        path = Path(DEFAULT_CONFIG_NAME)
+    path = find_config(path, env=env, env_var=ENV_CONFIG, default_name=DEFAULT_CONFIG_NAME)
     if path is None:
         return parse_config({}, "built-in defaults", Path.cwd()), "built-in defaults"
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-    return parse_config(data, str(path), path.resolve().parent), str(path)
+    return parse_config(read_toml(path), str(path), path.resolve().parent), str(path)

@@ -122,7 +122,7 @@ def check_database(config: Config) -> Check:
 
 
 def check_keys(config: Config, env: dict[str, str]) -> list[Check]:
-    from models.template_cipher import load_or_create_key
+    from common.template_cipher import load_or_create_key
 
     checks = []
     key_path = config.storage.key_file or config.storage.data_dir / "template.key"

@@ -20,12 +20,12 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher, TemplateDecryptError, load_or_create_key
 from edge.config import Config
 from edge.enrolment import EnrolmentPlan, PhotoCheck, check_photo, plan_enrolment
 from models import members as member_store
 from models import qr_store
 from models.database import make_session_factory, migrate, open_engine
-from models.template_cipher import TemplateCipher, TemplateDecryptError, load_or_create_key
 from recognizer import qr_token
 from recognizer.encoder import FaceModel
 from recognizer.face_pipeline import DetectionSettings, FacePipeline

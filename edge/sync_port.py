@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import FaceModelInfo
 from contract.schedule import ScheduleConfig
 from edge.config import Config
@@ -24,7 +25,6 @@ from edge.doctor import check_clock, check_disk
 from edge.recorder import EventRecorder
 from edge.snapshots import SnapshotStore
 from edge.station import Station
-from models.template_cipher import TemplateCipher
 from recognizer.roster import EMBEDDING_DIM
 from sync.config import MqttConfig
 from sync.port import DoorNotRunning, EventListener

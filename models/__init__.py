@@ -2,6 +2,6 @@
 the append-only event log and the outbox for the centre.
 
 Modules: `models.database` (engine, pragmas, schema versioning), `models.tables` (the mapping),
-`models.template_cipher` (AES-GCM for templates and the key file), `models.members`,
+`models.members` (templates encrypted with `common.template_cipher`),
 `models.qr_store`, `models.events`. Nothing is imported here, so importing one module stays cheap.
 """

@@ -1,20 +1,7 @@
-"""The station's SQLite file: engine set-up, connection pragmas and schema versioning.
+"""The station's SQLite file: engine set-up and schema versioning.
 
-Why these pragmas, on every connection (SQLite settings other than journal_mode are per connection):
-
-* ``journal_mode=WAL``: the camera thread, the sync thread and the CLI read while one of them writes;
-  in WAL mode readers never block the writer and the writer never blocks readers.
-* ``synchronous=FULL``: in WAL mode NORMAL may lose the last transactions on a power cut (they are in
-  the WAL but not yet fsynced). An event or a single-use QR nonce we acknowledged must survive the
-  power being pulled, which happens at unattended stations, so every commit fsyncs the WAL. The cost
-  is one fsync per commit, a few milliseconds on an SD card, far below a door decision.
-* ``foreign_keys=ON``: off by default in SQLite; without it deleting a member would orphan templates.
-* ``busy_timeout=5000``: a writer waits up to 5 s for another writer instead of failing at once.
-
-Transactions: pysqlite's own transaction handling does not put DDL inside a transaction (it issues
-BEGIN only before DML). We switch it off and emit BEGIN ourselves (the recipe from the SQLAlchemy
-SQLite dialect documentation), so a migration's CREATE/ALTER statements and its version bump commit
-or roll back together, and SAVEPOINTs work.
+The connection pragmas (WAL, ``synchronous=FULL``, foreign keys, busy timeout) and our own BEGIN are
+shared with the centre's SQLite mode and explained in `common.sqlite`.
 
 Why a small versioned scheme and not alembic: there is exactly one SQLite file per station, on an
 embedded box, upgraded by the program itself at start; nobody needs autogenerate, branches or an
@@ -33,28 +20,22 @@ use ``PRAGMA defer_foreign_keys=ON`` instead, and re-create the events triggers 
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
 
-
-class StoreError(Exception):
-    """Base class of every error raised by the station store (`models`)."""
+# The error bases live in `common` (the template cipher raises them too); station code keeps
+# importing them from here.
+from common.errors import StoreError as StoreError
+from common.errors import ValidationError as ValidationError
+from common.sqlite import BUSY_TIMEOUT_MS, configure_sqlite, json_dumps
+from common.sqlite import immediate as immediate_engine
 
 
 class SchemaError(StoreError):
     """The database schema cannot be used by this code (newer, unversioned, or a migration failed)."""
-
-
-class ValidationError(StoreError, ValueError):
-    """Input refused before it reached the database; the message names the offending field."""
 
 
 MigrationStep = Callable[[Connection], None]
@@ -64,15 +45,6 @@ STEPS: list[MigrationStep] = []
 
 SCHEMA_VERSION: int = 1 + len(STEPS)
 """The schema version this code writes and expects."""
-
-BUSY_TIMEOUT_MS = 5000
-_BEGIN_OPTION = "yizhan_begin"
-
-
-def _json_dumps(value: Any) -> str:
-    # ensure_ascii=False keeps names like 张三 readable in the file; allow_nan=False refuses NaN,
-    # which is not JSON and would break the sync to the centre later.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def open_engine(db_path: Path) -> Engine:
@@ -84,52 +56,10 @@ def open_engine(db_path: Path) -> Engine:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         f"sqlite:///{db_path}",
-        json_serializer=_json_dumps,
+        json_serializer=json_dumps,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
     )
-    event.listen(engine, "connect", _on_connect)
-    event.listen(engine, "begin", _on_begin)
-    return engine
-
-
-def _on_connect(dbapi_connection: sqlite3.Connection, connection_record: ConnectionPoolEntry) -> None:
-    """Set the pragmas on every new DBAPI connection and take over transaction control."""
-    # Autocommit at the driver level: we emit BEGIN ourselves in `_on_begin`.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        mode = _switch_to_wal(cursor)
-        if mode is None or str(mode[0]).lower() != "wal":
-            raise StoreError(
-                f"could not switch the database to WAL mode (got {mode!r}); "
-                "is the data directory on a filesystem without shared-memory support?"
-            )
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    finally:
-        cursor.close()
-
-
-def _switch_to_wal(cursor: sqlite3.Cursor) -> Any:
-    """PRAGMA journal_mode=WAL, retried: switching needs an exclusive lock and SQLite answers
-    SQLITE_BUSY at once, without its busy handler, when two processes open a new file together
-    (the daemon and a CLI command on first boot)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            return cursor.execute("PRAGMA journal_mode=WAL").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _on_begin(conn: Connection) -> None:
-    """Emit BEGIN (or BEGIN IMMEDIATE when the connection asks for it via an execution option)."""
-    mode = conn.get_execution_options().get(_BEGIN_OPTION)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+    return configure_sqlite(engine)
 
 
 def make_session_factory(engine: Engine, *, immediate: bool = False) -> sessionmaker[Session]:
@@ -140,7 +70,7 @@ def make_session_factory(engine: Engine, *, immediate: bool = False) -> sessionm
     read an older snapshot cannot upgrade to a writer once another connection has committed, and
     fails with "database is locked" without waiting for the busy timeout.
     """
-    bind = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}) if immediate else engine
+    bind = immediate_engine(engine) if immediate else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 
@@ -191,7 +121,7 @@ def migrate(engine: Engine) -> int:
     """
     steps = list(STEPS)
     target = 1 + len(steps)
-    with engine.connect().execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}) as conn:
+    with immediate_engine(engine).connect() as conn:
         with conn.begin():
             current = read_version(conn)
             if current > target:

@@ -27,9 +27,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common.template_cipher import TemplateCipher, as_template_vector
 from models.database import StoreError, ValidationError
 from models.tables import MEMBER_ID_MAX, FaceTemplate, Member, StationState, utc_now
-from models.template_cipher import TemplateCipher, as_template_vector
 from recognizer.roster import MemberInfo, RosterSnapshot
 
 KINDS: frozenset[str] = frozenset({"courier", "rider", "sanitation", "driver", "other"})

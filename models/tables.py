@@ -3,9 +3,10 @@
 This module describes the *current* schema; `models.database.migrate` creates it on a fresh database
 and upgrades older ones step by step. Any change here needs a migration step there.
 
-Datetimes are stored as naive UTC and come back timezone-aware (`UtcDateTime`); naive datetimes are
-refused on the way in, because a station's local clock zone must never leak into stored validity
-periods. Unix times that are compared in hot paths (events, nonces, outbox) are plain numbers.
+Datetimes are stored as naive UTC and come back timezone-aware (`common.db_types.UtcDateTime`);
+naive datetimes are refused on the way in, because a station's local clock zone must never leak
+into stored validity periods. Unix times that are compared in hot paths (events, nonces, outbox)
+are plain numbers.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from sqlalchemy import (
     DDL,
     Boolean,
     CheckConstraint,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -29,31 +28,12 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import JSON, TypeDecorator
+from sqlalchemy.types import JSON
+
+from common.db_types import UtcDateTime as UtcDateTime
+from common.db_types import utc_now as utc_now
 
 MEMBER_ID_MAX = 64
-
-
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """A datetime stored as naive UTC and returned as aware UTC; naive input is a programming error."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r} refused: pass a timezone-aware datetime")
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
 class Base(DeclarativeBase):

@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from common.template_cipher import TemplateCipher
 from contract.messages import EnrolmentMember, EnrolmentMessage, EnrolmentTemplate, iso, iso_now
 from models import events as event_store
 from models.members import get_member
 from models.tables import FaceTemplate, Member, OutboxItem
-from models.template_cipher import TemplateCipher
 
 TOPIC_KIND = "enrolment"
 MAX_PHOTO_BYTES = 2 * 1024 * 1024

@@ -45,12 +45,12 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import FaceModelInfo
 from contract.topics import UP_SNAPSHOT, StationTopics
 from models import events as event_store
 from models import members as member_store
 from models.tables import OutboxItem
-from models.template_cipher import TemplateCipher
 from sync.client import MqttLink
 from sync.config import MqttConfig
 from sync.enrolment import scrub_photos

@@ -21,9 +21,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import EventMessage, FaceModelInfo, SnapshotMeta
 from contract.topics import UP_EVENT, UP_SNAPSHOT, StationTopics
-from models.template_cipher import TemplateCipher
 from sync.config import MqttConfig
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 from sync.enrolment import build_enrolment

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import FaceModelInfo
 from contract.schedule import ScheduleConfig
-from models.template_cipher import TemplateCipher
 from sync.config import MqttConfig
 
 EventListener = Callable[[dict[str, Any]], None]

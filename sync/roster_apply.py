@@ -38,6 +38,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import (
     ActivateMember,
     AddCentreKey,
@@ -67,7 +68,6 @@ from models import members as member_store
 from models import qr_store
 from models.database import StoreError
 from models.tables import FaceTemplate, Member, utc_now
-from models.template_cipher import TemplateCipher
 from recognizer.qr_token import kid_for
 from sync import keys as centre_keys
 from sync.outcome import Outcome

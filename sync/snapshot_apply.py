@@ -36,11 +36,11 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import FaceModelInfo, MemberRecord, QrKeyRecord, TokenRevocation
 from models import members as member_store
 from models.database import StoreError
 from models.tables import FaceTemplate, Member, OutboxItem, utc_now
-from models.template_cipher import TemplateCipher
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,9 @@ from bench.dataset import ENV_FACES, FIXTURES, faces_dir
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# The centre's fixtures (SQLite and a real PostgreSQL): tests/central_fixtures.py.
+pytest_plugins = ("central_fixtures",)
+
 
 @pytest.fixture(scope="session")
 def fixtures() -> Path:

@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher
 from contract.messages import FaceModelInfo
 from contract.schedule import ScheduleConfig
 from edge.config import Config
 from edge.recorder import EventRecorder
 from edge.station import Station
-from models.template_cipher import TemplateCipher
 from sync.config import MqttConfig
 from sync.port import EventListener
 

@@ -14,18 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from routes import app_routes
 from test_api_support import USERNAME, ApiEnv, api_env
 
 from edge.api.app import create_app
-from edge.api.auth import (
-    InstallerError,
-    InstallerFileError,
-    InstallerStore,
-    LoginThrottle,
-    SessionStore,
-)
+from edge.api.auth import InstallerError, InstallerFileError, InstallerStore
 from edge.api.installers import add_installer_command, list_installers_command, remove_installer_command
 from models import events as event_store
 
@@ -37,14 +31,6 @@ THROTTLE = {"login_max_failures": 3, "login_backoff_s": 0.3, "login_lockout_s": 
 def env(tmp_path_factory: pytest.TempPathFactory, face_model: Any, fixtures: Path) -> Iterator[ApiEnv]:
     with api_env(tmp_path_factory.mktemp("api-auth"), face_model, fixtures, api=THROTTLE) as value:
         yield value
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- the open surface --------------------------------------------------------------------------------
@@ -71,15 +57,6 @@ def test_page_shell_and_static_assets_are_open_and_local(env: ApiEnv) -> None:
 def _fill(path: str) -> str:
     values = {"member_id": "m-1", "event_id": str(uuid.uuid4()), "capture_id": "A" * 22}
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m[1], "x"), path)
-
-
-def app_routes(app: Any) -> list[tuple[str, set[str]]]:
-    """(path, methods) of every HTTP route, whether FastAPI keeps included routers flat or not."""
-    try:
-        from fastapi.routing import iter_route_contexts  # FastAPI >= 0.165 keeps routers nested
-    except ImportError:
-        return [(r.path, set(r.methods)) for r in app.routes if isinstance(r, APIRoute)]
-    return [(c.path, set(c.methods)) for c in iter_route_contexts(app.routes) if c.path and c.methods]
 
 
 def test_every_api_v1_route_answers_401_without_credentials(env: ApiEnv) -> None:
@@ -341,55 +318,6 @@ def test_a_corrupted_accounts_file_is_reported_not_trusted(tmp_path: Path) -> No
         store.verify("x", "whatever")
     with pytest.raises(InstallerError):
         store.set_password("bad name!", "long enough password")
-
-
-# -- the pieces, with a clock we control -------------------------------------------------------------
-
-
-def test_throttle_doubles_the_wait_and_forgives_after_a_quiet_period() -> None:
-    clock = Clock()
-    throttle = LoginThrottle(max_failures=5, lockout_s=300.0, backoff_s=1.0, clock=clock)
-    key = ("account", "a")
-    waits = []
-    for _ in range(4):
-        assert not throttle.failure(key)
-        result = throttle.retry_after([key])
-        assert result is not None and result[1] == "slow_down"
-        waits.append(round(result[0], 3))
-        clock.now += result[0]
-        assert throttle.retry_after([key]) is None
-    assert waits == [1.0, 2.0, 4.0, 8.0]
-    assert throttle.failure(key)  # the fifth locks
-    wait = throttle.retry_after([key])
-    assert wait is not None and wait[1] == "locked_out" and wait[0] == pytest.approx(300.0)
-    clock.now += 301
-    assert throttle.retry_after([key]) is None
-    throttle.failure(key)
-    clock.now += 400  # quiet for longer than the lockout: earlier failures are forgiven
-    throttle.failure(key)
-    result = throttle.retry_after([key])
-    assert result is not None and result[0] == pytest.approx(1.0)
-
-
-def test_sessions_end_by_age_and_by_idleness() -> None:
-    clock = Clock()
-    sessions = SessionStore(ttl_s=100.0, idle_s=30.0, max_sessions=2, clock=clock)
-    token, _ = sessions.create("a")
-    clock.now += 25
-    assert sessions.get(token) is not None  # used: idle timer restarts
-    clock.now += 25
-    assert sessions.get(token) is not None
-    clock.now += 31
-    assert sessions.get(token) is None  # idle too long
-    token, _ = sessions.create("a")
-    for _ in range(4):
-        clock.now += 25
-        sessions.get(token)
-    assert sessions.get(token) is None  # 100 s old, however busy
-    first, _ = sessions.create("a")
-    sessions.create("b")
-    sessions.create("c")
-    assert sessions.get(first) is None and len(sessions) == 2  # the oldest made room
 
 
 def test_the_cli_handler_dispatches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""The contract package is the lowest layer both processes stand on: it must not reach up.
+"""`contract/` and `common/` are the floor both processes stand on: they must not reach up.
 
 Checked on the source (every import statement, including ones inside functions and TYPE_CHECKING
 blocks), so a lazy import cannot sneak the station's daemon into the centre's process.
@@ -25,10 +25,17 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "contract").glob("*.py")), ids=lambda p: p.name)
-def test_contract_imports_nothing_above_it(path: Path) -> None:
+SHARED = sorted([*(ROOT / "contract").glob("*.py"), *(ROOT / "common").glob("*.py")])
+
+
+@pytest.mark.parametrize("path", SHARED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shared_packages_import_nothing_above_them(path: Path) -> None:
     bad = [name for name in _imports(path) if name.split(".")[0] in FORBIDDEN]
-    assert not bad, f"{path.name} imports {bad}: the contract must not depend on station or centre code"
+    assert not bad, f"{path.name} imports {bad}: shared code must not depend on station or centre code"
+
+
+def test_both_shared_packages_are_checked() -> None:
+    assert {p.parent.name for p in SHARED} == {"contract", "common"}
 
 
 def test_layering_check_sees_a_forbidden_import(tmp_path: Path) -> None:
@@ -42,3 +49,14 @@ def test_layering_check_sees_a_forbidden_import(tmp_path: Path) -> None:
 def test_sync_reaches_the_station_only_through_its_port(path: Path) -> None:
     bad = [name for name in _imports(path) if name.split(".")[0] in ("edge", "central")]
     assert not bad, f"sync/{path.name} imports {bad}: use sync.port.StationPort"
+
+
+CENTRE_FORBIDDEN = ("edge", "sync", "models", "door", "bench")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "central").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT / "central"))
+)
+def test_the_centre_imports_no_station_code(path: Path) -> None:
+    bad = [name for name in _imports(path) if name.split(".")[0] in CENTRE_FORBIDDEN]
+    assert not bad, f"{path.name} imports {bad}: the centre never runs station code"

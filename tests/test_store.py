@@ -21,11 +21,11 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.template_cipher import TemplateCipher, TemplateCorrupt, TemplateDecryptError, TemplateKeyMismatch
 from models import events, members, qr_store
 from models.database import StoreError, ValidationError, make_session_factory, migrate, open_engine
 from models.members import DuplicateMemberError, MemberNotFoundError
 from models.tables import Event, FaceTemplate
-from models.template_cipher import TemplateCipher, TemplateCorrupt, TemplateDecryptError, TemplateKeyMismatch
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = dt.UTC

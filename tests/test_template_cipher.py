@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from models import template_cipher as tc
-from models.database import StoreError, ValidationError
-from models.template_cipher import (
+from common import template_cipher as tc
+from common.template_cipher import (
     ENV_VAR,
     KeyFileError,
     TemplateCipher,
@@ -24,6 +23,7 @@ from models.template_cipher import (
     TemplateKeyMismatch,
     load_or_create_key,
 )
+from models.database import StoreError, ValidationError
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))

@@ -9,9 +9,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from common.asgi import BodyLimit
 from edge.api.context import ApiContext
 from edge.api.errors import install_error_handlers
-from edge.api.middleware import AuthGate, BodyLimit, RequestLog
+from edge.api.middleware import AuthGate, RequestLog
 from edge.api.routers import auth, camera, door, enrol, events, health, members, page, schedule
 from edge.api.routers.page import STATIC_DIR
 from edge.api.services import StationServices

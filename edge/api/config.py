@@ -8,11 +8,14 @@ needs) is limited in rate and in the number of viewers.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from common.auth_settings import AuthSettings
 
 
-class ApiConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+class ApiConfig(AuthSettings):
+    """Logins (session_ttl_s, session_idle_s, max_sessions, login_max_failures, login_lockout_s,
+    login_backoff_s, cookie_secure) come from the policy the centre's staff logins share."""
 
     enabled: bool = Field(True, description="Serve the local API and installer page inside `yizhan run`.")
     host: str = Field(
@@ -22,48 +25,6 @@ class ApiConfig(BaseModel):
         description="Bind address (the station's LAN address on site).",
     )
     port: int = Field(8080, ge=1, le=65535, description="TCP port.")
-    session_ttl_s: int = Field(
-        12 * 3600,
-        ge=300,
-        le=7 * 86400,
-        description="A login lasts at most this long (seconds); then the installer logs in again.",
-    )
-    session_idle_s: int = Field(
-        2 * 3600,
-        ge=60,
-        le=7 * 86400,
-        description="A login unused for this long (seconds) ends (a phone left on a table).",
-    )
-    max_sessions: int = Field(
-        50, ge=1, le=1000, description="Logins kept at once; the oldest is ended when more are opened."
-    )
-    login_max_failures: int = Field(
-        5,
-        ge=1,
-        le=100,
-        description="Failed logins in a row that lock an account for login_lockout_s (one client "
-        "address may fail four times as often, across accounts, before it is locked out too).",
-    )
-    login_lockout_s: float = Field(
-        300.0,
-        ge=1.0,
-        le=86400.0,
-        allow_inf_nan=False,
-        description="How long (seconds) a locked account or address is refused without even checking "
-        "the password.",
-    )
-    login_backoff_s: float = Field(
-        1.0,
-        ge=0.0,
-        le=60.0,
-        allow_inf_nan=False,
-        description="After a failed login the next attempt waits this long (seconds), doubled after "
-        "each further failure, at most 60 s. 0 disables the back-off (the lockout still applies).",
-    )
-    cookie_secure: bool = Field(
-        False,
-        description="Send the session cookie only over HTTPS (set it when a TLS proxy serves the page).",
-    )
     max_upload_mb: int = Field(
         10,
         ge=1,

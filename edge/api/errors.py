@@ -16,7 +16,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.api.auth import InstallerError, LoginRefused
+from common.asgi import ApiError as ApiError
+from common.asgi import error_body
+from common.login import LoginRefused
+from edge.api.auth import InstallerError
 from edge.api.retry import database_locked
 from edge.station import RefusedError
 from models.database import StoreError, ValidationError
@@ -24,44 +27,6 @@ from models.members import DuplicateMemberError, MemberNotFoundError
 from recognizer.images import ImageError
 
 log = logging.getLogger(__name__)
-
-_STATUS_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "too_many_requests",
-    503: "unavailable",
-}
-
-
-class ApiError(Exception):
-    """A refusal with a status, a sentence, a stable code and optional extra fields."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        code: str | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.code = code or _STATUS_CODES.get(status, "error")
-        self.headers = headers
-        self.extra = extra
-
-
-def error_body(status: int, detail: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"detail": detail, "code": code or _STATUS_CODES.get(status, "error"), **extra}
 
 
 def _respond(

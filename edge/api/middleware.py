@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request log and security headers, the authentication gate, body limits.
+"""Pure ASGI middleware: request log and security headers, the authentication gate (body limits:
+`common.asgi.BodyLimit`).
 
 Pure ASGI (not `BaseHTTPMiddleware`) so the live MJPEG stream passes through unbuffered, and so the
 gate and the size limit act before FastAPI reads a body or resolves a route: an unauthenticated
@@ -12,18 +13,17 @@ import base64
 import binascii
 import logging
 import time
-from http.cookies import SimpleCookie
 from typing import Any
 
 import anyio
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.api.auth import Identity, LoginRefused
+from common.asgi import reply, request_cookie
+from common.login import LoginRefused
+from edge.api.auth import Identity
 from edge.api.context import ApiContext
 from edge.api.deps import CSRF_HEADER, SESSION_COOKIE
-from edge.api.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,6 @@ STREAM_ROUTES = frozenset({"/api/v1/camera/preview.mjpg"})
 def is_protected(path: str) -> bool:
     """Everything under /api/v1 and the metrics need credentials; /healthz, the page and login do not."""
     return path == "/metrics" or path == "/api/v1" or path.startswith("/api/v1/")
-
-
-async def _reply(
-    scope: Scope, receive: Receive, send: Send, status: int, detail: str, code: str, **kw: Any
-) -> None:
-    headers = kw.pop("headers", None)
-    response = JSONResponse(error_body(status, detail, code, **kw), status_code=status, headers=headers)
-    await response(scope, receive, send)
 
 
 class RequestLog:
@@ -125,7 +117,7 @@ class AuthGate:
         if scheme == "bearer" and credentials.strip():
             session = self.ctx.auth.session_for(credentials.strip())
             if session is None:
-                await _reply(
+                await reply(
                     scope,
                     receive,
                     send,
@@ -141,11 +133,11 @@ class AuthGate:
             if identity is None:
                 return
         else:
-            token = _cookie(headers, SESSION_COOKIE)
+            token = request_cookie(headers, SESSION_COOKIE)
             if token:
                 session = self.ctx.auth.session_for(token)
                 if session is None:
-                    await _reply(
+                    await reply(
                         scope,
                         receive,
                         send,
@@ -158,7 +150,7 @@ class AuthGate:
                 if scope["method"] in UNSAFE_METHODS and not self.ctx.auth.csrf_ok(
                     session, headers.get(CSRF_HEADER)
                 ):
-                    await _reply(
+                    await reply(
                         scope,
                         receive,
                         send,
@@ -169,7 +161,7 @@ class AuthGate:
                     return
                 identity = Identity(session.username, "cookie", session)
         if identity is None:
-            await _reply(
+            await reply(
                 scope,
                 receive,
                 send,
@@ -189,7 +181,7 @@ class AuthGate:
             decoded = ""
         username, sep, password = decoded.partition(":")
         if not sep:
-            await _reply(
+            await reply(
                 scope,
                 receive,
                 send,
@@ -209,96 +201,6 @@ class AuthGate:
                 extra["headers"] = {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
             elif exc.status == 401:
                 extra["headers"] = {"WWW-Authenticate": 'Basic realm="yizhan"'}
-            await _reply(scope, receive, send, exc.status, str(exc), exc.code, **extra)
+            await reply(scope, receive, send, exc.status, str(exc), exc.code, **extra)
             return None
         return Identity(name, "basic")
-
-
-def _cookie(headers: Headers, name: str) -> str | None:
-    raw = headers.get("cookie")
-    if not raw:
-        return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:  # http.cookies raises CookieError, and worse, on hostile input
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel is not None else None
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Refuse bodies over the limit with 413: from Content-Length before reading, or mid-stream."""
-
-    def __init__(
-        self, app: ASGIApp, *, default_bytes: int, upload_bytes: int, upload_paths: frozenset[str]
-    ) -> None:
-        self.app = app
-        self.default_bytes = default_bytes
-        self.upload_bytes = upload_bytes
-        self.upload_paths = upload_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.upload_bytes if scope["path"] in self.upload_paths else self.default_bytes
-        length = Headers(scope=scope).get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                await _reply(scope, receive, send, 400, "bad Content-Length header", "bad_request")
-                return
-            if int(length) > limit:
-                await self._too_large(scope, receive, send, limit)
-                return
-        received = 0
-        exceeded = False
-        replied = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    exceeded = True
-                    raise _BodyTooLarge()
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal replied
-            if exceeded:
-                if not replied:  # whatever the app made of the cut-off body, the answer is 413
-                    replied = True
-                    await self._too_large(scope, receive, send, limit)
-                return
-            replied = replied or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except _BodyTooLarge:
-            if not replied:
-                await self._too_large(scope, receive, send, limit)
-        except Exception:
-            if exceeded and not replied:
-                await self._too_large(scope, receive, send, limit)
-            else:
-                raise
-
-    @staticmethod
-    async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        size = f"{limit / (1024 * 1024):.0f} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
-        await _reply(
-            scope,
-            receive,
-            send,
-            413,
-            f"the request body is larger than the {size} limit",
-            "too_large",
-            limit_bytes=limit,
-        )

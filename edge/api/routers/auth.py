@@ -11,21 +11,17 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from edge.api.auth import PASSWORD_MAX, LoginRefused, Session, check_new_password
+from common.auth_schemas import LoginRequest, PasswordChange
+from common.login import LoginRefused
+from common.passwords import check_new_password
+from common.sessions import Session
 from edge.api.deps import SESSION_COOKIE, ClientAddress, ContextDep, CurrentInstaller, current_installer
 from edge.api.errors import ApiError
 
 public = APIRouter(prefix="/auth", tags=["auth"])
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], dependencies=[Depends(current_installer)])
-
-
-class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
 class SessionOut(BaseModel):
@@ -34,13 +30,6 @@ class SessionOut(BaseModel):
     csrf_token: str = Field(description="Send as X-CSRF-Token with unsafe requests made with the cookie.")
     expires_in_s: float
     expires_at: float = Field(description="Unix time the login ends if left idle.")
-
-
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
-    new_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
 def _session_out(ctx: ContextDep, session: Session, token: str | None = None) -> SessionOut:

@@ -2,7 +2,7 @@
 
 journald keeps each line as one record, and a JSON line is what a log shipper or `jq` can filter
 by `event`, `member_id` or `reason` without regular expressions. Extra fields are passed with
-`logger.info("...", extra={"fields": {...}})`.
+`logger.info("...", extra={"fields": {...}})`. Shared by the station and the centre.
 """
 
 from __future__ import annotations
@@ -11,9 +11,25 @@ import datetime as dt
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from common.config_files import Section
 
 _configured = False
+
+
+class LoggingConfig(Section):
+    """`[logging]`, the same in the station's and the centre's configuration."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = Field("json", description="json: one object per line (journald).")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
 
 class JsonFormatter(logging.Formatter):

@@ -12,6 +12,10 @@ could match against garbage).
 Blob layout: ``nonce (12 bytes) || AES-GCM(ciphertext of 128 little-endian float32 || tag (16))``.
 The associated data binds the blob to its member and template id, so a ciphertext copied or swapped
 into another row fails authentication instead of making one member match another's face.
+
+Shared by the station (`models`) and the centre (`central.store`), which both keep templates at rest
+under a key that is not in their database. The key variable is a parameter so the two processes can
+run side by side on a developer's laptop without sharing a key.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy.typing as npt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from models.database import StoreError, ValidationError
+from common.errors import StoreError, ValidationError
 from recognizer.roster import EMBEDDING_DIM
 
 ENV_VAR = "YIZHAN_TEMPLATE_KEY"
@@ -149,7 +153,14 @@ def _create_key_file(path: Path) -> None:
         os.close(dir_fd)
 
 
-def load_or_create_key(*, key_file: Path | None, data_dir: Path, env: Mapping[str, str]) -> bytes:
+def load_or_create_key(
+    *,
+    key_file: Path | None,
+    data_dir: Path,
+    env: Mapping[str, str],
+    env_var: str = ENV_VAR,
+    file_name: str = KEY_FILE_NAME,
+) -> bytes:
     """Return the 32-byte template key.
 
     Precedence: the ``YIZHAN_TEMPLATE_KEY`` environment variable (64 hex characters or base64 of 32
@@ -158,8 +169,8 @@ def load_or_create_key(*, key_file: Path | None, data_dir: Path, env: Mapping[st
     first use. A key file accessible to group or others is refused, not merely warned about: the
     service runs unattended and nobody reads warnings, while the fix (chmod 600) is trivial.
     """
-    if ENV_VAR in env:
-        return _parse_key(env[ENV_VAR], f"environment variable {ENV_VAR}")
+    if env_var in env:
+        return _parse_key(env[env_var], f"environment variable {env_var}")
     if key_file is not None:
         path = Path(key_file)
         if not path.exists():
@@ -171,7 +182,7 @@ def load_or_create_key(*, key_file: Path | None, data_dir: Path, env: Mapping[st
         return _read_key_file(path)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / KEY_FILE_NAME
+    path = data_dir / file_name
     if not path.exists():
         _create_key_file(path)
     return _read_key_file(path)

@@ -1,0 +1,386 @@
+"""The centre's configuration: one typed model, one small section per subsystem.
+
+Loaded from TOML like the station's (`--config PATH`, else `$YIZHAN_CENTRAL_CONFIG`, else
+`./central.toml`, else built-in defaults that run on a laptop with data under `./var-central/`).
+Unknown keys are refused with the key named (`common.config_files`); every number has bounds.
+Secrets never live in the TOML: passwords, tokens and webhook URLs that embed a key are read from
+`*_file` keys (mode 0600). Relative paths are relative to the config file's folder.
+
+Sections that later parts of the centre fill (`[alarms]`, `[snapshots]`, `[sms]`) are defined here
+already, small and bounded, so their keys are part of one documented file from the start.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from common.auth_settings import AuthSettings
+from common.broker_config import BrokerConnection
+from common.config_files import ConfigError as ConfigError
+from common.config_files import Section, find_config, read_toml, rebased, validate_config
+from common.logging_setup import LoggingConfig
+
+ENV_CONFIG = "YIZHAN_CENTRAL_CONFIG"
+DEFAULT_CONFIG_NAME = "central.toml"
+EXAMPLE_CONFIG = "central.example.toml"
+DATABASE_FILE = "central.db"
+
+DISTRICT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+ANY_DISTRICT = "*"
+
+
+class StorageConfig(Section):
+    data_dir: Path = Field(
+        Path("var-central"), description="The SQLite database (by default), snapshots and the data key."
+    )
+    key_file: Path | None = Field(
+        None,
+        description="Data key (32 bytes, hex) that encrypts face templates and QR signing keys at rest. "
+        "Default: <data_dir>/central.key, created with mode 0600 on first use. "
+        "$YIZHAN_CENTRAL_KEY overrides both. Keep it out of database backups.",
+    )
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+
+class DatabaseConfig(Section):
+    url: str | None = Field(
+        None,
+        max_length=2000,
+        description="SQLAlchemy URL. Default: SQLite at <data_dir>/central.db. PostgreSQL: "
+        '"postgresql+psycopg://yizhan@db.example/yizhan" (the password in password_file).',
+    )
+    password_file: Path | None = Field(
+        None, description="File holding the database password (mode 0600), added to the URL at connect."
+    )
+    pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections kept open per process.")
+    max_overflow: int = Field(10, ge=0, le=200, description="Extra connections allowed under load.")
+    pool_timeout_s: float = Field(
+        10.0, ge=0.5, le=300.0, allow_inf_nan=False, description="Wait at most this long for a connection."
+    )
+    connect_timeout_s: int = Field(10, ge=1, le=300, description="TCP connect timeout to PostgreSQL.")
+    statement_timeout_s: float = Field(
+        60.0,
+        ge=0.0,
+        le=3600.0,
+        allow_inf_nan=False,
+        description="PostgreSQL cancels a statement running longer (0: no limit). Migrations are exempt.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalised = normalise_database_url(value)
+        return normalised.render_as_string(hide_password=False)
+
+    def rebased(self, base: Path) -> DatabaseConfig:
+        """Relative file paths (password_file, a SQLite file in url) taken relative to `base`."""
+        changes: dict[str, Any] = {"password_file": rebased(self.password_file, base)}
+        if self.url is not None:
+            url = make_url(self.url)
+            if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
+                changes["url"] = url.set(database=str(base / url.database)).render_as_string(
+                    hide_password=False
+                )
+        return self.model_copy(update=changes)
+
+    def effective_url(self, data_dir: Path) -> URL:
+        """The URL to connect to: the configured one, else SQLite under `data_dir`."""
+        if self.url is None:
+            return make_url(f"sqlite:///{(data_dir / DATABASE_FILE).resolve()}")
+        return make_url(self.url)
+
+
+def normalise_database_url(value: str) -> URL:
+    """A usable URL, or ValueError saying why: only SQLite and PostgreSQL through psycopg 3.
+
+    `postgresql://` and `postgres://` mean psycopg 3 here (psycopg2 is not installed).
+    """
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL (e.g. postgresql+psycopg://user@host/db or sqlite:///path)"
+        ) from None
+    backend, _, driver = url.drivername.partition("+")  # no dialect is loaded to look at the name
+    if backend in ("postgresql", "postgres"):
+        if driver in ("", "psycopg"):
+            return url.set(drivername="postgresql+psycopg")
+        raise ValueError(f"PostgreSQL is reached through psycopg 3 (postgresql+psycopg://), not {driver!r}")
+    if backend == "sqlite":
+        if driver:
+            raise ValueError(f"SQLite is used through the standard driver (sqlite:///path), not {driver!r}")
+        if not url.database or url.database == ":memory:":
+            raise ValueError(
+                "SQLite needs a file path (sqlite:///path/central.db): memory would lose everything"
+            )
+        return url
+    raise ValueError(f"database {backend!r} is not supported: PostgreSQL or SQLite")
+
+
+class MqttConfig(BrokerConnection):
+    """The centre's side of docs/mqtt.md: shared subscription, persistent session, acknowledgements."""
+
+    enabled: bool = Field(
+        True, description="`run` ingests station messages (off: dashboard and API only, no broker needed)."
+    )
+    username: str | None = Field(
+        "centre", min_length=1, max_length=64, description="Broker user name of the centre's workers."
+    )
+    client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=48,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description='Client id prefix of the ingest workers; default "yz-centre-<host name>". Worker n '
+        "connects as <prefix>-<n>: stable ids keep persistent sessions across restarts.",
+    )
+    shared_group: str = Field(
+        "centre",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="MQTT v5 shared-subscription group ($share/<group>/...): workers in one group split "
+        "the stations' messages, and any of them can die.",
+    )
+    workers: int = Field(1, ge=1, le=32, description="Ingest workers `run` starts.")
+    max_payload_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Larger messages from stations are refused unread (snapshots are the big ones).",
+    )
+    ack_interval_s: float = Field(
+        1.0,
+        ge=0.1,
+        le=60.0,
+        allow_inf_nan=False,
+        description="How often the down/ack watermark goes to a station while its messages flow.",
+    )
+    command_ttl_s: int = Field(
+        30,
+        ge=5,
+        le=300,
+        description="Commands expire this long after they are issued (a station refuses them later; "
+        "must stay within the stations' command_max_ttl_s, 300 by default).",
+    )
+
+    def effective_client_id(self, worker: int) -> str:
+        prefix = self.client_id or f"yz-centre-{_host_label()}"
+        return f"{prefix}-{worker}"
+
+
+def _host_label() -> str:
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
+    return name[:32] or "host"
+
+
+class WebConfig(AuthSettings):
+    """The staff dashboard, the workers' pages and the public station directory."""
+
+    host: str = Field("127.0.0.1", min_length=1, max_length=253, description="Bind address.")
+    port: int = Field(8090, ge=1, le=65535, description="TCP port.")
+    public_url: str | None = Field(
+        None,
+        max_length=300,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The centre's address as workers' phones reach it (posters' QR codes point here), "
+        'e.g. "https://yizhan.example.org". Default: taken from each request.',
+    )
+    max_sessions: int = Field(
+        1000, ge=1, le=100_000, description="Staff logins kept at once; the oldest ends when more are opened."
+    )
+    max_json_kb: int = Field(256, ge=16, le=4096, description="Largest JSON request body (KiB); bigger: 413.")
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Addresses of reverse proxies whose X-Forwarded-For is trusted (the login throttle "
+        "counts per client address). Empty: proxy headers ignored.",
+    )
+
+
+class WebhookTarget(Section):
+    """One group robot of a messaging tool that a union office watches."""
+
+    district: str = Field(
+        ANY_DISTRICT, pattern=rf"{DISTRICT_PATTERN}|^\*$", description='District, or "*" for every district.'
+    )
+    format: Literal["wecom", "dingtalk", "feishu"] = Field(description="The robot's JSON format.")
+    url: str | None = Field(
+        None,
+        max_length=1000,
+        pattern=r"^https?://\S+$",
+        description="Webhook URL (prefer url_file: it holds a key).",
+    )
+    url_file: Path | None = Field(None, description="File holding the webhook URL (mode 0600).")
+    secret_file: Path | None = Field(
+        None, description="Signing secret (DingTalk / Feishu 'sign' security setting), mode 0600."
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Self:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url and url_file")
+        return self
+
+
+class SmtpConfig(Section):
+    host: str | None = Field(None, min_length=1, max_length=253, description="SMTP server; unset: no e-mail.")
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="How the connection is secured."
+    )
+    username: str | None = Field(None, min_length=1, max_length=200)
+    password_file: Path | None = Field(None, description="File holding the SMTP password (mode 0600).")
+    sender: str | None = Field(
+        None, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$", description="From address."
+    )
+    timeout_s: float = Field(10.0, ge=1.0, le=120.0, allow_inf_nan=False)
+
+
+class EmailTarget(Section):
+    district: str = Field(ANY_DISTRICT, pattern=rf"{DISTRICT_PATTERN}|^\*$")
+    to: list[str] = Field(min_length=1, max_length=50, description="Recipients of this district's alarms.")
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if "@" not in address or any(c.isspace() for c in address) or len(address) > 254:
+                raise ValueError(f"not an e-mail address: {address[:60]!r}")
+        return value
+
+
+class AlarmsConfig(Section):
+    """When an alarm is raised and who hears about it (webhooks per district, e-mail)."""
+
+    offline_after_s: int = Field(
+        180, ge=30, le=86_400, description="A station silent this long (no heartbeat) raises station_offline."
+    )
+    emergency_resend_s: int = Field(
+        300, ge=30, le=86_400, description="An unacknowledged emergency is sent again this often."
+    )
+    clock_skew_max_s: int = Field(
+        120, ge=5, le=86_400, description="A station clock further off than this raises clock_wrong."
+    )
+    refusals_per_10min: int = Field(
+        20, ge=3, le=10_000, description="This many refusals at one station in 10 minutes raise an alarm."
+    )
+    webhook_timeout_s: float = Field(5.0, ge=0.5, le=60.0, allow_inf_nan=False)
+    webhooks: list[WebhookTarget] = Field(default_factory=list, max_length=200)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    email: list[EmailTarget] = Field(default_factory=list, max_length=200)
+
+    @model_validator(mode="after")
+    def _email_needs_smtp(self) -> Self:
+        if self.email and (self.smtp.host is None or self.smtp.sender is None):
+            raise ValueError("[[alarms.email]] needs [alarms.smtp] host and sender")
+        return self
+
+
+class SnapshotsConfig(Section):
+    """Entry photos uploaded by the stations: JPEG files under <data_dir>/snapshots/<date>/."""
+
+    retention_days: int = Field(
+        90, ge=1, le=3650, description="Snapshots older than this are deleted (the event row stays)."
+    )
+    disk_budget_mb: int = Field(
+        20_480, ge=10, le=100_000_000, description="Snapshots use at most this much; the oldest go first."
+    )
+    min_free_mb: int = Field(
+        1024, ge=0, le=1_000_000, description="Keep this much free on the disk, whatever the budget says."
+    )
+    max_bytes: int = Field(
+        4 * 1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024, description="Larger snapshots are refused."
+    )
+
+
+class QrConfig(Section):
+    """Member passes: signed by the centre, checked offline by the stations (public keys only)."""
+
+    max_pass_ttl_s: int = Field(
+        365 * 86_400,
+        ge=60,
+        le=5 * 365 * 86_400,
+        description="Longest validity of a pass the centre issues. After `keys rotate` the old key keeps "
+        "being trusted this long, so passes signed just before the rotation keep working.",
+    )
+
+
+class SmsConfig(Section):
+    """Workers' phones (issue 11): one-time codes through an HTTP SMS gateway."""
+
+    url: str | None = Field(
+        None,
+        max_length=1000,
+        pattern=r"^https?://\S+$",
+        description="Gateway endpoint (POST JSON). Unset: registrations wait for staff approval.",
+    )
+    token_file: Path | None = Field(None, description="File holding the gateway's API token (mode 0600).")
+    timeout_s: float = Field(5.0, ge=0.5, le=60.0, allow_inf_nan=False)
+    code_length: int = Field(6, ge=4, le=10, description="Digits in a one-time code.")
+    code_ttl_s: int = Field(300, ge=60, le=3600, description="A code is valid this long.")
+    max_attempts: int = Field(5, ge=1, le=20, description="Wrong codes before the code is void.")
+    sends_per_phone_per_hour: int = Field(5, ge=1, le=100, description="Codes sent to one number per hour.")
+
+
+class CentralConfig(Section):
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    qr: QrConfig = Field(default_factory=QrConfig)
+    sms: SmsConfig = Field(default_factory=SmsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def database_url(self) -> URL:
+        return self.database.effective_url(self.storage.data_dir)
+
+
+def parse_config(
+    data: Mapping[str, Any], source: str = "<config>", base_dir: Path | None = None
+) -> CentralConfig:
+    """Validate a parsed TOML mapping; relative paths are taken relative to `base_dir`."""
+    config = validate_config(CentralConfig, data, source, EXAMPLE_CONFIG)
+    return config if base_dir is None else _rebase(config, base_dir)
+
+
+def _rebase(config: CentralConfig, base: Path) -> CentralConfig:
+    def files(section: Section, *keys: str) -> Any:
+        return section.model_copy(update={key: rebased(getattr(section, key), base) for key in keys})
+
+    alarms = config.alarms.model_copy(
+        update={
+            "webhooks": [files(w, "url_file", "secret_file") for w in config.alarms.webhooks],
+            "smtp": files(config.alarms.smtp, "password_file"),
+        }
+    )
+    return config.model_copy(
+        update={
+            "storage": files(config.storage, "data_dir", "key_file"),
+            "database": config.database.rebased(base),
+            "mqtt": config.mqtt.rebased(base),
+            "alarms": alarms,
+            "sms": files(config.sms, "token_file"),
+        }
+    )
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> tuple[CentralConfig, str]:
+    """Find, read and validate the configuration. Returns (config, where it came from)."""
+    path = find_config(path, env=env, env_var=ENV_CONFIG, default_name=DEFAULT_CONFIG_NAME)
+    if path is None:
+        return parse_config({}, "built-in defaults", Path.cwd()), "built-in defaults"
+    return parse_config(read_toml(path), str(path), path.resolve().parent), str(path)

@@ -1,0 +1,1 @@
+"""Alembic revisions of the centre's schema (docs/CENTRAL.md, "Adding a migration")."""

@@ -1,0 +1,198 @@
+"""Members and their face templates: keyword-only functions on a `Session` (the caller commits).
+
+Templates are encrypted with the data key's `TemplateCipher` (AES-GCM bound to member and template
+id) and name the model that made them; `scope` says which stations may hold them (tables.py).
+Roster fan-out to the stations is not done here: the roster code calls these functions and writes
+the matching `roster_changes` rows in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from central.store import checks
+from central.store.tables import MEMBER_KINDS, FaceTemplate, Member, Station
+from common.db_types import utc_now
+from common.errors import ValidationError
+from common.template_cipher import TemplateCipher
+
+TEMPLATE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_MODEL = "dlib_resnet_v1"
+#: Models whose templates the centre can store now, with their dimension. Other encoders (ONNX,
+#: 512-d) arrive with the model-aware cipher of the rec-onnx branch (`TemplateCipher(..., model=)`).
+MODEL_DIMS = {DEFAULT_MODEL: 128}
+
+
+class MemberExistsError(ValidationError):
+    """A member with that id already exists."""
+
+
+class MemberNotFoundError(ValidationError, LookupError):
+    """No member with that id."""
+
+
+def new_member_id() -> str:
+    return f"m-{secrets.token_hex(5)}"
+
+
+def _aware(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValidationError(f"{field} needs a time zone (e.g. 2027-12-31T23:59:59+08:00)")
+    return value
+
+
+def add_member(
+    session: Session,
+    *,
+    member_id: str | None = None,
+    name: str,
+    phone: str | None = None,
+    kind: str | None = None,
+    employer: str | None = None,
+    groups: Iterable[str] = (),
+    valid_from: dt.datetime | None = None,
+    valid_until: dt.datetime | None = None,
+    consent_face: bool = False,
+    consent_cross_station: bool = False,
+    home_station_id: str | None = None,
+    status: str = "active",
+    source: str = "staff",
+) -> Member:
+    """Create a member (an id is made up when none is given). Consents are stamped with now."""
+    member_id = checks.identifier(member_id or new_member_id(), "member id")
+    if session.get(Member, member_id) is not None:
+        raise MemberExistsError(f"member {member_id!r} already exists")
+    if kind is not None and kind not in MEMBER_KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(MEMBER_KINDS)}")
+    if consent_cross_station and not consent_face:
+        raise ValidationError("cross-station consent needs face consent")
+    valid_from, valid_until = _aware(valid_from, "valid_from"), _aware(valid_until, "valid_until")
+    if valid_from and valid_until and valid_until <= valid_from:
+        raise ValidationError("valid_until must be after valid_from")
+    if home_station_id is not None and session.get(Station, home_station_id) is None:
+        raise ValidationError(f"home station {home_station_id!r} does not exist")
+    now = utc_now()
+    member = Member(
+        member_id=member_id,
+        name=checks.text(name, "name", 100),
+        phone=checks.text(phone, "phone", 32, optional=True),
+        kind=kind,
+        employer=checks.text(employer, "employer", 200, optional=True),
+        groups=checks.names(groups, "groups"),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        status=status,
+        consent_face=consent_face,
+        consent_face_at=now if consent_face else None,
+        consent_cross_station=consent_cross_station,
+        consent_cross_station_at=now if consent_cross_station else None,
+        home_station_id=home_station_id,
+        source=source,
+    )
+    session.add(member)
+    session.flush()
+    return member
+
+
+def get_member(session: Session, *, member_id: str) -> Member | None:
+    return session.get(Member, member_id)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    member: Member
+    templates: int
+
+
+def list_members(
+    session: Session, *, search: str | None = None, limit: int = 1000, offset: int = 0
+) -> list[MemberRow]:
+    """Members by id with their template counts; `search` matches id, name or phone (substring)."""
+    counts = (
+        select(FaceTemplate.member_id, func.count().label("n")).group_by(FaceTemplate.member_id).subquery()
+    )
+    query = (
+        select(Member, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.member_id == Member.member_id)
+        .order_by(Member.member_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                Member.member_id.ilike(pattern, escape="\\"),
+                Member.name.ilike(pattern, escape="\\"),
+                Member.phone.ilike(pattern, escape="\\"),
+            )
+        )
+    return [MemberRow(member, int(n)) for member, n in session.execute(query).all()]
+
+
+def add_template(
+    session: Session,
+    cipher: TemplateCipher,
+    *,
+    member_id: str,
+    vector: npt.ArrayLike,
+    template_id: str | None = None,
+    model: str = DEFAULT_MODEL,
+    origin_station_id: str | None = None,
+) -> FaceTemplate:
+    """Store one encrypted template. Needs face consent; its scope follows cross-station consent.
+
+    Adding a template id that exists for the same member does nothing (a station re-uploading an
+    enrolment never duplicates it); for another member it is refused.
+    """
+    member = session.get(Member, member_id)
+    if member is None:
+        raise MemberNotFoundError(f"no member {member_id!r}")
+    if not member.consent_face:
+        raise ValidationError(f"member {member_id!r} has not consented to face recognition")
+    template_id = template_id or secrets.token_hex(16)
+    if not TEMPLATE_ID_RE.fullmatch(template_id):
+        raise ValidationError("template id must be 32 lowercase hex characters")
+    existing = session.get(FaceTemplate, template_id)
+    if existing is not None:
+        if existing.member_id != member_id:
+            raise ValidationError(f"template {template_id} belongs to another member")
+        return existing
+    scope = "fleet" if member.consent_cross_station else "station"
+    if scope == "station" and origin_station_id is None:
+        raise ValidationError("a template without cross-station consent needs the station it stays on")
+    if model not in MODEL_DIMS:
+        raise ValidationError(f"face model {model!r} is not supported here yet ({', '.join(MODEL_DIMS)})")
+    dim = MODEL_DIMS[model]
+    template = FaceTemplate(
+        template_id=template_id,
+        member_id=member_id,
+        model=model,
+        dim=dim,
+        key_fingerprint=cipher.fingerprint,
+        ciphertext=cipher.encrypt(member_id, template_id, vector),
+        scope=scope,
+        origin_station_id=origin_station_id,
+    )
+    session.add(template)
+    session.flush()
+    return template
+
+
+def member_templates(
+    session: Session, cipher: TemplateCipher, *, member_id: str
+) -> list[tuple[FaceTemplate, npt.NDArray[np.float32]]]:
+    """The member's templates, decrypted (a wrong key or a damaged row raises, never skips)."""
+    rows: Sequence[FaceTemplate] = session.scalars(
+        select(FaceTemplate).where(FaceTemplate.member_id == member_id).order_by(FaceTemplate.created_at)
+    ).all()
+    return [(t, cipher.decrypt(t.member_id, t.template_id, t.key_fingerprint, t.ciphertext)) for t in rows]
