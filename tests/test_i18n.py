@@ -195,7 +195,7 @@ def method_words() -> dict[str, str]:
 
 def error_codes() -> dict[str, str]:
     found: dict[str, str] = {}
-    for path in _files("edge/api"):
+    for path in _files("edge/api", "common"):  # common/: the login and error code shared with the centre
         tree = _tree(path)
         where = str(path.relative_to(ROOT))
         for call in _calls(tree, {"ApiError", "_respond", "error_body", "LoginRefused"}):
