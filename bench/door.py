@@ -41,7 +41,6 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -1340,13 +1339,7 @@ def render_text(result: Mapping[str, Any]) -> str:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """The command as typed from the repository root (interpreter path made relative when inside it)."""
-    exe = Path(sys.executable)
-    try:
-        shown = str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        shown = exe.name
-    return shlex.join([shown, "-m", "bench.door", *argv])
+    return report.command_line("bench.door", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

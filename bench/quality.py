@@ -39,7 +39,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterable, Mapping, Sequence  # noqa: E402
@@ -959,12 +958,7 @@ def render_text(result: Mapping[str, Any]) -> str:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    exe = Path(sys.executable)
-    try:
-        shown = str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        shown = exe.name
-    return shlex.join([shown, "-m", "bench.quality", *argv])
+    return report.command_line("bench.quality", argv)
 
 
 def photo_pipeline() -> FacePipeline:

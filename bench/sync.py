@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shlex
 import statistics
 import sys
 import tempfile
@@ -130,12 +129,7 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    exe = Path(sys.executable)
-    try:
-        shown = str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        shown = exe.name
-    return shlex.join([shown, "-m", "bench.sync", *argv])
+    return report.command_line("bench.sync", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def test_the_daemon_serves_the_api_on_its_own_thread(tmp_path: Path, face_model:
             assert isinstance(server, ApiServer) and server.listening
             assert [t.name for t in threading.enumerate()].count("api") == 1
             assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
-            with httpx.Client(base_url=base, timeout=10) as http:
+            with httpx.Client(base_url=base, timeout=120) as http:  # a hang, not a slow moment
                 assert http.get("/healthz").status_code == 200
                 assert http.get("/api/v1/members").status_code == 401
                 token = http.post("/auth/login", json={"username": USERNAME, "password": secret}).json()[

@@ -249,10 +249,7 @@ def issue_pass(
             )
         ttl = min(ttl, int(left))
     try:
-        token = retry_locked(
-            lambda: station.issue_qr(member_id=member_id, ttl_s=max(1, ttl), single_use=request.single_use),
-            what="qr_issued",
-        )
+        token = station.issue_qr(member_id=member_id, ttl_s=max(1, ttl), single_use=request.single_use)
     except RefusedError as exc:
         code = "no_signing_key" if "signing key" in str(exc) else "refused"
         raise ApiError(422, str(exc), code) from None
@@ -276,7 +273,7 @@ def issue_pass(
             "expires_at": expires_at.isoformat(),
             "single_use": claims.single_use,
             "key_id": claims.kid,
-            "nonce": claims.nonce_hex,  # what `yizhan qr revoke` needs to withdraw it
+            "nonce": claims.nonce_hex,  # names the pass in a revocation list, should it be withdrawn
         },
     )
     name_printed = cjk_font_path() is not None or member["name"].isascii()

@@ -24,6 +24,8 @@
     passUrl: null,
   };
   const TABS = ["enrol", "members", "events", "door", "account"];
+  /** Worker kinds, as the API's WorkerKind ("" = not given); every kind select is filled from it. */
+  const KINDS = ["", "courier", "rider", "sanitation", "driver", "other"];
 
   const $ = (id) => document.getElementById(id);
 
@@ -749,6 +751,9 @@
   // -- start ------------------------------------------------------------------------------------
 
   async function boot() {
+    for (const select of document.querySelectorAll("select.kind-select")) {
+      select.replaceChildren(...KINDS.map((kind) => h("option", { value: kind, "data-i18n": `kind.${kind || "none"}` }, kind)));
+    }
     let lang = "zh-CN";
     try { const saved = localStorage.getItem("yizhan.lang"); if (LANGS.includes(saved)) lang = saved; } catch (e) { /* ignore */ }
     await loadLang(lang);
