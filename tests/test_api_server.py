@@ -139,7 +139,7 @@ def test_metrics_and_health_follow_the_mqtt_connection(
     video = face_video(station, fixtures, tmp_path / "door.avi")
     try:
         with running_daemon(config, station, video, with_api=True, with_sync=True) as (daemon, _):
-            with httpx.Client(base_url=f"http://127.0.0.1:{config.api.port}", timeout=10) as http:
+            with httpx.Client(base_url=f"http://127.0.0.1:{config.api.port}", timeout=120) as http:
                 token = http.post("/auth/login", json={"username": USERNAME, "password": secret}).json()[
                     "token"
                 ]
