@@ -94,7 +94,10 @@ def render_pass_card(token: str, label: PassLabel, *, scale: int = 8, border: in
     lines = label.lines(name_drawable=name_drawable)
     fonts = [big] + [small] * (len(lines) - 1)
     measure = ImageDraw.Draw(qr)
-    boxes = [measure.textbbox((0, 0), text, font=font) for text, font in zip(lines, fonts, strict=True)]
+    boxes = [
+        tuple(round(v) for v in measure.textbbox((0, 0), text, font=font))
+        for text, font in zip(lines, fonts, strict=True)
+    ]
     padding = max(8, width // 40)
     card_width = max(width, *(box[2] - box[0] + 2 * padding for box in boxes))
     heights = [box[3] - box[1] for box in boxes]

@@ -32,6 +32,7 @@ from sqlalchemy.types import JSON
 
 from common.db_types import UtcDateTime as UtcDateTime
 from common.db_types import utc_now as utc_now
+from recognizer.encoder import MODEL_DLIB
 
 MEMBER_ID_MAX = 64
 
@@ -76,8 +77,21 @@ class Member(Base):
         return f"Member(member_id={self.member_id!r}, status={self.status!r})"
 
 
+# Member ids are unique ignoring case (`W-0001` is `w-0001`); migration step 3 adds the same index
+# to older databases, leaving out ids that already collided (models.database).
+event.listen(
+    Member.__table__,
+    "after_create",
+    DDL("CREATE UNIQUE INDEX ux_members_member_id_nocase ON members (member_id COLLATE NOCASE)"),  # type: ignore[no-untyped-call]
+)
+
+
 class FaceTemplate(Base):
-    """One encrypted 128-d face encoding of a member; the plaintext vector never touches the file."""
+    """One encrypted face encoding of a member; the plaintext vector never touches the file.
+
+    `model` names the face model that made it (`FaceModel.name`): a roster is built from the
+    templates of the station's active model only, so two models' vectors are never compared.
+    """
 
     __tablename__ = "face_templates"
     __table_args__ = (Index("ix_face_templates_member", "member_id"),)
@@ -91,6 +105,7 @@ class FaceTemplate(Base):
     quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    model: Mapped[str] = mapped_column(String(64), default=MODEL_DLIB, server_default=MODEL_DLIB)
 
     member: Mapped[Member] = relationship(back_populates="templates")
 

@@ -127,6 +127,7 @@
     const params = {
       detail: body.detail, s: seconds,
       mp: body.width && body.height ? mp(body.width * body.height) : "",
+      width: body.width, height: body.height,
       max_mp: mp(body.max_pixels),
     };
     return t(`error.${err.code}`, params) || tr("error.generic", { detail: body.detail || err.message });
@@ -623,7 +624,9 @@
     const id = l.id || l.key;
     const scope = l.scope || l.kind;
     const name = l.member_name || (l.member_id && state.names[l.member_id]);
-    const who = l.member_id ? (name ? `${name} (${l.member_id})` : l.member_id) : null;
+    // Without a known holder, the key tells two locked passes (or face tracks) apart.
+    const key = l.key || String(id).split(":").slice(1).join(":");
+    const who = l.member_id ? (name ? `${name} (${l.member_id})` : l.member_id) : key ? `#${key.slice(0, 8)}` : null;
     const until = l.until ? tr("lockouts.until", { time: new Date(l.until).toLocaleString(state.lang) }) : null;
     return h("li", { "data-lockout": id },
       h("div", { className: "grow" },
