@@ -184,6 +184,7 @@ def cmd_stations(args: argparse.Namespace, config: CentralConfig) -> int:
 
 
 def cmd_members(args: argparse.Namespace, config: CentralConfig) -> int:
+    from central import roster
     from central.store import audit
     from central.store import members as member_store
 
@@ -203,6 +204,7 @@ def cmd_members(args: argparse.Namespace, config: CentralConfig) -> int:
             audit.record(
                 db, actor=CLI_ACTOR, action="member_added", target_type="member", target_id=member.member_id
             )
+            roster.member_changed(db, member.member_id)  # every station it may enter hears of it
             _emit(
                 args, {"member_id": member.member_id, "name": member.name}, f"added member {member.member_id}"
             )
@@ -270,6 +272,7 @@ def cmd_events(args: argparse.Namespace, config: CentralConfig) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, config: CentralConfig) -> int:
+    from central import roster
     from central.data_key import DataKey
     from central.store import audit, signing_keys
 
@@ -285,6 +288,8 @@ def cmd_keys(args: argparse.Namespace, config: CentralConfig) -> int:
                 overlap=_overlap(config, args.purpose),
                 label=args.label,
             )
+            if args.purpose == "qr":
+                roster.keys_changed(db, now=now)  # add_qr_key to every station (the old one stays)
             audit.record(
                 db,
                 actor=CLI_ACTOR,
@@ -336,6 +341,22 @@ def cmd_run(args: argparse.Namespace, config: CentralConfig) -> int:
     app.start()
     try:
         app.serve()
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace, config: CentralConfig) -> int:
+    """The MQTT side only (ingest workers, roster fan-out, housekeeping), no web server: for more
+    ingest processes on this or other hosts (each with its own `[mqtt] client_id`)."""
+    from central.app import CentralApp
+
+    if not config.mqtt.enabled:
+        raise CliRefusal("[mqtt] enabled = false: there is nothing to ingest")
+    app = CentralApp(config)
+    app.start()
+    try:
+        app.wait()
     finally:
         app.close()
     return EXIT_OK
@@ -448,8 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     klist.add_argument("--json", action="store_true")
     klist.set_defaults(handler=cmd_keys)
 
-    run = sub.add_parser("run", help="serve the dashboard and the API (and, as they land, ingest and alarms)")
+    run = sub.add_parser("run", help="serve the dashboard and the API, ingest stations' messages ([mqtt])")
     run.set_defaults(handler=cmd_run)
+    ingest = sub.add_parser(
+        "ingest",
+        help="ingest only, no web server (more workers on this or other hosts: own [mqtt] client_id)",
+    )
+    ingest.set_defaults(handler=cmd_ingest)
     return parser
 
 

@@ -153,6 +153,34 @@ class MqttConfig(BrokerConnection):
         "the stations' messages, and any of them can die.",
     )
     workers: int = Field(1, ge=1, le=32, description="Ingest workers `run` starts.")
+    receive_maximum: int = Field(
+        2000,
+        ge=10,
+        le=65_535,
+        description="Messages the broker may have in flight to one worker before its PUBACKs (which "
+        "wait for the database commit): the window that lets batches fill.",
+    )
+    batch_max: int = Field(
+        500, ge=1, le=10_000, description="A worker commits after this many messages, or after batch_ms."
+    )
+    batch_ms: int = Field(
+        50, ge=1, le=10_000, description="...or this long after the first message of a batch arrived."
+    )
+    queue_mb: int = Field(
+        256,
+        ge=8,
+        le=65_536,
+        description="Bytes of received, not yet stored messages one worker holds before it stops reading "
+        "from the broker (back-pressure: the broker keeps the rest).",
+    )
+    snapshot_park_s: float = Field(
+        10.0,
+        ge=0.0,
+        le=300.0,
+        allow_inf_nan=False,
+        description="A snapshot whose event is not stored yet waits this long for it (the event may be in "
+        "another worker's batch); then it is refused and not acknowledged, and the station sends it again.",
+    )
     max_payload_bytes: int = Field(
         8 * 1024 * 1024,
         ge=64 * 1024,

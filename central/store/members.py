@@ -23,13 +23,12 @@ from central.store import checks
 from central.store.tables import MEMBER_KINDS, FaceTemplate, Member, Station
 from common.db_types import utc_now
 from common.errors import ValidationError
-from common.template_cipher import TemplateCipher
+from common.template_cipher import TemplateCipher, as_template_vector
+from contract.messages import check_model_dim
 
 TEMPLATE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # the contract's FaceModelName
 DEFAULT_MODEL = "dlib_resnet_v1"
-#: Models whose templates the centre can store now, with their dimension. Other encoders (ONNX,
-#: 512-d) arrive with the model-aware cipher of the rec-onnx branch (`TemplateCipher(..., model=)`).
-MODEL_DIMS = {DEFAULT_MODEL: 128}
 
 
 class MemberExistsError(ValidationError):
@@ -149,7 +148,9 @@ def add_template(
     model: str = DEFAULT_MODEL,
     origin_station_id: str | None = None,
 ) -> FaceTemplate:
-    """Store one encrypted template. Needs face consent; its scope follows cross-station consent.
+    """Store one encrypted template of face model `model` (its name bound into the encryption; a
+    known model's vectors must have its length). Needs face consent; its scope follows
+    cross-station consent.
 
     Adding a template id that exists for the same member does nothing (a station re-uploading an
     enrolment never duplicates it); for another member it is refused.
@@ -170,16 +171,22 @@ def add_template(
     scope = "fleet" if member.consent_cross_station else "station"
     if scope == "station" and origin_station_id is None:
         raise ValidationError("a template without cross-station consent needs the station it stays on")
-    if model not in MODEL_DIMS:
-        raise ValidationError(f"face model {model!r} is not supported here yet ({', '.join(MODEL_DIMS)})")
-    dim = MODEL_DIMS[model]
+    if not isinstance(model, str) or not MODEL_RE.fullmatch(model):
+        raise ValidationError(
+            f"face model name {str(model)[:80]!r} is not one (e.g. dlib_resnet_v1, onnx-1a2b3c4d)"
+        )
+    arr = as_template_vector(vector, dim=None)
+    try:
+        check_model_dim(model, int(arr.shape[0]))  # a known model's vectors have its length
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
     template = FaceTemplate(
         template_id=template_id,
         member_id=member_id,
         model=model,
-        dim=dim,
+        dim=int(arr.shape[0]),
         key_fingerprint=cipher.fingerprint,
-        ciphertext=cipher.encrypt(member_id, template_id, vector),
+        ciphertext=cipher.encrypt(member_id, template_id, arr, model=model),
         scope=scope,
         origin_station_id=origin_station_id,
     )
@@ -195,4 +202,12 @@ def member_templates(
     rows: Sequence[FaceTemplate] = session.scalars(
         select(FaceTemplate).where(FaceTemplate.member_id == member_id).order_by(FaceTemplate.created_at)
     ).all()
-    return [(t, cipher.decrypt(t.member_id, t.template_id, t.key_fingerprint, t.ciphertext)) for t in rows]
+    return [
+        (
+            t,
+            cipher.decrypt(
+                t.member_id, t.template_id, t.key_fingerprint, t.ciphertext, model=t.model, dim=t.dim
+            ),
+        )
+        for t in rows
+    ]

@@ -102,6 +102,10 @@ class Station(Base):
     in place) so the dashboard's fleet view is one indexed read; the history is in `station_status`.
     `issued_version` is the last roster change version the centre numbered for this station
     (incremented in the same transaction that writes the change, so versions have no gaps).
+    `face_model` is the model the station announced in its last roster request (it gets only
+    templates of that model); `roster_basis` is what decided which members it holds when its roster
+    was last changed (groups admitted, model, active), so a station edit can be turned into the
+    exact ops that follow from it (central/roster).
     """
 
     __tablename__ = "stations"
@@ -128,6 +132,8 @@ class Station(Base):
     last_status_at: Mapped[dt.datetime | None] = mapped_column()
     last_health: Mapped[dict[str, Any] | None] = mapped_column(Json)
     last_ack_seq: Mapped[int | None] = mapped_column(BigInteger)
+    face_model: Mapped[str | None] = mapped_column(String(64))
+    roster_basis: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
@@ -241,6 +247,24 @@ class FaceTemplate(Base):
         CheckConstraint("scope = 'fleet' OR origin_station_id IS NOT NULL", name="origin"),
         CheckConstraint("dim BETWEEN 1 AND 4096", name="dim"),
     )
+
+
+class RosterPublished(Base):
+    """A member as the stations were last told (one row per member, not per station).
+
+    `state` holds the member's fields and template list (ids, model, scope, origin: never
+    vectors) as of the last fan-out. A change to the member is turned into roster ops per station
+    by comparing what this state and the current one make that station hold (central/roster),
+    so the centre needs no per-station copy of the roster (2,000 stations x 100,000 members would
+    be 200 million rows). Written in the same transaction as the member change and its
+    `roster_changes` rows.
+    """
+
+    __tablename__ = "roster_published"
+
+    member_id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
 
 class SigningKey(Base):
@@ -389,7 +413,12 @@ class Enrolment(Base):
 
 
 class Command(Base):
-    """A command sent to a station (`down/command`), who ordered it and why; its answer is a result."""
+    """A command sent to a station (`down/command`), who ordered it and why; its answer is a result.
+
+    `state`: pending (written, not yet taken by the broker), sent, ok / failed (the station's
+    answer, or `error = 'station_offline'` when it was never sent), expired (no answer before
+    `expires_at`). `error` / `message` / `result` copy the station's `up/result`.
+    """
 
     __tablename__ = "commands"
 
@@ -404,9 +433,14 @@ class Command(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     sent_at: Mapped[dt.datetime | None] = mapped_column()
     state: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(String(500))
+    result: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
 
     __table_args__ = (
         Index("ix_commands_station_issued", "station_id", "issued_at"),
+        Index("ix_commands_state_expires", "state", "expires_at"),
         CheckConstraint(_in("state", COMMAND_STATES), name="state"),
     )
 

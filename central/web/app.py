@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from central.web.context import WebContext
 from central.web.errors import install_error_handlers
 from central.web.middleware import SecurityHeaders, StaffGate
-from central.web.routers import auth, events, health, members, public, stations
+from central.web.routers import auth, commands, events, health, members, metrics, public, snapshots, stations
 from common.asgi import BodyLimit
 
 
@@ -35,6 +35,9 @@ def create_app(ctx: WebContext) -> FastAPI:
         stations.router,
         members.router,
         events.router,
+        commands.router,
+        snapshots.router,
+        metrics.router,
     ):
         app.include_router(router)
     limit = ctx.config.web.max_json_kb * 1024

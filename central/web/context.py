@@ -10,7 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.config import CentralConfig
 from central.data_key import DataKey
+from central.ingest.downlink import DownLink
 from central.live import LiveBus
+from central.metrics import CentreMetrics
+from central.signing import MessageSigner
 from central.web.auth import StaffAuth
 
 
@@ -26,6 +29,10 @@ class WebContext:
     data_key: DataKey
     live: LiveBus = field(default_factory=LiveBus)
     now: Callable[[], dt.datetime] = field(default=_utc_now)
+    metrics: CentreMetrics | None = None
+    #: Signs what goes to stations (commands); `down` publishes it (None when [mqtt] is disabled).
+    signer: MessageSigner | None = None
+    down: DownLink | None = None
 
     @classmethod
     def build(
