@@ -12,7 +12,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOON = dt.datetime(2026, 11, 24, 12, 0, tzinfo=SHANGHAI).timestamp()
 
 
-def event(kind: str, method: str | None = None, member_id: str | None = None, **details: Any) -> dict[str, Any]:
+def event(
+    kind: str, method: str | None = None, member_id: str | None = None, **details: Any
+) -> dict[str, Any]:
     return {"ts_wall": NOON, "kind": kind, "method": method, "member_id": member_id, "details": details}
 
 
