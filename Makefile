@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES ?= $(abspath ../shared/data/faces)
 
-.PHONY: install test demo bench lint clean eval-model
+.PHONY: install test demo bench lint clean eval-model vendor
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ eval-model:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy contract common recognizer models edge central
+
+# The dashboard's front-end libraries, from the npm registry with their licences (needs node/npm;
+# the files are committed, so nobody needs this to run or test the centre).
+vendor: $(STAMP)
+	$(BIN)/python tools/vendor_frontend.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -131,6 +131,9 @@ class CentralApp:
                 proxy_headers=bool(web.forwarded_allow_ips),
                 forwarded_allow_ips=list(web.forwarded_allow_ips) or None,
                 server_header=False,
+                # Open dashboards hold server-sent-event streams: without a bound, a stop would
+                # wait for every browser to go away.
+                timeout_graceful_shutdown=3,
             )
         )
         log.info("serving", extra={"fields": {"event": "web_listening", "host": web.host, "port": web.port}})

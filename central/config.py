@@ -361,6 +361,80 @@ class SmsConfig(Section):
     sends_per_phone_per_hour: int = Field(5, ge=1, le=100, description="Codes sent to one number per hour.")
 
 
+_TILE_URL = r"^(/tiles/|https?://[^\s/?#]+/)[^\s]*$"
+
+
+class DashboardConfig(Section):
+    """The staff dashboard: where its map tiles come from, how its live feed learns of new rows.
+
+    The map draws stations with Leaflet (vendored, no CDN). Tiles come from the server configured
+    here and from nowhere else (the page's Content-Security-Policy allows only that origin): by
+    default none at all, so the dashboard works offline and in China without a foreign tile server;
+    stations are then drawn on a plain grid. `tiles_dir` serves a local tile set (z/x/y.png) at
+    /tiles/; an online server (e.g. AMap, whose tiles use GCJ-02: set `tile_datum = "gcj02"`) is
+    one URL template.
+    """
+
+    tile_url: str = Field(
+        "",
+        max_length=500,
+        pattern=rf"{_TILE_URL}|^$",
+        description='Tile URL template with {z} {x} {y} (and {s}), e.g. "/tiles/{z}/{x}/{y}.png" for '
+        "tiles_dir, or an https:// server. Empty: no tiles (offline).",
+    )
+    tile_subdomains: str = Field("abc", pattern=r"^[A-Za-z0-9]{1,8}$", description="Values of {s}.")
+    tile_attribution: str = Field("", max_length=300, description="Credit line the tile provider asks for.")
+    tile_datum: Literal["wgs84", "gcj02"] = Field(
+        "wgs84",
+        description='Datum of the tiles: "gcj02" for Chinese providers (AMap, Tencent); stations are '
+        "stored in WGS-84 and shifted for display.",
+    )
+    tile_max_zoom: int = Field(18, ge=1, le=22)
+    tiles_dir: Path | None = Field(None, description="Folder served at /tiles/ (a local tile set).")
+    map_center: list[float] = Field(
+        default_factory=lambda: [39.9042, 116.4074],
+        min_length=2,
+        max_length=2,
+        description="Map centre [latitude, longitude] before stations are known.",
+    )
+    map_zoom: int = Field(10, ge=1, le=22)
+    live_poll_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=60.0,
+        allow_inf_nan=False,
+        description="The live feed reads new events, snapshots and alarms from the database this often "
+        "(0: off). Needed when ingest runs in other processes: the live bus is per process.",
+    )
+    export_max_days: int = Field(400, ge=1, le=3660, description="Longest period of one visits export.")
+
+    @field_validator("tile_url")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        if value and not all(p in value for p in ("{z}", "{x}", "{y}")):
+            raise ValueError("a tile URL needs the {z}, {x} and {y} placeholders")
+        return value
+
+    @field_validator("map_center")
+    @classmethod
+    def _center(cls, value: list[float]) -> list[float]:
+        if not (-90 <= value[0] <= 90 and -180 <= value[1] <= 180):
+            raise ValueError("map_center is [latitude, longitude] in degrees")
+        return value
+
+    @property
+    def tile_origin(self) -> str | None:
+        """The origin the page may load tiles from (for the CSP), `{s}` as a wildcard label."""
+        if not self.tile_url.startswith(("http://", "https://")):
+            return None
+        scheme, _, rest = self.tile_url.partition("://")
+        host = rest.split("/", 1)[0]
+        labels = ["*" if "{" in label else label for label in host.split(".")]
+        if "*" in labels:
+            labels = ["*", *labels[labels.index("*") + 1 :]]
+        return f"{scheme}://{'.'.join(labels)}"
+
+
 class CentralConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -370,6 +444,7 @@ class CentralConfig(Section):
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
     qr: QrConfig = Field(default_factory=QrConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property
@@ -402,6 +477,7 @@ def _rebase(config: CentralConfig, base: Path) -> CentralConfig:
             "mqtt": config.mqtt.rebased(base),
             "alarms": alarms,
             "sms": files(config.sms, "token_file"),
+            "dashboard": files(config.dashboard, "tiles_dir"),
         }
     )
 

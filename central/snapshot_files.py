@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _RELATIVE = re.compile(
     r"^\d{4}-\d{2}-\d{2}/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.jpg$"
 )
+#: Where staff fetch an event's snapshot (central.web.routers.snapshots); the live feed names it.
+SNAPSHOT_URL = "/api/v1/events/{event_id}/snapshot"
 JPEG_MAGIC = b"\xff\xd8\xff"
 DELETE_CHUNK = 500
 

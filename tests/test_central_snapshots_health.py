@@ -103,15 +103,15 @@ def test_snapshots_are_stored_by_date_served_to_staff_and_erased_with_their_memb
     client = TestClient(app.web)
     token = client.post("/api/auth/login", json={"username": "ops", "password": "correct horse battery"})
     headers = {"Authorization": f"Bearer {token.json()['token']}"}
-    got = client.get(f"/api/v1/snapshots/{event['id']}", headers=headers)
+    got = client.get(f"/api/v1/events/{event['id']}/snapshot", headers=headers)
     assert got.status_code == 200 and got.content == picture and got.headers["content-type"] == "image/jpeg"
-    assert TestClient(app.web).get(f"/api/v1/snapshots/{event['id']}").status_code == 401
-    assert client.get("/api/v1/snapshots/../../etc/passwd", headers=headers).status_code == 404
+    assert TestClient(app.web).get(f"/api/v1/events/{event['id']}/snapshot").status_code == 401
+    assert client.get("/api/v1/events/../../etc/passwd/snapshot", headers=headers).status_code == 404
     # Erasing the member deletes their pictures at the centre (the row says so; the file is gone).
     with central_db.sessions.begin() as db:
         roster.erase_member(db, "m-1", "staff:ops", files=SnapshotFiles(app.config.storage.snapshots_dir))
     assert not path.exists()
-    assert client.get(f"/api/v1/snapshots/{event['id']}", headers=headers).status_code == 410
+    assert client.get(f"/api/v1/events/{event['id']}/snapshot", headers=headers).status_code == 410
 
 
 def test_retention_and_the_disk_budget_delete_the_oldest_first(central_db: CentralDb, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from central.ingest.messages import (
 from central.ingest.refusals import RefusalLog
 from central.roster.enrolments import enrolment_received
 from central.roster.erasure import confirm_applied_many
-from central.snapshot_files import JPEG_MAGIC, SnapshotFiles
+from central.snapshot_files import JPEG_MAGIC, SNAPSHOT_URL, SnapshotFiles
 from central.store import ingest as ingest_store
 from central.store import snapshots as snapshot_store
 from central.store.status import apply_status, clock_skew_s
@@ -61,7 +61,6 @@ from contract.topics import UP_SNAPSHOT, UpTopic, parse_up
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_URL = "/api/v1/snapshots/{event_id}"
 PARK_MAX = 2000
 PARK_MAX_BYTES = 256 * 1024 * 1024
 ROSTER_REF_TYPES = frozenset({"roster_change", "roster_snapshot", "roster_status"})

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from central.roster import changes, state
 from central.roster.view import StationBasis, view
 from central.snapshot_files import SnapshotFiles
-from central.store import audit
+from central.store import audit, members
 from central.store import snapshots as snapshot_store
 from central.store.members import MemberNotFoundError
 from central.store.tables import Erasure, FaceTemplate, Member, RosterChange, Station
@@ -37,6 +37,10 @@ from common.errors import ValidationError
 log = logging.getLogger(__name__)
 
 ERASURE_CAUSE = "erasure:{id}"
+
+
+#: Why staff erase a member (a consent withdrawal that keeps the member goes through withdraw_consent).
+ERASURE_REASONS = ("member_request", "staff", "consent_withdrawn")
 
 
 def _after_commit(session: Session, action: Callable[[], None]) -> None:
@@ -95,10 +99,11 @@ def erase_member(
     member = session.get(Member, member_id)
     if member is None:
         raise MemberNotFoundError(f"no member {member_id!r}")
-    if reason not in ("member_request", "staff"):
-        raise ValidationError("an erasure's reason is member_request or staff")
+    if reason not in ERASURE_REASONS:
+        raise ValidationError(f"an erasure's reason is one of {', '.join(ERASURE_REASONS)}")
     now = utc_now()
     holders = _holders(session, member_id)
+    district = members.member_district(session, member)
     templates = len(member.templates)
     snapshots = _delete_snapshots(session, member_id, now, files)
     erasure = Erasure(
@@ -121,6 +126,7 @@ def erase_member(
         action="member_erased",
         target_type="member",
         target_id=member_id,
+        district_id=district,
         client=client,
         details={
             "erasure_id": erasure.id,
@@ -193,6 +199,7 @@ def withdraw_consent(
         action="consent_withdrawn",
         target_type="member",
         target_id=member_id,
+        district_id=members.member_district(session, member),
         client=client,
         details={"face": face, "cross_station": cross_station, "templates_deleted": deleted},
     )

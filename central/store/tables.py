@@ -372,6 +372,9 @@ class Event(Base):
         Index("ix_events_ts", "ts"),
         Index("ix_events_station_ts", "station_id", "ts"),
         Index("ix_events_member_ts", "member_id", "ts"),
+        # What arrived since a moment, whatever the station's clock said: the dashboard's live
+        # feed polls it (ingest may run in another process) and replays it after a reconnect.
+        Index("ix_events_received_at", "received_at"),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 

@@ -6,17 +6,41 @@ Middleware order, outermost first: security headers, the staff gate (an unauthen
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from central.web.context import WebContext
 from central.web.errors import install_error_handlers
 from central.web.middleware import SecurityHeaders, StaffGate
-from central.web.routers import auth, commands, events, health, members, metrics, public, snapshots, stations
+from central.web.routers import (
+    audit,
+    auth,
+    commands,
+    dashboard,
+    events,
+    health,
+    live,
+    members,
+    metrics,
+    public,
+    snapshots,
+    staff,
+    stations,
+    visits,
+)
 from common.asgi import BodyLimit
 
 
 def create_app(ctx: WebContext) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="yizhan centre API",
         version="1",
         description="Union rest stations: fleet, roster, events, alarms. Log in with POST /api/auth/login, "
@@ -38,10 +62,18 @@ def create_app(ctx: WebContext) -> FastAPI:
         commands.router,
         snapshots.router,
         metrics.router,
+        live.router,
+        visits.router,
+        audit.router,
+        staff.router,
+        dashboard.router,
+        dashboard.public,
     ):
         app.include_router(router)
+    dashboard.mount_static(app, ctx.config.dashboard.tiles_dir)
     limit = ctx.config.web.max_json_kb * 1024
     app.add_middleware(BodyLimit, default_bytes=limit, upload_bytes=limit, upload_paths=frozenset())
     app.add_middleware(StaffGate, sessions=ctx.auth.sessions)
-    app.add_middleware(SecurityHeaders)
+    tiles = ctx.config.dashboard.tile_origin
+    app.add_middleware(SecurityHeaders, img_origins=(tiles,) if tiles else ())
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ from central.live import LiveBus
 from central.metrics import CentreMetrics
 from central.signing import MessageSigner
 from central.web.auth import StaffAuth
+from central.web.live_feed import LiveFeed
+from central.web.snapshot_files import Thumbnails
 
 
 def _utc_now() -> dt.datetime:
@@ -33,6 +36,23 @@ class WebContext:
     #: Signs what goes to stations (commands); `down` publishes it (None when [mqtt] is disabled).
     signer: MessageSigner | None = None
     down: DownLink | None = None
+    thumbnails: Thumbnails = field(default_factory=Thumbnails)
+    _feed: LiveFeed | None = field(default=None, init=False, repr=False)
+    _feed_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def feed(self) -> LiveFeed:
+        """The dashboard's live feed (built on first use; its thread starts with the first viewer)."""
+        with self._feed_lock:
+            if self._feed is None:
+                self._feed = LiveFeed(self.live, self.db, poll_s=self.config.dashboard.live_poll_s)
+            return self._feed
+
+    def close(self) -> None:
+        """Stop what the web app started (the live feed's thread)."""
+        with self._feed_lock:
+            feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
 
     @classmethod
     def build(
