@@ -34,6 +34,7 @@ bench: $(STAMP)
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.recognition
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.quality
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.door
+	$(BIN)/python -m bench.sync
 
 # Evaluation only: the MobileFaceNet-class model of the npm package faceplugin-face-recognition-js
 # 0.0.1 into var/models/ (git-ignored), sha256-checked. Its provenance is unknown: never a default,

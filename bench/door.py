@@ -41,7 +41,6 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -669,7 +668,7 @@ class ChildRun:
     """What the bench saw of one `yizhan run` child."""
 
     ready_s: float  # spawn to READY=1
-    samples: list[dict[str, Any]]  # at the requested offsets after READY: t, cpu_s, VmRSS, VmHWM
+    samples: list[dict[str, Any]]  # after READY (offsets, or first + latest): t, cpu_s, VmRSS, VmHWM
     returncode: int | None
     stderr_tail: str
 
@@ -716,10 +715,17 @@ class NotifyListener:
 
 
 def run_cli_child(
-    config_path: Path, work: Path, sample_at: Sequence[float], stop_at: float | None, timeout: float = 180.0
+    config_path: Path,
+    work: Path,
+    sample_at: Sequence[float],
+    stop_at: float | None,
+    timeout: float = 180.0,
+    follow_s: float | None = None,
 ) -> ChildRun:
-    """Start `yizhan --config C run --exit-at-end`, wait for READY, sample /proc at `sample_at`
-    seconds after it, SIGTERM it at `stop_at` (None: let the video end it), and reap it."""
+    """Start `yizhan --config C run`, wait for READY, sample /proc at `sample_at` seconds after it,
+    SIGTERM it at `stop_at` (a looping video: it cannot end before), or with `stop_at` None let the
+    video end it (`--exit-at-end`) while sampling every `follow_s` seconds until it exits, so the
+    last sample is taken just before the end however late a busy machine runs this thread."""
     stderr_path = work / f"{config_path.stem}.stderr"
     env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
     env["OPENBLAS_NUM_THREADS"] = "1"  # as the systemd unit sets it
@@ -727,8 +733,9 @@ def run_cli_child(
     with contextlib.closing(listener), stderr_path.open("wb") as stderr:
         env["NOTIFY_SOCKET"] = listener.address
         spawned = time.monotonic()
+        until_end = ["--exit-at-end"] if stop_at is None else []
         proc = subprocess.Popen(
-            [*yizhan_command(), "--config", str(config_path), "run", "--exit-at-end"],
+            [*yizhan_command(), "--config", str(config_path), "run", *until_end],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -746,6 +753,13 @@ def run_cli_child(
                 if cpu is None or proc.poll() is not None:
                     break
                 samples.append({"t": time.monotonic() - ready, "cpu_s": cpu, **_proc_memory_mb(proc.pid)})
+            while follow_s is not None and samples and proc.poll() is None:
+                # /proc first, then poll(): poll() reaps the child, after which /proc has nothing.
+                cpu, memory = _proc_cpu_s(proc.pid), _proc_memory_mb(proc.pid)
+                if cpu is not None and "VmHWM" in memory:
+                    sample = {"t": time.monotonic() - ready, "cpu_s": cpu, **memory}
+                    samples[1:] = [sample]  # the first (after start) and the latest
+                time.sleep(follow_s)
             if stop_at is not None:
                 delay = ready + stop_at - time.monotonic()
                 if delay > 0 and proc.poll() is None:
@@ -918,16 +932,12 @@ def _rss_run(work: Path, name: str, data: Path, video: Path, plan: VideoPlan, to
     """
     config_path = write_cli_config(work / f"{name}.toml", data, video)
     seconds = plan.frames / FPS
-    # The last sample is taken 0.4 s before the video ends; on a loaded box the child can reach the
-    # end first (READY comes after the camera started), so one is also taken at 60 % of the video
-    # (the latest one taken counts as "at the end"), and the run is repeated once before giving up.
-    offsets = sorted({0.3, max(0.4, 0.6 * seconds), max(0.5, seconds - 0.4)})
-    for _attempt in range(2):
-        child = run_cli_child(config_path, work, sample_at=offsets, stop_at=None)
-        if len(child.samples) >= 2:
-            break
-    else:
-        raise RuntimeError(f"yizhan run ({name}) ended before it was sampled:\n{child.stderr_tail}")
+    child = run_cli_child(config_path, work, sample_at=(0.3,), stop_at=None, follow_s=0.1)
+    if len(child.samples) < 2:
+        raise RuntimeError(
+            f"yizhan run ({name}) ended {seconds:.1f} s video before it was sampled twice "
+            f"(returncode {child.returncode}):\n{child.stderr_tail}"
+        )
     station = Station(station_config(data), env={})
     try:
         with station.sessions() as session:
@@ -1269,8 +1279,9 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         *_encoder_markdown(result.get("latency_by_encoder")),
         "### CPU of `yizhan run` on a static scene at 15 fps",
         "",
-        f"The real CLI in a child process (`yizhan --config C run --exit-at-end`, mock pins, logging at "
-        f"WARNING) on an empty-door video with sensor noise, played at 15 fps. CPU (user + system, all "
+        f"The real CLI in a child process (`yizhan --config C run`, mock pins, logging at "
+        f"WARNING) on an empty-door video with sensor noise, played at 15 fps (looping; SIGTERM after the "
+        f"window). CPU (user + system, all "
         f"threads, /proc/<pid>/stat) over {cpu['seconds_measured']} s, from {cpu['settle_s']} s after READY "
         f"(start-up to READY took {cpu['ready_s']} s and is excluded).",
         "",
@@ -1302,7 +1313,8 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         f"Large: the same station plus {mem['roster_size']:,} members with one template each "
         "(vectors drawn like real dlib encodings, as in bench.recognition), inserted through the member "
         f"store in transactions of {INSERT_BATCH:,} ({mem['insert_s']} s). Resident memory from "
-        f"/proc/<pid>/status: VmRSS just after READY and at the end of the video (medians of "
+        f"/proc/<pid>/status: VmRSS just after READY and at the end of the video (the last of samples "
+        f"every 0.1 s until `--exit-at-end` ends it; medians of "
         f"{base['runs']} runs per roster, interleaved), VmHWM for the peak (the highest run; it moves by "
         "several MB between identical runs).",
         "",
@@ -1452,13 +1464,7 @@ def _encoder_text(by_encoder: Mapping[str, Any] | None) -> str:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """The command as typed from the repository root (interpreter path made relative when inside it)."""
-    exe = Path(sys.executable)
-    try:
-        shown = str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        shown = exe.name
-    return shlex.join([shown, "-m", "bench.door", *argv])
+    return report.command_line("bench.door", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -505,7 +505,7 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
     lines += [
         "",
         "This compares the encoders on a plain threshold + margin rule; the door's rule and both models' "
-        "shipped presets are measured by bench.quality (\"Recognition quality\").",
+        'shipped presets are measured by bench.quality ("Recognition quality").',
         MARK_END,
     ]
     return "\n".join(lines) + "\n"

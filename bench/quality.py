@@ -36,7 +36,6 @@ import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Mapping, Sequence  # noqa: E402
@@ -857,12 +856,7 @@ def write_sections(run: Mapping[str, Any], command: str) -> None:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    exe = Path(sys.executable)
-    try:
-        shown = str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        shown = exe.name
-    return shlex.join([shown, "-m", "bench.quality", *argv])
+    return report.command_line("bench.quality", argv)
 
 
 def machine() -> dict[str, Any]:

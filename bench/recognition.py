@@ -35,7 +35,6 @@ import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
-import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
@@ -1172,13 +1171,7 @@ def render_text(result: Mapping[str, Any]) -> str:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """The command as typed from the repository root (interpreter path made relative when inside it)."""
-    exe = Path(sys.executable)
-    try:
-        shown = str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        shown = exe.name
-    return shlex.join([shown, "-m", "bench.recognition", *argv])
+    return report.command_line("bench.recognition", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 HEADER = "# Benchmarks\n\nMeasured numbers, each section written by the benchmark named in it.\n\n"
@@ -20,3 +23,14 @@ def write_section(path: Path, section: str, start_mark: str, end_mark: str) -> N
         new = HEADER + section
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new if new.endswith("\n") else new + "\n", encoding="utf-8")
+
+
+def command_line(module: str, argv: Sequence[str]) -> str:
+    """`python -m <module> ARGS` as typed from the repository root (the interpreter's path made
+    relative when it lies inside the current folder, e.g. .venv/bin/python)."""
+    exe = Path(sys.executable)
+    try:
+        shown = str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        shown = exe.name
+    return shlex.join([shown, "-m", module, *argv])

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from gpiozero.pins import Factory
+from gpiozero.pins.mock import MockFactory
 
 from door.config import DoorConfig
 from door.feedback import DoorFeedback
@@ -85,6 +86,9 @@ class DoorController:
         self._held_timer: threading.Timer | None = None
         self._held_reported = False
         self._last_grant: tuple[str, float] | None = None
+        # gpiozero's mock pins drive nothing: every status page must say so (an installer testing
+        # the door on a laptop, or a Pi misconfigured with pin_factory = "mock").
+        self.simulated = isinstance(pin_factory, MockFactory)
         try:
             self._relay = DoorRelay(config.relay, pin_factory=pin_factory, clock=clock, name="door relay")
             if config.aux_relay.enabled:
@@ -192,6 +196,7 @@ class DoorController:
             "last_grant_reason": last_grant[0] if last_grant else None,
             "last_signal": self._feedback.played[-1] if self._feedback and self._feedback.played else None,
             "closed": closed,
+            "pins": "simulated" if self.simulated else "gpio",
         }
 
     @property

@@ -432,11 +432,14 @@ class StationDaemon:
         member_id: str | None = None,
         by: str = "remote",
         details: Mapping[str, Any] | None = None,
+        test: bool = False,
     ) -> dict[str, Any]:
         """Staff open the door from afar (MQTT command, installer page): decided, recorded, pulsed.
 
         Goes through the same AccessDecider as every credential (so it is recorded with its reason)
         and the same record-before-relay order. Returns the event as JSON. Thread-safe.
+        `test`: an installer's door test, recorded as a "door_test" event: nobody came in, so it is
+        neither an entry in the access log nor a visit in `events stats`.
         """
         if self.recorder is None or self.door is None or self.decider is None or self.station is None:
             raise RuntimeError("the daemon is not running")
@@ -452,7 +455,7 @@ class StationDaemon:
             now_mono=time.monotonic(),
         )
         event = self.recorder.record(
-            kind=decision.kind,
+            kind="door_test" if test and decision.granted else decision.kind,
             method="remote",
             member_id=member_id,
             reason=decision.reason,

@@ -771,7 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--faces", required=True, metavar="DIR", help="people/<id>/<photo> and unknown/<photo>"
     )
     calibrate.add_argument(
-        "--preset", choices=["strict", "balanced", "convenient"], default="balanced",
+        "--preset",
+        choices=["strict", "balanced", "convenient"],
+        default="balanced",
         help="which preset's procedure settings to calibrate (default balanced)",
     )
     calibrate.add_argument("--out", help="operating point file (default <data_dir>/operating_point.json)")

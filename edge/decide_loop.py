@@ -116,6 +116,7 @@ class DecideLoop:
         self.last_frame_mono: float | None = None
         self._last_detect = -1e9
         self._recent_qr: dict[str, float] = {}
+        self._deferred_qr: dict[str, tuple[QrResult, dict[str, Any]]] = {}
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -213,18 +214,38 @@ class DecideLoop:
 
     def _check_qr_codes(self, frame: Frame, grey: np.ndarray) -> None:
         payloads = decode_qr_payloads(grey)
+        now = time.monotonic()
+        # A code is forgotten on a frame that lacks it, qr_repeat_s after it was last seen: a code
+        # still in view is never decided twice, however long a busy loop took between two looks
+        # (a single-use pass would be refused as replayed while its holder still shows it).
+        if self._recent_qr:
+            self._recent_qr = {
+                t: seen
+                for t, seen in self._recent_qr.items()
+                if t in payloads or now - seen < self.settings.qr_repeat_s
+            }
+        self._deferred_qr = {t: v for t, v in self._deferred_qr.items() if t in payloads}
         if not payloads:
             return
-        now = time.monotonic()
-        self._recent_qr = {
-            t: seen for t, seen in self._recent_qr.items() if now - seen < self.settings.qr_repeat_s
-        }
-        # Ours first: a poster's QR code must not hide a member's token; one decision per frame.
-        for text in sorted(payloads, key=lambda t: not t.startswith("YZ"))[:1]:
+        # Every code in view is decided, ours first (a member's pass before a poster's link), each
+        # once while it stays in view: a refused code (a sticker that starts with "YZ", a poster)
+        # never shadows another code next to it, and two members' passes are both decided.
+        for text in sorted(dict.fromkeys(payloads), key=lambda t: not t.startswith("YZ")):
             if text in self._recent_qr:
                 self._recent_qr[text] = now
                 continue
             self._recent_qr[text] = now
+            if not self._check_qr(text, frame, now):
+                del self._recent_qr[text]  # not decided yet: looked at again on the next frame
+
+    def _check_qr(self, text: str, frame: Frame, now: float) -> bool:
+        """Decide on one payload; False when it waits for another member's two-factor window.
+
+        A waiting code keeps the verdict it got (it is not checked again: that would spend a
+        single-use pass) until the window before it closes or the code leaves the view.
+        """
+        deferred = self._deferred_qr.pop(text, None)
+        if deferred is None:
             self.stats.qr_checks += 1
             result = self.check_qr(text)
             details: dict[str, Any] = {
@@ -233,32 +254,38 @@ class DecideLoop:
                 "timings_ms": result.timings_ms,
                 "pass": pass_fingerprint(text),  # what a lockout of this pass keys on
             }
-            if result.decision is Decision.QR_OK and result.member_id is not None:
-                snapshot = self.roster()
-                member = snapshot.members.get(result.member_id)
-                enrolled = (
-                    snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable
-                )
-                asked = self.two_factor.take_asked(now)
-                if asked is None and enrolled:
-                    # Shown while the face at the door was still being judged, in the grey zone.
-                    claimed = self.tracker.claim_for_pass()
-                    if claimed is not None:
-                        asked = Asked(claimed.track_id, list(claimed.encodings), {}, now)
-                if self.needs_two_factor(member) or (asked is not None and enrolled):
-                    if enrolled:
-                        frames = asked.frames if asked is not None else []
-                        if asked is not None:
-                            details["asked_appearance"] = asked.appearance
-                        self.two_factor.start(
-                            result.member_id, details, now, frames=frames, on_demand=asked is not None
-                        )
-                        if len(self.two_factor.window()) >= self.match_policy.min_frames:
-                            self._verify_pending(frame, None, now)
-                        return
-                    # No face to confirm with: the code alone admits (a face is never the only way in).
-                    details["qr_only_member"] = True
-            self._decide(Credential.from_qr(result, pass_id=details["pass"]), frame, None, details)
+        else:
+            result, details = deferred
+        if result.decision is Decision.QR_OK and result.member_id is not None:
+            snapshot = self.roster()
+            member = snapshot.members.get(result.member_id)
+            enrolled = snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable
+            pending = self.two_factor.pending
+            if enrolled and pending is not None and pending.member_id != result.member_id:
+                if self.needs_two_factor(member) or self.two_factor.asked is not None:
+                    self._deferred_qr[text] = (result, details)  # one face check at a time
+                    return False
+            asked = self.two_factor.take_asked(now)
+            if asked is None and enrolled:
+                # Shown while the face at the door was still being judged, in the grey zone.
+                claimed = self.tracker.claim_for_pass()
+                if claimed is not None:
+                    asked = Asked(claimed.track_id, list(claimed.encodings), {}, now)
+            if self.needs_two_factor(member) or (asked is not None and enrolled):
+                if enrolled:
+                    frames = asked.frames if asked is not None else []
+                    if asked is not None:
+                        details["asked_appearance"] = asked.appearance
+                    self.two_factor.start(
+                        result.member_id, details, now, frames=frames, on_demand=asked is not None
+                    )
+                    if len(self.two_factor.window()) >= self.match_policy.min_frames:
+                        self._verify_pending(frame, None, now)
+                    return True
+                # No face to confirm with: the code alone admits (a face is never the only way in).
+                details["qr_only_member"] = True
+        self._decide(Credential.from_qr(result, pass_id=details["pass"]), frame, None, details)
+        return True
 
     def _confirm_face(self, frame: Frame, rgb: np.ndarray, detection: Any) -> None:
         pending = self.two_factor.pending

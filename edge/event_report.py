@@ -46,7 +46,7 @@ def parse_since(text: str, *, now: float, tz: ZoneInfo) -> float:
     return parsed.timestamp()
 
 
-ENTRY_KINDS = frozenset({"entry"})
+ENTRY_KINDS = frozenset({"entry"})  # not "door_test": an installer's test opening is no visit
 REFUSAL_KINDS = frozenset({"refused"})
 ALARM_KINDS = frozenset(
     {"emergency", "door_forced", "door_held_open", "tamper", "lockout", "disk_full", "clock_jump"}
@@ -72,6 +72,8 @@ def stats_by_day(events: Iterable[Mapping[str, Any]], tz: ZoneInfo) -> list[dict
             },
         )
         kind = event["kind"]
+        if kind in ENTRY_KINDS and _legacy_door_test(event):
+            continue  # a door test stored as an entry before "door_test" existed: nobody came in
         if kind in ENTRY_KINDS:
             row["entries"] += 1
             method = event.get("method") or "unknown"
@@ -87,3 +89,12 @@ def stats_by_day(events: Iterable[Mapping[str, Any]], tz: ZoneInfo) -> list[dict
     for day, row in days.items():
         row["distinct_members"] = len(members.get(day, ()))
     return [days[d] for d in sorted(days)]
+
+
+def _legacy_door_test(event: Mapping[str, Any]) -> bool:
+    details = event.get("details")
+    return (
+        event.get("method") == "remote"
+        and isinstance(details, Mapping)
+        and details.get("via") == "installer_page"
+    )

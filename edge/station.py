@@ -219,11 +219,7 @@ class Station:
         rec = self.config.recognition
         if member is None:
             return False
-        return (
-            rec.two_factor
-            or member.requires_pass
-            or bool(set(member.groups) & set(rec.two_factor_groups))
-        )
+        return rec.two_factor or member.requires_pass or bool(set(member.groups) & set(rec.two_factor_groups))
 
     @cached_property
     def qr_checker(self) -> QrChecker:
@@ -513,8 +509,13 @@ class Station:
             removed["templates_left"] = member_store.template_count(session, removed["member_id"])
         log.info(
             "template removed",
-            extra={"fields": {"event": "template_removed", "template_id": template_id,
-                              "member_id": removed["member_id"]}},
+            extra={
+                "fields": {
+                    "event": "template_removed",
+                    "template_id": template_id,
+                    "member_id": removed["member_id"],
+                }
+            },
         )
         return removed
 

@@ -15,7 +15,8 @@ never at import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -92,22 +93,39 @@ class DlibFaceModel:
         self._encoder = dlib.face_recognition_model_v1(
             face_recognition_models.face_recognition_model_location()
         )
+        # One model serves the door's loop and the installer API's threads at once; dlib's
+        # detector and network are not safe to run from two threads (a segfault, seen when an
+        # enrolment check ran beside the door). One lock per part: detection never waits for an
+        # encoding in another thread.
+        self._locks = ModelLocks()
 
     def detect(self, rgb: npt.NDArray[np.uint8], upsample: int) -> list[Detection]:
         """HOG detection on an RGB or (faster) grey image."""
-        return hog_detect(self._detector, rgb, upsample)
+        with self._locks.detect:
+            return hog_detect(self._detector, rgb, upsample)
 
     def shape(self, rgb: npt.NDArray[np.uint8], box: Box) -> object:
         top, right, bottom, left = box
-        return self._shape(rgb, self._dlib.rectangle(left, top, right, bottom))
+        with self._locks.shape:
+            return self._shape(rgb, self._dlib.rectangle(left, top, right, bottom))
 
     def points(self, shape: object) -> npt.NDArray[np.float64]:
         parts = shape.parts()  # type: ignore[attr-defined]
         return np.array([(p.x, p.y) for p in parts], dtype=np.float64)
 
     def encode(self, rgb: npt.NDArray[np.uint8], shape: object, jitters: int = 1) -> npt.NDArray[np.float32]:
-        descriptor = self._encoder.compute_face_descriptor(rgb, shape, jitters)
+        with self._locks.encode:
+            descriptor = self._encoder.compute_face_descriptor(rgb, shape, jitters)
         return np.asarray(descriptor, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ModelLocks:
+    """A lock per part of a face model (detector, landmarks, encoder), shared by its threads."""
+
+    detect: threading.Lock = field(default_factory=threading.Lock)
+    shape: threading.Lock = field(default_factory=threading.Lock)
+    encode: threading.Lock = field(default_factory=threading.Lock)
 
 
 def hog_detect(detector: object, image: npt.NDArray[np.uint8], upsample: int) -> list[Detection]:

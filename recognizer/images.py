@@ -28,19 +28,31 @@ MAX_ASPECT = 10.0
 
 
 class ImageError(ValueError):
-    """The bytes given are not a usable image; the message says why."""
+    """The bytes given are not a usable image; the message says why.
+
+    `code` is a stable word for screens to translate (too_many_pixels, image_empty, file_too_large,
+    not_an_image, image_damaged; "bad_image" when nothing more precise applies) and `details` the
+    numbers the message quotes (e.g. {"width", "height", "max_pixels"}).
+    """
+
+    def __init__(self, message: str, *, code: str = "bad_image", **details: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
     """Decode image bytes (JPEG, PNG, WebP, BMP...) to an upright RGB uint8 array."""
     if not data:
-        raise ImageError("the file is empty")
+        raise ImageError("the file is empty", code="image_empty")
     # `import face_recognition` sets this process-wide flag to True, after which PIL pads truncated
     # files with grey instead of failing: a half-uploaded photo would be enrolled. Always refuse.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     if len(data) > MAX_BYTES:
         raise ImageError(
-            f"the file is {len(data) // (1024 * 1024)} MiB, larger than the {MAX_BYTES >> 20} MiB limit"
+            f"the file is {len(data) // (1024 * 1024)} MiB, larger than the {MAX_BYTES >> 20} MiB limit",
+            code="file_too_large",
+            max_mib=MAX_BYTES >> 20,
         )
     try:
         with warnings.catch_warnings():
@@ -48,11 +60,15 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
                 if width < 1 or height < 1:
-                    raise ImageError("the image has no pixels")
+                    raise ImageError("the image has no pixels", code="image_empty")
                 _check_shape(width, height)
                 if width * height > max_pixels:
                     raise ImageError(
-                        f"the image is {width}x{height} pixels, more than the {max_pixels} pixel limit"
+                        f"the image is {width}x{height} pixels, more than the {max_pixels} pixel limit",
+                        code="too_many_pixels",
+                        width=width,
+                        height=height,
+                        max_pixels=max_pixels,
                     )
                 img.load()
                 upright = ImageOps.exif_transpose(img)
@@ -60,12 +76,16 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"the image claims more pixels than the {max_pixels} pixel limit") from None
+        raise ImageError(
+            f"the image claims more pixels than the {max_pixels} pixel limit",
+            code="too_many_pixels",
+            max_pixels=max_pixels,
+        ) from None
     except UnidentifiedImageError as exc:
-        raise ImageError(f"not a readable image ({exc.__class__.__name__})") from exc
+        raise ImageError(f"not a readable image ({exc.__class__.__name__})", code="not_an_image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # PIL reports truncated or malformed files through these.
-        raise ImageError(f"the image is damaged or truncated: {exc}") from exc
+        raise ImageError(f"the image is damaged or truncated: {exc}", code="image_damaged") from exc
     array = np.asarray(rgb, dtype=np.uint8)
     # EXIF rotation only swaps the sides; checked again on what is returned all the same.
     _check_shape(int(array.shape[1]), int(array.shape[0]))
@@ -77,10 +97,17 @@ def _check_shape(width: int, height: int) -> None:
     if min(width, height) < MIN_SIDE:
         raise ImageError(
             f"the image is {width}x{height} pixels: a side under {MIN_SIDE} pixels cannot hold a face "
-            "or a QR code"
+            "or a QR code",
+            code="image_too_thin",
+            width=width,
+            height=height,
+            min_side=MIN_SIDE,
         )
     if max(width, height) / min(width, height) > MAX_ASPECT:
         raise ImageError(
             f"the image is {width}x{height} pixels: more than {MAX_ASPECT:g} times longer than wide, "
-            "not a photo of a face or a QR code"
+            "not a photo of a face or a QR code",
+            code="image_too_thin",
+            width=width,
+            height=height,
         )

@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recognizer.alignment import ALIGNED_SIDE, align_face, dlib5_from_68, five_points_from_68
-from recognizer.encoder import Box, Detection, FaceModelError, hog_detect
+from recognizer.encoder import Box, Detection, FaceModelError, ModelLocks, hog_detect
 
 InputScaling = Literal["auto", "pm1", "raw"]
 Backend = Literal["auto", "opencv", "onnxruntime"]
@@ -268,13 +268,16 @@ class OnnxFaceModel:
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = _landmark_predictor()
+        self._locks = ModelLocks()  # the door's loop and the API's threads share this model
 
     def detect(self, rgb: npt.NDArray[np.uint8], upsample: int) -> list[Detection]:
-        return hog_detect(self._detector, rgb, upsample)
+        with self._locks.detect:
+            return hog_detect(self._detector, rgb, upsample)
 
     def shape(self, rgb: npt.NDArray[np.uint8], box: Box) -> object:
         top, right, bottom, left = box
-        return self._landmarks(rgb, self._dlib.rectangle(left, top, right, bottom))
+        with self._locks.shape:
+            return self._landmarks(rgb, self._dlib.rectangle(left, top, right, bottom))
 
     @staticmethod
     def landmarks68(shape: object) -> npt.NDArray[np.float64]:
@@ -295,8 +298,9 @@ class OnnxFaceModel:
             raise ValueError(f"an aligned face is {ALIGNED_SIDE}x{ALIGNED_SIDE}x3, got {face.shape}")
         batch = _batch(face, self.info.layout, self._offset, self._scale)
         if self._net is not None:
-            self._net.setInput(batch)
-            out = self._net.forward()
+            with self._locks.encode:  # an OpenCV Net holds its input: one caller at a time
+                self._net.setInput(batch)
+                out = self._net.forward()
         else:
             out = self._session.run([self.info.output_name], {self.info.input_name: batch})[0]
         return _unit(out, self.name)

@@ -63,13 +63,18 @@ def _keyword_constants(folders: tuple[str, ...], keyword: str) -> set[str]:
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call):
                     for kw in node.keywords:
-                        if (
-                            kw.arg == keyword
-                            and isinstance(kw.value, ast.Constant)
-                            and isinstance(kw.value.value, str)
-                        ):
-                            words.add(kw.value.value)
+                        if kw.arg == keyword:
+                            words |= _string_values(kw.value)
     return words
+
+
+def _string_values(node: ast.expr) -> set[str]:
+    """A literal "word", or both words of `"a" if x else "b"` (kind="door_test" if test else ...)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, ast.IfExp):
+        return _string_values(node.body) | _string_values(node.orelse)
+    return set()
 
 
 def _first_args(folder: str, method: str) -> set[str]:

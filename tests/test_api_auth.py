@@ -124,27 +124,50 @@ def test_wrong_password_and_unknown_user_are_the_same_401(env: ApiEnv) -> None:
     assert "set-cookie" not in wrong.headers
 
 
+class ManualClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_failed_logins_back_off_then_lock_the_account(env: ApiEnv) -> None:
     store = InstallerStore.for_data_dir(env.data_dir)
     secret = store.add("victim")
     # A fresh app: its own throttle, so the shared client's address is not locked for other tests.
-    with TestClient(create_app(env.daemon), client=("10.0.0.7", 5000)) as client:
+    app = create_app(env.daemon)
+    clock = ManualClock()  # the throttle's own clock seam: a busy machine cannot move these times
+    app.state.ctx.auth.throttle.clock = clock
+    with TestClient(app, client=("10.0.0.7", 5000)) as client:
 
         def attempt(password: str) -> Any:
             return client.post("/auth/login", json={"username": "victim", "password": password})
 
         assert attempt("guess-1").status_code == 401
+        clock.advance(0.1)
         quick = attempt("guess-2")  # within the back-off: refused without checking the password
         assert quick.status_code == 429 and quick.json()["code"] == "slow_down"
+        assert quick.json()["retry_after_s"] == pytest.approx(0.2)
         assert int(quick.headers["Retry-After"]) >= 1
-        time.sleep(0.35)
+        clock.advance(0.25)
         assert attempt("guess-2").status_code == 401
-        time.sleep(0.65)
+        clock.advance(0.5)  # the second failure doubled the wait to 0.6 s
+        assert attempt("guess-3").status_code == 429
+        clock.advance(0.15)
         assert attempt("guess-3").status_code == 401  # the third failure locks
+        clock.advance(0.5)
         locked = attempt(secret)  # even the right password is refused while locked
         assert locked.status_code == 429 and locked.json()["code"] == "locked_out"
-        assert 1 <= locked.json()["retry_after_s"] <= 2.0
-        time.sleep(2.1)
+        assert locked.json()["retry_after_s"] == pytest.approx(1.5)
+        clock.advance(1.4)
+        assert attempt(secret).status_code == 429
+        clock.advance(0.2)
         assert attempt(secret).status_code == 200
     with env.station.sessions() as session:
         lockouts = event_store.list_events(session, kind="installer_lockout")
@@ -153,7 +176,9 @@ def test_failed_logins_back_off_then_lock_the_account(env: ApiEnv) -> None:
 
 
 def test_a_client_address_is_locked_after_spraying_many_accounts(env: ApiEnv) -> None:
-    with TestClient(create_app(env.daemon), client=("10.0.0.8", 5000)) as client:
+    app = create_app(env.daemon)
+    app.state.ctx.auth.throttle.clock = ManualClock()  # a slow argon2 check must not forgive a failure
+    with TestClient(app, client=("10.0.0.8", 5000)) as client:
         codes = []
         for i in range(13):  # 3 failures x 4 for an address; one account each, so no account locks
             codes.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from test_api_support import ApiEnv, api_env
 
 from models import events as event_store
@@ -100,23 +102,37 @@ def test_a_decompression_bomb_is_refused_before_decoding(env: ApiEnv) -> None:
     bomb = png_bomb(40_000, 40_000)  # 1.6 gigapixels in ~200 KB
     assert len(bomb) < 1024 * 1024
     response = post_photo(env, bomb, "bomb.png", "image/png")
-    assert response.status_code == 422 and response.json()["code"] == "bad_image"
+    assert response.status_code == 422 and response.json()["code"] == "too_many_pixels"
     assert "pixel" in response.json()["detail"]
 
 
 @pytest.mark.usefixtures("nothing_stored")
+def test_a_49_megapixel_photo_is_refused_for_its_size(env: ApiEnv) -> None:
+    """A modern phone's full-resolution photo: refused for what it is (too many pixels, with the
+    numbers the page shows), not as "not a usable image"."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8100, 6050), (120, 130, 140)).save(buffer, format="JPEG", quality=60)
+    assert buffer.tell() < env.config.api.max_upload_mb * 1024 * 1024  # small file, many pixels
+    response = post_photo(env, buffer.getvalue(), "IMG_0001.jpg")
+    body = response.json()
+    assert response.status_code == 422 and body["code"] == "too_many_pixels", body
+    assert (body["width"], body["height"]) == (8100, 6050)
+    assert body["max_pixels"] == int(env.config.api.max_upload_megapixels * 1_000_000)
+
+
+@pytest.mark.usefixtures("nothing_stored")
 @pytest.mark.parametrize(
-    ("data", "words"),
+    ("data", "words", "code"),
     [
-        (b"", "empty"),
-        (b"#!/bin/sh\nrm -rf /\n", "not a readable image"),
-        (b"%PDF-1.4\n" + b"0" * 2000, "not a readable image"),
+        (b"", "empty", "image_empty"),
+        (b"#!/bin/sh\nrm -rf /\n", "not a readable image", "not_an_image"),
+        (b"%PDF-1.4\n" + b"0" * 2000, "not a readable image", "not_an_image"),
     ],
     ids=["empty", "script", "pdf"],
 )
-def test_non_images_are_refused(env: ApiEnv, data: bytes, words: str) -> None:
+def test_non_images_are_refused(env: ApiEnv, data: bytes, words: str, code: str) -> None:
     response = post_photo(env, data, "x.jpg")
-    assert response.status_code == 422 and response.json()["code"] == "bad_image"
+    assert response.status_code == 422 and response.json()["code"] == code
     assert words in response.json()["detail"]
 
 
@@ -125,6 +141,7 @@ def test_a_truncated_photo_is_refused(env: ApiEnv, fixtures: Path) -> None:
     data = (fixtures / "obama_1.jpg").read_bytes()
     response = post_photo(env, data[: len(data) // 2])
     assert response.status_code == 422 and "truncated" in response.json()["detail"]
+    assert response.json()["code"] == "image_damaged"
 
 
 def test_a_hostile_file_name_is_never_used(env: ApiEnv, fixtures: Path) -> None:

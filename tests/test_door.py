@@ -77,7 +77,12 @@ def levels(pin: MockPin) -> list[bool]:
     return [bool(state.state) for state in pin.states]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+#: How long a test waits for something that should happen at once: far above the expected time, so
+#: a busy machine never fails a test that only checks that something happens.
+LONG_WAIT_S = 30.0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = LONG_WAIT_S) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -148,28 +153,29 @@ def test_unlock_energises_and_relocks_after_unlock_s(factory: MockFactory, activ
         assert energised == [at]
         assert relay.is_unlocked and pin.state == active_high
         assert relay.off_at == pytest.approx(at + 0.2)
-        assert wait_for(lambda: not relay.is_unlocked, 2.0)
+        assert wait_for(lambda: not relay.is_unlocked)
         assert pin.state == (not active_high)
-        assert released and 0.15 <= released[0] - at <= 0.6
+        # Released after unlock_s, never before (how soon after depends on the machine's load).
+        assert released and released[0] - at >= 0.15
         assert levels(pin) == [not active_high, active_high, not active_high]
-        assert 0.15 <= pin.states[2].timestamp <= 0.6  # seconds spent energised
+        assert pin.states[2].timestamp >= 0.15  # seconds spent energised
     finally:
         relay.close()
 
 
 def test_second_unlock_extends_the_window_without_chatter(factory: MockFactory) -> None:
     pin = mock_pin(factory, RELAY)
-    relay = DoorRelay(RelayConfig(pin=RELAY, unlock_s=0.3), pin_factory=factory)
+    # A 1 s window, extended after 0.2 s: a second pulse would need the sleep to overshoot by 0.8 s.
+    relay = DoorRelay(RelayConfig(pin=RELAY, unlock_s=1.0), pin_factory=factory)
     try:
-        first = relay.unlock()
+        relay.unlock()
         time.sleep(0.2)
-        relay.unlock()  # ends ~0.5 s after the first
+        relay.unlock()  # ends ~1.2 s after the first
         relay.unlock(0.2)  # shorter: must not cut the window short
-        time.sleep(0.2)  # 0.4 s after the first: the first window alone would have ended
         assert relay.is_unlocked and pin.state is True
-        assert wait_for(lambda: not relay.is_unlocked, 2.0)
-        assert time.monotonic() - first >= 0.45
+        assert wait_for(lambda: not relay.is_unlocked)
         assert levels(pin) == [False, True, False]  # one pulse, no blink
+        assert pin.states[2].timestamp >= 1.15  # energised past the first window's end
     finally:
         relay.close()
 
@@ -393,15 +399,15 @@ def test_emergency_reaches_the_sink_within_100_ms_and_sounds_the_buzzer(
     emergency_pin, buzzer_pin = mock_pin(factory, EMERGENCY), mock_pin(factory, BUZZER)
     controller = make_controller(factory, events, emergency={"alarm_s": 0.5})
     try:
-        pressed = time.monotonic()
         emergency_pin.drive_low()
-        assert wait_for(lambda: bool(events.of("emergency")), 1.0)
-        called_at, event = next(item for item in events.items if item[1].kind == "emergency")
-        assert called_at - pressed < 0.1
+        # Delivered inside the press's own callback, before drive_low() returns: nothing queues it
+        # (so it is on its way to disk at once, whatever else the station is doing).
+        assert events.of("emergency")
+        _, event = next(item for item in events.items if item[1].kind == "emergency")
         assert event.method == "emergency_button" and event.details == {"alarm": True}
         assert buzzer_pin.state is True and controller.state()["alarm"] is True
         assert controller.state()["relay"] == "locked"  # a call for help opens nothing
-        assert wait_for(lambda: buzzer_pin.state is False, 2.0)
+        assert wait_for(lambda: buzzer_pin.state is False)
     finally:
         controller.close()
     assert buzzer_pin.state is False
@@ -424,14 +430,14 @@ def test_door_forced_without_a_grant(factory: MockFactory, events: Events) -> No
 
 def test_opening_during_or_just_after_a_grant_is_not_forced(factory: MockFactory, events: Events) -> None:
     contact_pin = mock_pin(factory, CONTACT)
-    controller = make_controller(factory, events, relay={"unlock_s": 0.2}, contact={"grace_s": 0.5})
+    # grace_s far above the few milliseconds between the re-lock and the push below, busy or not.
+    controller = make_controller(factory, events, relay={"unlock_s": 0.2}, contact={"grace_s": 5.0})
     try:
-        at = controller.grant(reason="face:m1")
+        controller.grant(reason="face:m1")
         assert controller.state()["last_grant_reason"] == "face:m1"
         contact_pin.drive_low()
         contact_pin.drive_high()
         assert wait_for(lambda: controller.state()["relay"] == "locked")
-        assert time.monotonic() - at < 0.6
         contact_pin.drive_low()  # pushed just as the strike re-locked: within grace_s
         contact_pin.drive_high()
         assert events.kinds() == []
@@ -450,7 +456,7 @@ def test_held_open_once_per_opening_then_closed_after_held(factory: MockFactory,
         controller.grant(reason="test")
         contact_pin.drive_low()
         opened = time.monotonic()
-        assert wait_for(lambda: bool(events.of("door_held_open")), 3.0)
+        assert wait_for(lambda: bool(events.of("door_held_open")))
         assert time.monotonic() - opened >= 0.95
         time.sleep(0.2)
         assert events.kinds() == ["door_held_open"]
@@ -484,7 +490,7 @@ def test_door_open_at_start_is_timed_not_forced(factory: MockFactory, events: Ev
     try:
         assert controller.state()["door_open"] is True
         assert events.kinds() == []
-        assert wait_for(lambda: bool(events.of("door_held_open")), 3.0)
+        assert wait_for(lambda: bool(events.of("door_held_open")))
         contact_pin.drive_low()
     finally:
         controller.close()

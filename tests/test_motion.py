@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
 import cv2
@@ -97,21 +95,3 @@ def test_bad_arguments_are_refused() -> None:
         ChangeDetector(sample_width=4)
     with pytest.raises(ValueError):
         ChangeDetector().update(np.zeros((0, 10, 3), np.uint8))
-
-
-def test_cost_on_640x480_is_well_under_a_millisecond(tmp_path: Path) -> None:
-    frames = [
-        np.asarray(cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR), np.uint8)
-        for f in write_and_read(tmp_path / "moving.avi", moving=True)
-    ]
-    detector = ChangeDetector()
-    for frame in frames[:5]:
-        detector.update(frame)  # warm up
-    costs = []
-    for index in range(300):
-        frame = frames[index % len(frames)]
-        started = time.perf_counter()
-        detector.update(frame)
-        costs.append(time.perf_counter() - started)
-    median_ms = statistics.median(costs) * 1000
-    assert median_ms < 3.0, f"median {median_ms:.3f} ms"  # ~0.3 ms measured on the 2-core dev box

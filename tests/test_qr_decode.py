@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import statistics
-import time
 from pathlib import Path
 
 import cv2
@@ -298,16 +296,3 @@ def test_check_image_single_use_replay_across_frames() -> None:
     first, second = _check_image(frame, checker), _check_image(frame, checker)
     assert first is not None and first.decision is Decision.QR_OK
     assert second is not None and second.reason == "replayed"
-
-
-def test_qr_path_p50_within_budget_on_640x480() -> None:
-    frame = _paste(_frame(), _code_of_size(TOKEN, 100), 200, 300)
-    checker = QrChecker(QrPolicy(station_id="ST-7"), MemoryReplayGuard())
-    _check_image(frame, checker)  # warm-up
-    totals = []
-    for _ in range(25):
-        started = time.perf_counter()
-        result = _check_image(frame, checker)
-        totals.append((time.perf_counter() - started) * 1000.0)
-        assert result is not None and result.decision is Decision.QR_OK
-    assert statistics.median(totals) <= 15.0

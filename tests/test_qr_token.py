@@ -444,9 +444,11 @@ def _hostile_variants(token: str) -> list[str]:
 def test_hostile_variants_are_refused_cleanly() -> None:
     token = _token()
     for text in _hostile_variants(token):
-        started = time.perf_counter()
+        # This thread's CPU time, not the wall clock (other processes cannot inflate it); the bound
+        # is far above the microseconds a refusal takes and far below a pathological parse.
+        started = time.thread_time()
         reason = _reason(text)
-        assert time.perf_counter() - started < 0.05, "hostile input must be cheap to refuse"
+        assert time.thread_time() - started < 0.5, "hostile input must be cheap to refuse"
         assert reason in ALLOWED_TEXT_REASONS, (text[:40], reason)
     assert _reason("YZ2:" + token[4:]) == "unsupported_version"
 

@@ -542,7 +542,9 @@ def test_thousands_of_hostile_messages_change_nothing(world: dict[str, Any]) -> 
     assert roster_state(station) == before
     assert daemon.station.roster.current.version == memory_version
     assert rising_edges(world["relay"]) == relay_before
-    assert daemon.loop is not None and time.monotonic() - daemon.loop.heartbeat < 2.0  # the door loop runs
+    assert daemon.loop is not None
+    frames = daemon.loop.stats.frames
+    assert wait(lambda: daemon.loop is not None and daemon.loop.stats.frames > frames, 30)  # the loop runs
     errors = [r for r in centre.json_messages("result")[results_before:] if not r["ok"]]
     codes = {r["error"] for r in errors}
     stats = inbox.stats

@@ -135,9 +135,11 @@ def test_the_door_never_waits_on_a_hostile_broker(
         f"{mode} broker: remote_open worst {worst:.1f} ms over 20; QR entries {len(entries)}, "
         f"frame-to-relay up to {max(latencies):.0f} ms; daemon stop {stop_s:.2f} s"
     )
-    assert worst < 200
-    assert entries and max(latencies) < 1000
-    assert stop_s < 10
+    # Bounds far above the milliseconds these take (figures: bench.door), far below the seconds a
+    # blackholed socket would hold a door that waited on the network.
+    assert worst < 2000
+    assert entries and max(latencies) < 2000
+    assert stop_s < 30
 
 
 def qr_entries(station: Station) -> list[Any]:

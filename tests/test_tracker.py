@@ -177,3 +177,35 @@ def test_a_stranger_who_leaves_before_a_full_window_is_still_refused() -> None:
     t.add(ENC, 1.0, lambda _w, _r: near)  # close to a member but left: nothing to say about it
     t.observe(None, 1.7)
     assert t.take_ended() is None
+
+
+def test_a_busy_loop_does_not_split_one_appearance() -> None:
+    """On a loaded box the loop may look at a frame only every second. The person is in every frame
+    it looks at: one appearance, one decision (not a new entry, or a stranger never refused because
+    each look started a new appearance). Only a frame without them ends it."""
+    t = FaceTracker(TrackerSettings(max_attempts=3, frame_interval_s=0.3, lost_after_s=0.6))
+    verdicts = []
+    for i in range(6):  # one look per second, the face there each time
+        now = float(i)
+        t.observe(BOX if i % 2 == 0 else MOVED, now)
+        if t.needs_encoding(now):
+            verdict = t.add(ENC, now, Judge(UNKNOWN))
+            if verdict is not None:
+                verdicts.append(verdict)
+    assert len(verdicts) == 1 and verdicts[0].result.decision is Decision.UNKNOWN  # refused once
+    first = t.track
+    assert first is not None
+    t.observe(None, 7.0)  # a look at the empty door, long after the last sighting: gone
+    assert t.track is None
+    t.observe(BOX, 7.1)
+    assert t.track is not None and t.track.track_id != first.track_id and t.needs_encoding(7.1)
+
+
+def test_a_member_seen_by_a_busy_loop_is_let_in_once() -> None:
+    t = FaceTracker(TrackerSettings(lost_after_s=0.6))
+    entries = 0
+    for i in range(5):
+        t.observe(BOX, i * 0.9)
+        if t.needs_encoding(i * 0.9) and t.add(ENC, i * 0.9, Judge(match("a"))) is not None:
+            entries += 1
+    assert entries == 1

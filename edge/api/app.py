@@ -44,6 +44,7 @@ def create_app(services: StationServices, *, face_model: FaceModel | None = None
         auth.public,
         auth.router,
         members.router,
+        members.rules,
         enrol.router,
         events.router,
         camera.router,

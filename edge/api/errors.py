@@ -127,7 +127,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ImageError)
     async def _bad_image(_: Request, exc: ImageError) -> JSONResponse:
-        return _respond(422, str(exc), "bad_image")
+        # The precise word (too_many_pixels, not_an_image, ...) and its numbers: a 49-megapixel photo
+        # is refused for its size, which the installer can fix, not as "not a usable image".
+        return _respond(422, str(exc), exc.code, None, **exc.details)
 
     @app.exception_handler(InstallerError)
     async def _installer(_: Request, exc: InstallerError) -> JSONResponse:

@@ -62,6 +62,7 @@ class StationServices(Protocol):
         member_id: str | None = None,
         by: str = "remote",
         details: Mapping[str, Any] | None = None,
+        test: bool = False,
     ) -> dict[str, Any]: ...
 
     def set_schedule(self, schedule: ScheduleConfig) -> None: ...

@@ -68,3 +68,21 @@ def delete_member_snapshots(station: Station, store: SnapshotStore | None, membe
                 continue
             deleted += 1
     return deleted
+
+
+def member_photo(station: Station, store: SnapshotStore | None, member_id: str) -> Path | None:
+    """The newest picture of a member the station already keeps: the face crop (else the frame) of
+    their latest event with a snapshot. Nothing new is stored for it: enrolment photos stay in
+    memory (see captures), and these snapshots follow the disk budget and deletion like any other."""
+    if store is None:
+        return None
+    with station.sessions() as session:
+        events = event_store.list_events(session, member_id=member_id, limit=200, newest_first=True)
+        relatives = [e.snapshot for e in events if e.snapshot]
+    variants: tuple[Variant, ...] = ("face", "frame")
+    for relative in relatives:
+        for variant in variants:
+            path = snapshot_path(store, relative, variant)
+            if path is not None:
+                return path
+    return None

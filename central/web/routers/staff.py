@@ -188,9 +188,7 @@ def reset_secret(
 @router.get("/districts", response_model=list[DistrictOut])
 def list_districts(staff: CurrentStaff, db: DbSession) -> list[DistrictOut]:
     """Districts (with their station counts) this account may see."""
-    counts = dict(
-        db.execute(select(Station.district_id, func.count()).group_by(Station.district_id)).all()
-    )
+    counts = dict(db.execute(select(Station.district_id, func.count()).group_by(Station.district_id)).all())
     query = select(District).order_by(District.district_id)
     if staff.district_scope is not None:
         query = query.where(District.district_id.in_(staff.district_scope))

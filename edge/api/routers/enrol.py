@@ -14,6 +14,7 @@ import datetime as dt
 import re
 import time
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ from edge.api.faces import STALE_FRAME_S, check_to_json, jpeg, png
 from edge.api.retry import retry_locked
 from edge.api.schemas import MemberFields, MemberId, MemberOut, new_member_id
 from edge.enrolment import QUALITY_MESSAGES
-from edge.station import RefusedError
+from edge.station import RefusedError, Station
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"], dependencies=[Depends(current_installer)])
 
@@ -96,6 +97,8 @@ class Finding(BaseModel):
     distance: float
     limit: float
     policy: str
+    name: str | None = Field(None, description="The existing member's name (None if they are gone)")
+    photo_url: str | None = Field(None, description="Their newest kept picture (may answer 404)")
 
 
 class EnrolmentOut(BaseModel):
@@ -145,6 +148,20 @@ def refusal_codes(exc: RefusedError) -> list[dict[str, Any]]:
             code.update(distance=finding["distance"], limit=finding["limit"], policy=finding["policy"])
         codes.append(code)
     return codes
+
+
+def _named(station: Station, item: dict[str, Any]) -> dict[str, Any]:
+    """Add the existing member's name and picture link to a finding that names a member id, so the
+    installer compares two people, not an id and a number."""
+    member_id = item.get("member_id")
+    if not isinstance(member_id, str):
+        return item
+    member = station.get_member(member_id)
+    return {
+        **item,
+        "name": member["name"] if member else None,
+        "photo_url": f"/api/v1/members/{quote(member_id, safe='')}/photo" if member else None,
+    }
 
 
 def _refusal_code(message: str) -> str:
@@ -315,13 +332,13 @@ def enrol(
             str(exc),
             _refusal_code(str(exc)),
             problems=exc.problems,
-            codes=refusal_codes(exc),
+            codes=[_named(station, code) for code in refusal_codes(exc)],
         ) from None
     if updates:
         retry_locked(lambda: station.update_member(member_id, **updates), what="member_enrolled")
     for capture in captures:
         ctx.captures.discard(capture.capture_id, installer.username)
-    findings = [Finding(**finding.to_json()) for finding in outcome.plan.findings]
+    findings = [Finding(**_named(station, finding.to_json())) for finding in outcome.plan.findings]
     ctx.audit(
         "member_enrolled",
         by=actor(installer),

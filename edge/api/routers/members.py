@@ -1,4 +1,5 @@
-"""Members: list and search, create (QR-only), change validity / status / details, delete.
+"""Members: list and search, create (QR-only), change validity / status / details, delete; issue a
+printable pass; the newest photo the station keeps of a member; the member id rule for the page.
 
 Deleting a member deletes their face templates (same transaction, by cascade) and the snapshot
 files of every event naming them; the event rows stay, because the access log outlives the
@@ -7,9 +8,14 @@ membership. Every change is also recorded as an event naming the installer (`det
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import io
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from edge.api.deps import ContextDep, CurrentInstaller, StationDep, actor, current_installer
@@ -29,10 +35,15 @@ from edge.api.schemas import (
     WorkerKind,
     new_member_id,
 )
-from edge.api.snapshot_files import delete_member_snapshots, snapshot_store
+from edge.api.snapshot_files import delete_member_snapshots, member_photo, snapshot_store
+from edge.pass_card import PassLabel, cjk_font_path, write_pass_card
+from edge.station import RefusedError
 from models.members import GROUPS_MAX
+from models.tables import MEMBER_ID_MAX
+from recognizer.qr_token import MAX_TTL_S, parse_token
 
 router = APIRouter(prefix="/api/v1/members", tags=["members"], dependencies=[Depends(current_installer)])
+rules = APIRouter(prefix="/api/v1", tags=["members"], dependencies=[Depends(current_installer)])
 
 MemberPath = Annotated[str, Path(pattern=MEMBER_ID_PATTERN, description="Member id")]
 
@@ -230,3 +241,139 @@ def delete_member(
     )
     ctx.refresh_roster()
     return Removed(member_id=member_id, removed=True, snapshots_deleted=deleted)
+
+
+# -- the member id rule ------------------------------------------------------------------------------
+
+
+class MemberIdRule(BaseModel):
+    """What the page checks while the installer types: the same pattern the API validates with."""
+
+    pattern: str = Field(description="Regular expression (ECMAScript and Python agree on it)")
+    max_length: int
+    reserved: list[str]
+
+
+class Rules(BaseModel):
+    member_id: MemberIdRule
+
+
+@rules.get("/rules", response_model=Rules)
+def input_rules() -> Rules:
+    """Input rules the page shows before submitting (so it never guesses them)."""
+    return Rules(
+        member_id=MemberIdRule(pattern=MEMBER_ID_PATTERN, max_length=MEMBER_ID_MAX, reserved=[".", ".."])
+    )
+
+
+# -- passes ------------------------------------------------------------------------------------------
+
+
+class PassRequest(Strict):
+    valid_days: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TTL_S // 86400,
+        description="Days the pass works; default [qr] default_ttl_s. Never past the member's own validity.",
+    )
+    single_use: bool = Field(False, description="Opens the door once (at this station).")
+
+
+class PassOut(BaseModel):
+    member_id: str
+    name: str
+    token: str
+    expires_at: str = Field(description="ISO 8601, UTC")
+    expires_local: str = Field(description="In the station's time zone, offset printed")
+    single_use: bool
+    label: list[str] = Field(description="The lines printed on the card")
+    name_printed: bool = Field(description="False when the station has no font for the name")
+    png_base64: str = Field(description="The printable card: QR code, name, id, expiry")
+
+
+@router.post(
+    "/{member_id}/passes",
+    response_model=PassOut,
+    status_code=201,
+    responses={404: {"description": "No such member"}, 422: {"description": "No pass for this member"}},
+)
+def issue_pass(
+    member_id: MemberPath,
+    station: StationDep,
+    ctx: ContextDep,
+    installer: CurrentInstaller,
+    body: PassRequest | None = None,
+) -> PassOut:
+    """Issue a signed QR pass for the member and render it as a printable card (a face is never the
+    only way in: this is how a QR-only member, or anyone whose face fails, gets in)."""
+    request = body or PassRequest()
+    member = station.get_member(member_id)
+    if member is None:
+        raise ApiError(404, f"no member {member_id!r}", "member_not_found")
+    if member["status"] != "active":
+        raise ApiError(
+            422, f"member {member_id!r} is {member['status']}: activate them first", "member_suspended"
+        )
+    config = station.config
+    ttl = request.valid_days * 86400 if request.valid_days is not None else config.qr.default_ttl_s
+    if member["valid_until"]:
+        left = dt.datetime.fromisoformat(member["valid_until"]).timestamp() - time.time()
+        if left <= 0:
+            raise ApiError(
+                422, f"member {member_id!r} is no longer valid: extend their validity first", "member_expired"
+            )
+        ttl = min(ttl, int(left))
+    try:
+        token = station.issue_qr(member_id=member_id, ttl_s=max(1, ttl), single_use=request.single_use)
+    except RefusedError as exc:
+        code = "no_signing_key" if "signing key" in str(exc) else "refused"
+        raise ApiError(422, str(exc), code) from None
+    claims = parse_token(token)  # the card is labelled from what the token says, never a guess
+    label = PassLabel(
+        member_id=member_id,
+        name=member["name"],
+        expires_at=claims.expires_at,
+        timezone=config.schedule.timezone,
+        single_use=claims.single_use,
+        station=claims.station_scope,
+    )
+    png = io.BytesIO()
+    write_pass_card(token, label, png)  # type: ignore[arg-type]  # PIL writes to file objects too
+    expires_at = dt.datetime.fromtimestamp(claims.expires_at, dt.UTC)
+    ctx.audit(
+        "qr_issued",
+        by=actor(installer),
+        member_id=member_id,
+        details={
+            "expires_at": expires_at.isoformat(),
+            "single_use": claims.single_use,
+            "key_id": claims.kid,
+            "nonce": claims.nonce_hex,  # names the pass in a revocation list, should it be withdrawn
+        },
+    )
+    name_printed = cjk_font_path() is not None or member["name"].isascii()
+    return PassOut(
+        member_id=member_id,
+        name=member["name"],
+        token=token,
+        expires_at=expires_at.isoformat(),
+        expires_local=label.expiry_text(),
+        single_use=claims.single_use,
+        label=label.lines(name_drawable=name_printed),
+        name_printed=name_printed,
+        png_base64=base64.b64encode(png.getvalue()).decode("ascii"),
+    )
+
+
+@router.get(
+    "/{member_id}/photo",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No picture kept"}},
+)
+def member_picture(member_id: MemberPath, station: StationDep, ctx: ContextDep) -> FileResponse:
+    """The newest face the station keeps of the member (their latest event snapshot), to tell two
+    people apart on screen; 404 when none is kept (never entered, or snapshots pruned)."""
+    path = member_photo(station, snapshot_store(ctx.services), member_id)
+    if path is None:
+        raise ApiError(404, f"no picture of {member_id!r} is kept", "no_photo")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})

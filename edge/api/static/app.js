@@ -18,7 +18,14 @@
     names: {},
     searchTimer: null,
     previewRetry: null,
+    memberIdRule: null,
+    user: null,
+    passMember: null,
+    passUrl: null,
   };
+  const TABS = ["enrol", "members", "events", "door", "account"];
+  /** Worker kinds, as the API's WorkerKind ("" = not given); every kind select is filled from it. */
+  const KINDS = ["", "courier", "rider", "sanitation", "driver", "other"];
 
   const $ = (id) => document.getElementById(id);
 
@@ -65,6 +72,7 @@
       if (text !== null) el.placeholder = text;
     }
     $("lang").textContent = tr("lang.switch");
+    for (const input of document.querySelectorAll("input.member-id")) checkMemberId(input);
   }
 
   async function switchLang() {
@@ -115,7 +123,14 @@
     if (!(err instanceof ApiError)) return tr("error.generic", { detail: String(err) });
     const body = err.body || {};
     const seconds = body.retry_after_s !== undefined ? Math.ceil(body.retry_after_s) : "";
-    return t(`error.${err.code}`, { detail: body.detail, s: seconds }) || tr("error.generic", { detail: body.detail || err.message });
+    const mp = (pixels) => (pixels ? String(Math.round(pixels / 100000) / 10) : "");
+    const params = {
+      detail: body.detail, s: seconds,
+      mp: body.width && body.height ? mp(body.width * body.height) : "",
+      width: body.width, height: body.height,
+      max_mp: mp(body.max_pixels),
+    };
+    return t(`error.${err.code}`, params) || tr("error.generic", { detail: body.detail || err.message });
   }
 
   function toast(text) {
@@ -141,6 +156,9 @@
 
   function showApp(session) {
     state.csrf = session.csrf_token;
+    state.user = session.username || null;
+    $("account-user").textContent = state.user ? tr("account.user", { name: state.user }) : "";
+    loadRules();
     $("view-login").hidden = true;
     $("view-app").hidden = false;
     $("logout").hidden = false;
@@ -181,7 +199,7 @@
     for (const button of document.querySelectorAll("[data-tab]")) {
       button.setAttribute("aria-selected", String(button.dataset.tab === name));
     }
-    for (const tab of ["enrol", "members", "events", "door"]) $(`tab-${tab}`).hidden = tab !== name;
+    for (const tab of TABS) $(`tab-${tab}`).hidden = tab !== name;
     if (name === "enrol") startLive(); else stopLive();
     if (name === "members") loadMembers();
     if (name === "events") loadEvents(true);
@@ -289,9 +307,56 @@
     try { await api("DELETE", `/api/v1/captures/${capture.capture_id}`); } catch (e) { /* expired anyway */ }
   }
 
+  // Refusal codes that name an existing member (recognizer.duplicates.Finding kinds).
+  const NAMED_FINDINGS = new Set(["same_person", "lookalike", "possible_duplicate", "unconfirmed_same_person"]);
+
   function problemText(item) {
-    const params = { member: item.member_id, distance: item.distance, limit: item.limit, text: item.text };
+    const params = { member: item.name || item.member_id, id: item.member_id, distance: item.distance, limit: item.limit, text: item.text };
     return tr(`problem.${item.code}`, params, item.text || item.code);
+  }
+
+  /** The existing member next to the words: their newest kept face, name and id. */
+  function memberFigure(item) {
+    const figure = h("figure", {},
+      h("div", { className: "nophoto" }, tr("compare.no_photo")),
+      h("figcaption", {}, item.name || item.member_id, h("br"), h("span", { className: "muted" }, item.member_id)));
+    if (item.photo_url) {
+      const img = h("img", { src: item.photo_url, alt: item.name || item.member_id });
+      img.addEventListener("load", () => figure.firstChild.replaceWith(img));
+    }
+    return figure;
+  }
+
+  function compareBlock(item, text) {
+    return h("div", { className: "compare", "data-compare": item.member_id }, memberFigure(item), h("p", {}, text));
+  }
+
+  // -- member id rule (the API's own pattern, GET /api/v1/rules) ------------------------------------
+
+  async function loadRules() {
+    try {
+      const rules = await api("GET", "/api/v1/rules");
+      const rule = rules.member_id;
+      state.memberIdRule = { pattern: new RegExp(rule.pattern), max: rule.max_length, reserved: rule.reserved };
+      for (const input of document.querySelectorAll("input.member-id")) {
+        input.maxLength = rule.max_length;
+        checkMemberId(input);
+      }
+    } catch (err) { /* the server still checks on submit */ }
+  }
+
+  /** Live check of a member id field; true when empty (generated) or valid. */
+  function checkMemberId(input) {
+    const note = $(input.getAttribute("aria-describedby"));
+    const value = input.value.trim();
+    const rule = state.memberIdRule;
+    const bad = Boolean(value && rule && (!rule.pattern.test(value) || rule.reserved.includes(value)));
+    input.setAttribute("aria-invalid", String(bad));
+    if (note) {
+      note.classList.toggle("bad", bad);
+      note.textContent = tr(bad ? "rule.member_id_bad" : "rule.member_id", { max: rule ? rule.max : 64 });
+    }
+    return !bad;
   }
 
   function renderCaptures() {
@@ -302,7 +367,7 @@
         h("img", { src: c.image_url, alt: "" }),
         h("p", { className: good ? "success" : "error" },
           good ? `✓ ${tr("enrol.photo_ok")}` : `✗ ${problemText({ code: c.check.code, text: c.check.problem })}`),
-        h("button", { type: "button", onclick: () => removeCapture(c) }, tr("enrol.retake")));
+        h("button", { type: "button", className: "discard", onclick: () => removeCapture(c) }, tr("enrol.discard_photo")));
     }));
   }
 
@@ -335,6 +400,7 @@
       capture_ids: good.map((c) => c.capture_id),
     };
     const memberId = $("f-id").value.trim();
+    if (!checkMemberId($("f-id"))) { result.append(h("p", { className: "error" }, tr("rule.member_id_bad", { max: state.memberIdRule.max }))); $("f-id").focus(); return; }
     if (memberId) body.member_id = memberId;
     $("enrol-submit").disabled = true;
     result.append(h("p", { className: "muted" }, tr("enrol.working")));
@@ -347,8 +413,14 @@
           members: outcome.requires_pass.join(", "),
         })));
       }
+      // What the installer confirmed, side by side with the member it was close to.
+      const seen = new Set();
+      const similar = outcome.findings.filter((f) => !seen.has(f.member_id) && seen.add(f.member_id));
+      for (const look of similar) result.append(compareBlock(look, problemText({ ...look, code: look.kind })));
+      result.append(h("button", { type: "button", id: "enrol-pass", onclick: () => openPass(outcome.member) }, tr("pass.issue_for", { name: outcome.member.name })));
       toast(text);
       $("enrol-form").reset();
+      checkMemberId($("f-id"));
       $("force-row").hidden = true;
       $("same-row").hidden = true;
       state.captures = state.captures.filter((c) => !body.capture_ids.includes(c.capture_id));
@@ -357,7 +429,16 @@
       if (err.status === 401) return;
       const codes = (err.body && err.body.codes) || [];
       result.replaceChildren(h("p", { className: "error" }, codes.length ? tr("enrol.refused") : errorText(err)));
-      if (codes.length) result.append(h("ul", {}, codes.map((c) => h("li", {}, problemText(c)))));
+      // A refusal that names a member is shown with that member's name and picture.
+      const named = codes.filter((c) => c.member_id && NAMED_FINDINGS.has(c.code));
+      const others = codes.filter((c) => !named.includes(c));
+      if (others.length) result.append(h("ul", {}, others.map((c) => h("li", {}, problemText(c)))));
+      const shown = new Set();
+      for (const dup of named) {
+        if (shown.has(`${dup.code}:${dup.member_id}`)) continue;
+        shown.add(`${dup.code}:${dup.member_id}`);
+        result.append(compareBlock(dup, problemText(dup)));
+      }
       // Confirmations the installer may give (never for "same_person": one person, one id).
       if (codes.some((c) => c.code === "lookalike" || c.code === "possible_duplicate")) $("force-row").hidden = false;
       if (codes.some((c) => c.code === "unconfirmed_same_person")) $("same-row").hidden = false;
@@ -412,6 +493,7 @@
         h("div", { className: "actions" },
           until,
           h("button", { type: "button", onclick: () => saveValidity(m, until.value) }, tr("members.save_validity")),
+          h("button", { type: "button", className: "pass", onclick: () => openPass(m) }, tr("pass.button")),
           h("button", { type: "button", onclick: () => setStatus(m, suspended ? "active" : "suspended") },
             tr(suspended ? "members.activate" : "members.suspend")),
           m.templates ? h("button", { type: "button", "data-templates": m.member_id, onclick: (ev) => toggleTemplates(m, ev.target) },
@@ -546,13 +628,146 @@
         ["health.status", tr(`health.${health.status}`, null, health.status)],
         ["health.camera", camera.state ? tr(`camera.${camera.state}`, null, camera.state) : "—"],
         ["health.fps", camera.fps !== undefined ? String(camera.fps) : "—"],
-        ["health.relay", health.door ? tr(`relay.${health.door.relay}`, null, health.door.relay) : "—"],
+        ["health.relay", !health.door ? "—" : health.door.pins === "simulated"
+          ? tr("door.relay_simulated", { state: tr(`relay.${health.door.relay}`, null, health.door.relay) })
+          : tr(`relay.${health.door.relay}`, null, health.door.relay)],
         ["health.roster", health.roster ? `${health.roster.members} / ${health.roster.templates}` : "—"],
         ["health.outbox", String(health.outbox_depth ?? "—")],
         ["health.mqtt", !health.mqtt.enabled ? tr("health.off") : tr(health.mqtt.connected ? "health.yes" : "health.no")],
       ];
       $("status").replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, tr(key)), h("dd", {}, value)]));
+      $("pins-simulated").hidden = !(health.door && health.door.pins === "simulated");
     } catch (err) { /* the dot shows it */ }
+    loadLockouts();
+  }
+
+  // -- lockouts (GET /api/v1/lockouts; DELETE /api/v1/lockouts/{id} clears one, DELETE .../lockouts all)
+
+  const LOCKOUTS = "/api/v1/lockouts";
+
+  async function loadLockouts() {
+    let page;
+    try {
+      page = await api("GET", LOCKOUTS);
+    } catch (err) {
+      if (err.status === 404 || err.status === 405) { $("lockouts-card").hidden = true; return; }
+      if (err.status !== 401) { $("lockouts-card").hidden = false; $("lockouts-none").hidden = false; $("lockouts-none").textContent = errorText(err); }
+      return;
+    }
+    const items = (page && page.lockouts) || [];
+    if (items.some((l) => l.member_id && !l.member_name && !state.names[l.member_id])) await loadNames();
+    $("lockouts-card").hidden = false;
+    $("lockouts-none").textContent = tr("lockouts.none");
+    $("lockouts-none").hidden = items.length > 0;
+    $("lockouts-paused").hidden = !(page.face_counting_paused_s > 0);
+    $("lockouts-paused").textContent = tr("lockouts.paused", { s: Math.ceil(page.face_counting_paused_s || 0) });
+    $("lockouts-clear-all").hidden = items.length < 2;
+    $("lockouts").replaceChildren(...items.map(lockoutItem));
+  }
+
+  function lockoutItem(l) {
+    const id = l.id || l.key;
+    const scope = l.scope || l.kind;
+    const name = l.member_name || (l.member_id && state.names[l.member_id]);
+    // Without a known holder, the key tells two locked passes (or face tracks) apart.
+    const key = l.key || String(id).split(":").slice(1).join(":");
+    const who = l.member_id ? (name ? `${name} (${l.member_id})` : l.member_id) : key ? `#${key.slice(0, 8)}` : null;
+    const until = l.until ? tr("lockouts.until", { time: new Date(l.until).toLocaleString(state.lang) }) : null;
+    return h("li", { "data-lockout": id },
+      h("div", { className: "grow" },
+        h("div", { className: "title" }, tr(`lockout_kind.${scope}`, null, scope), who ? ` · ${who}` : null),
+        h("div", { className: "sub" }, [l.reason ? tr(`reason.${l.reason}`, null, l.reason) : null,
+          l.attempts ? tr("lockouts.attempts", { n: l.attempts }) : null, until].filter(Boolean).join(" · ")),
+        h("div", { className: "actions" },
+          h("button", { type: "button", className: "danger", onclick: () => clearLockout(id) }, tr("lockouts.clear")))));
+  }
+
+  async function clearLockout(id) {
+    try {
+      await api("DELETE", id ? `${LOCKOUTS}/${encodeURIComponent(id)}` : LOCKOUTS);
+      toast(tr("lockouts.cleared"));
+    } catch (err) { if (err.status !== 401) toast(errorText(err)); }
+    loadLockouts();
+  }
+
+  // -- QR-only members and passes ---------------------------------------------------------------
+
+  async function onAddQrMember(event) {
+    event.preventDefault();
+    const out = $("q-result");
+    out.textContent = "";
+    out.className = "";
+    const name = $("q-name").value.trim();
+    if (!name) { out.textContent = tr("enrol.need_name"); out.className = "error"; return; }
+    if (!checkMemberId($("q-id"))) { out.textContent = tr("rule.member_id_bad", { max: state.memberIdRule.max }); out.className = "error"; $("q-id").focus(); return; }
+    const body = {
+      name,
+      phone: $("q-phone").value.trim() || null,
+      kind: $("q-kind").value || null,
+      valid_from: dayStart($("q-from").value, 0),
+      valid_until: dayStart($("q-until").value, 1),
+    };
+    const memberId = $("q-id").value.trim();
+    if (memberId) body.member_id = memberId;
+    $("q-submit").disabled = true;
+    try {
+      const member = await api("POST", "/api/v1/members", body);
+      out.textContent = `✓ ${tr("qrmember.done", { name: member.name, id: member.member_id })}`;
+      out.className = "success";
+      $("qr-member-form").reset();
+      for (const input of document.querySelectorAll("input.member-id")) checkMemberId(input);
+      loadMembers();
+      openPass(member);
+    } catch (err) {
+      if (err.status !== 401) { out.textContent = errorText(err); out.className = "error"; }
+    } finally {
+      $("q-submit").disabled = false;
+    }
+  }
+
+  function openPass(member) {
+    state.passMember = member;
+    $("pass-title").textContent = tr("pass.title", { name: member.name });
+    $("pass-error").textContent = "";
+    $("pass-card").hidden = true;
+    $("pass-print").hidden = true;
+    $("pass-download").hidden = true;
+    $("pass-form").reset();
+    $("pass-dialog").showModal();
+  }
+
+  async function onIssuePass() {
+    const member = state.passMember;
+    if (!member) return;
+    const days = $("pass-days").value;
+    const body = { single_use: $("pass-single").checked };
+    if (days) body.valid_days = Number(days);
+    $("pass-issue").disabled = true;
+    $("pass-error").textContent = "";
+    try {
+      const pass = await api("POST", `/api/v1/members/${encodeURIComponent(member.member_id)}/passes`, body);
+      const url = `data:image/png;base64,${pass.png_base64}`;
+      $("pass-image").src = url;
+      $("pass-image").alt = tr("pass.alt", { name: pass.name });
+      $("pass-caption").textContent = [tr("pass.expires", { time: pass.expires_local }),
+        pass.single_use ? tr("pass.single_use") : null].filter(Boolean).join(" · ");
+      $("pass-card").hidden = false;
+      $("pass-print").hidden = false;
+      $("pass-download").hidden = false;
+      $("pass-download").href = url;
+      $("pass-download").download = `pass-${pass.member_id}.png`;
+      state.passUrl = url;
+    } catch (err) {
+      if (err.status !== 401) $("pass-error").textContent = errorText(err);
+    } finally {
+      $("pass-issue").disabled = false;
+    }
+  }
+
+  function onPrintPass() {
+    if (!state.passUrl) return;
+    $("print-area").replaceChildren(h("img", { src: state.passUrl, alt: "" }));
+    window.print();
   }
 
   function setDot(status) {
@@ -573,7 +788,7 @@
     const out = $("pw-result");
     try {
       await api("POST", "/api/v1/auth/password", { current_password: $("pw-current").value, new_password: $("pw-new").value });
-      out.textContent = tr("door.password_changed");
+      out.textContent = tr("account.password_changed");
       out.className = "success";
       $("password-form").reset();
     } catch (err) {
@@ -584,6 +799,9 @@
   // -- start ------------------------------------------------------------------------------------
 
   async function boot() {
+    for (const select of document.querySelectorAll("select.kind-select")) {
+      select.replaceChildren(...KINDS.map((kind) => h("option", { value: kind, "data-i18n": `kind.${kind || "none"}` }, kind)));
+    }
     let lang = "zh-CN";
     try { const saved = localStorage.getItem("yizhan.lang"); if (LANGS.includes(saved)) lang = saved; } catch (e) { /* ignore */ }
     await loadLang(lang);
@@ -608,6 +826,11 @@
     $("event-more").addEventListener("click", () => loadEvents(false));
     $("door-open").addEventListener("click", onOpenDoor);
     $("password-form").addEventListener("submit", onChangePassword);
+    $("qr-member-form").addEventListener("submit", onAddQrMember);
+    $("lockouts-clear-all").addEventListener("click", () => clearLockout(null));
+    $("pass-issue").addEventListener("click", onIssuePass);
+    $("pass-print").addEventListener("click", onPrintPass);
+    for (const input of document.querySelectorAll("input.member-id")) input.addEventListener("input", () => checkMemberId(input));
     // A phone in a pocket must not keep the Pi encoding preview frames: stop the stream when hidden.
     document.addEventListener("visibilitychange", () => {
       if ($("view-app").hidden || state.tab !== "enrol") return;
