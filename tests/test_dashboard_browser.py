@@ -44,11 +44,15 @@ class Browser:
 
     def wait(self, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
         """`condition()` once truthy; on a timeout, a screenshot and what the page shows."""
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
+        # A view re-rendering between finding an element and reading it is not a failure: look again.
+        waiting = WebDriverWait(
+            self.driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        )
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda _: condition())
+            return waiting.until(lambda _: condition())
         except TimeoutException:
             self.shot("dashboard-failure.png")
             page = self.js("return location.hash + ' | ' + document.body.innerText.slice(0, 1500)")
