@@ -24,13 +24,12 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_support import chromium
 from central_fixtures import CentralDb
 from dashboard_support import FAST, PASSWORD, serve_app
 from gpiozero.pins.mock import MockFactory
 from sqlalchemy import select
 from test_api_support import running_daemon
-from test_dashboard_browser import Browser, log_in
+from test_dashboard_browser import Browser, _desktop, desktop, log_in
 
 from central.store import staff as staff_store
 from central.store.tables import AuditEntry, Command, Event, Station
@@ -40,7 +39,7 @@ from edge.station import Station as StationStore
 from tests.centre_mqtt import Publisher, centre_config, prepare, running_centre, until
 from tests.mqtt_broker import RELAY_PIN, Broker, broker, rising_edges, station_config
 
-__all__ = ["broker"]
+__all__ = ["_desktop", "broker", "desktop"]  # fixtures (a fresh desktop Chromium per test)
 
 SID = "st-a"
 COMMAND_TTL_S = 20  # generous: a loaded machine still delivers the command well inside it
@@ -101,34 +100,15 @@ def world(central_db: CentralDb, broker: Broker, tmp_path: Path, face_model: Any
         station.close()
 
 
-@pytest.fixture(scope="module")
-def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    tmp = tmp_path_factory.mktemp("remote-open")
-    downloads = tmp / "downloads"
-    downloads.mkdir()
-    browser = Browser(chromium(tmp / "profile", phone=False, downloads=downloads), downloads)
-    try:
-        yield browser
-    finally:
-        browser.driver.quit()
-
-
-@pytest.fixture
-def b(desktop: Browser) -> Iterator[Browser]:
-    desktop.driver.get("about:blank")
-    desktop.driver.delete_all_cookies()
-    yield desktop
-    desktop.driver.get("about:blank")  # close the live stream before the centre stops
-
-
 def station_page(b: Browser, world: World) -> None:
     b.go(f"{world.url}/dashboard/#/stations/{SID}")
     b.wait(lambda: "海淀测试驿站" in b.text("#view h1"), 30)
 
 
-def click_open(b: Browser, reason: str, seconds: int = 2) -> None:
-    """Fill the reason and the seconds, click "远程开门", confirm in the dialog."""
+def click_open(b: Browser, world: World, reason: str, seconds: int = 2) -> str:
+    """Fill the reason and the seconds, click "远程开门", confirm; returns the command's id."""
     b.wait(lambda: b.els("#open-door") and b.el("#open-door").is_enabled(), 30)
+    before = len(commands(world))
     b.el("#open-reason").clear()
     b.el("#open-reason").send_keys(reason)
     b.el("#open-seconds").clear()
@@ -138,13 +118,16 @@ def click_open(b: Browser, reason: str, seconds: int = 2) -> None:
     dialog = b.text("#dialog")
     assert "海淀测试驿站" in dialog and reason in dialog and f"{seconds} 秒" in dialog
     b.el("#dialog-ok").click()
+    assert until(lambda: len(commands(world)) == before + 1, 30), "the page sent no command"
+    return commands(world)[-1].id
 
 
-def answer(b: Browser, timeout: float = 60.0) -> tuple[str, str]:
-    """The command's final state as the page shows it (data-state, text)."""
+def answer(b: Browser, command_id: str, timeout: float = 60.0) -> tuple[str, str]:
+    """The command's final state as the page shows it (data-state, text), once it shows that command."""
+    script = "const r = document.getElementById('open-result'); return [r.dataset.command, r.dataset.state]"
     final = ("ok", "failed", "expired")
-    b.wait(lambda: b.js("return document.getElementById('open-result').dataset.state") in final, timeout)
-    return b.js("return document.getElementById('open-result').dataset.state"), b.text("#open-result")
+    b.wait(lambda: (shown := b.js(script))[0] == command_id and shown[1] in final, timeout)
+    return b.js(script)[1], b.text("#open-result")
 
 
 def commands(world: World) -> list[Command]:
@@ -153,7 +136,8 @@ def commands(world: World) -> list[Command]:
 
 
 @pytest.mark.parametrize("central_db", ["postgresql"], indirect=True)
-def test_staff_open_the_door_from_the_dashboard_and_see_the_stations_answer(world: World, b: Browser) -> None:
+def test_staff_open_a_door_and_see_the_stations_answer(world: World, desktop: Browser) -> None:
+    b = desktop
     edges = rising_edges(world.relay)
     # A viewer sees the station but gets no button, and the API refuses them too.
     log_in(b, world.url, "look")
@@ -181,14 +165,15 @@ def test_staff_open_the_door_from_the_dashboard_and_see_the_stations_answer(worl
     b.wait(lambda: "请填写开门原因" in b.text("#open-result"))
     assert commands(world) == []
     reason = "快递员手机没电，电话核实身份"
-    click_open(b, reason, seconds=2)
-    state, text = answer(b)
+    command_id = click_open(b, world, reason, seconds=2)
+    state, text = answer(b, command_id)
     assert state == "ok" and "门已打开" in text, text
     b.shot("dashboard-remote-open.png")
 
     # The relay really was driven high by the station.
     assert until(lambda: rising_edges(world.relay) == edges + 1, 10), [s.state for s in world.relay.states]
     (command,) = commands(world)
+    assert command.id == command_id
     assert command.state == "ok" and command.issued_by == "staff:ops" and command.reason == reason
     assert command.result is not None and command.result["kind"] == "entry"
     event_id = command.result["event_id"]
@@ -218,7 +203,8 @@ def test_staff_open_the_door_from_the_dashboard_and_see_the_stations_answer(worl
 
 
 @pytest.mark.parametrize("central_db", ["sqlite"], indirect=True)
-def test_a_stopped_station_is_never_shown_as_opened(world: World, b: Browser) -> None:
+def test_a_stopped_station_is_never_shown_as_opened(world: World, desktop: Browser) -> None:
+    b = desktop
     edges = rising_edges(world.relay)
     log_in(b, world.url, "ops")
     station_page(b, world)
@@ -226,8 +212,8 @@ def test_a_stopped_station_is_never_shown_as_opened(world: World, b: Browser) ->
     world.daemon.stop()
     assert until(lambda: world.state() == "offline", 30)
     b.wait(lambda: "离线" in b.text("#station-state") and "离线" in b.text("#view dl"), 30)  # live status
-    click_open(b, "夜班环卫工人被锁在门外")
-    state, text = answer(b)
+    offline = click_open(b, world, "夜班环卫工人被锁在门外")
+    state, text = answer(b, offline)
     assert state == "failed" and "门已打开" not in text, text
     assert "驿站离线" in text, text  # the reason is shown, not only "did not open"
     b.shot("dashboard-remote-offline.png")
@@ -239,14 +225,14 @@ def test_a_stopped_station_is_never_shown_as_opened(world: World, b: Browser) ->
                   "ts": dt.datetime.now(dt.UTC).isoformat(), "health": {}}  # fmt: skip
         mute.publish(f"yz/v1/station/{SID}/up/status", status)
         assert until(lambda: world.state() == "online", 30)
-        click_open(b, "夜班环卫工人被锁在门外")
-        state, text = answer(b, timeout=COMMAND_TTL_S + 60)
+        silent = click_open(b, world, "夜班环卫工人被锁在门外")
+        state, text = answer(b, silent, timeout=COMMAND_TTL_S + 60)
         assert state == "expired" and "门已打开" not in text and "过期" in text, text
         b.shot("dashboard-remote-expired.png")
     finally:
         mute.close()
-    sent = commands(world)
-    assert [c.error for c in sent][:1] == ["station_offline"] and len(sent) == 2
-    assert not any(c.state == "ok" for c in sent)
+    sent = {c.id: c for c in commands(world)}
+    assert set(sent) == {offline, silent} and sent[offline].error == "station_offline"
+    assert not any(c.state == "ok" for c in sent.values())
     assert rising_edges(world.relay) == edges
     assert not b.severe_logs(), b.severe_logs()

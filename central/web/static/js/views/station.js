@@ -204,6 +204,7 @@ export async function mount(view, { id }) {
     const state = command.state || "pending";
     const answer = command.result || {};
     result.dataset.state = state;
+    result.dataset.command = command.command_id; // which command this answer is about
     // Why it failed: the command's own error (`station_offline`: nothing was sent; or the
     // station's refusal code) in the page's language when known, else the station's words.
     const code = command.error || answer.error || answer.code || "";
