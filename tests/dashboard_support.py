@@ -2,8 +2,9 @@
 a QR key, members and events; helpers to store events as ingest does (row, then bus notice).
 
 `Fleet` wraps a WebContext on a `central_db` (SQLite and PostgreSQL); `fleet_context` builds it.
-`serve(ctx)` runs the app under real uvicorn on a free port (server-sent events and the browser
-need a real server; the TestClient buffers whole responses).
+`serve(ctx)` runs the app under real uvicorn on a free port (`serve_app(app)`: an app already built,
+e.g. a whole `CentralApp`); server-sent events and the browser need a real server (the TestClient
+buffers whole responses).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import uvicorn
 from argon2 import PasswordHasher
 from central_fixtures import CentralDb
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from central import live
@@ -213,10 +215,17 @@ class _Server(uvicorn.Server):
 @contextmanager
 def serve(ctx: WebContext) -> Iterator[str]:
     """The app under real uvicorn on 127.0.0.1 (its own thread); yields the base URL."""
+    with serve_app(create_app(ctx)) as url:
+        yield url
+
+
+@contextmanager
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """An app already built (e.g. `CentralApp.web`, the whole centre) under real uvicorn."""
     port = free_port()
     server = _Server(
         uvicorn.Config(
-            create_app(ctx), host="127.0.0.1", port=port, log_config=None, access_log=False,
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False,
             timeout_graceful_shutdown=1,
         )
     )  # fmt: skip

@@ -3,7 +3,7 @@
  * station's answer (the command's result, as the live feed and the command route report it). */
 import { get, post, patch, qs, errorText } from "../api.js";
 import { h, clear, field } from "../dom.js";
-import { tr, todayIn, dateTime } from "../i18n.js";
+import { t, tr, todayIn, dateTime } from "../i18n.js";
 import { canAct, isAdmin, loadStations } from "../state.js";
 import { EntryList } from "../entries.js";
 import * as live from "../live.js";
@@ -29,8 +29,9 @@ export async function mount(view, { id }) {
   const healthBox = h("div");
   const hoursBox = h("div");
   const openBox = h("div");
+  const titleState = h("span", { id: "station-state" }, stateBadge(station)); // kept current by renderHealth
   view.append(
-    h("h1", {}, station.name, " ", h("span", { className: "muted" }, station.station_id), " ", stateBadge(station)),
+    h("h1", {}, station.name, " ", h("span", { className: "muted" }, station.station_id), " ", titleState),
     h("div", { className: "grid2" },
       h("section", { className: "card", "aria-labelledby": "entries-h" },
         h("h2", { id: "entries-h" }, tr("station.entries")),
@@ -58,10 +59,11 @@ export async function mount(view, { id }) {
     const s = station;
     const health = s.health || {};
     const row = (key, ...value) => [h("dt", {}, tr(key)), h("dd", {}, ...value)];
+    clear(titleState).append(stateBadge(s));
     clear(healthBox).append(h("dl", { className: "kv" },
       ...row("health.state", stateBadge(s)),
       ...row("health.heartbeat", heartbeat(s), s.last_seen_at ? ` (${dateTime(s.last_seen_at, zone)})` : ""),
-      ...row("health.camera", cameraBadge(health), health.camera_fps ? ` ${health.camera_fps} fps` : ""),
+      ...row("health.camera", cameraBadge(health), health.camera_fps ? ` ${Number(health.camera_fps).toFixed(1)} fps` : ""),
       ...row("health.disk", checkBadge(health.disk, health.disk_detail), health.disk_detail ? ` ${health.disk_detail}` : ""),
       ...row("health.clock", clockBadge(health)),
       ...row("health.outbox", health.outbox_depth ?? tr("common.unknown")),
@@ -202,8 +204,12 @@ export async function mount(view, { id }) {
     const state = command.state || "pending";
     const answer = command.result || {};
     result.dataset.state = state;
-    const message = answer.message || answer.error || answer.code || "";
-    result.textContent = tr(`open.state.${state}`, { message }, state) + (message && state !== "ok" ? ` (${message})` : "");
+    result.dataset.command = command.command_id; // which command this answer is about
+    // Why it failed: the command's own error (`station_offline`: nothing was sent; or the
+    // station's refusal code) in the page's language when known, else the station's words.
+    const code = command.error || answer.error || answer.code || "";
+    const message = (code && t(`error.${code}`)) || command.message || answer.message || code;
+    result.textContent = tr(`open.state.${state}`, { message }, state) + (message && state === "failed" ? ` (${message})` : "");
   }
 
   const off = [
