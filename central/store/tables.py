@@ -642,7 +642,8 @@ class PhoneCode(Base):
 
 
 class PhoneLogin(Base):
-    """A phone's long-lived login: the cookie's token is kept only as its SHA-256.
+    """A phone's long-lived login: the cookie's token is kept only as its SHA-256 (its CSRF token is
+    derived from that hash with a key from the data key, so it is not stored either).
 
     In the database (not in memory like staff sessions) because it must outlive restarts for
     months; `revoked_at` ends it (the worker logging out, a newer login from "this is my new
@@ -653,7 +654,6 @@ class PhoneLogin(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    csrf_token: Mapped[str] = mapped_column(String(64))
     member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utc_now)

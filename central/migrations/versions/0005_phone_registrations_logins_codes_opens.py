@@ -95,7 +95,6 @@ def upgrade() -> None:
         "phone_logins",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
         sa.Column("token_sha256", sa.String(length=64), nullable=False),
-        sa.Column("csrf_token", sa.String(length=64), nullable=False),
         sa.Column("member_id", sa.String(length=64), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("last_seen_at", TIMESTAMP, nullable=False),

@@ -1,0 +1,119 @@
+"""What the phone pages need from the rest of the centre: the roster and the doors. One module, so
+the phone code has exactly one place where it reaches into `central.roster` and `central.commands`.
+
+* `member_changed(db, member_id)`: a member became active, changed consents, ...: the roster
+  writes the versioned changes for every station concerned, in the caller's transaction; its
+  fan-out worker delivers them (signed) after the commit.
+* `withdraw_face(db, member_id, actor)`: face consent withdrawn: the member's templates are
+  deleted at the centre and at every station that holds them (the erasure path, recorded in
+  `erasures` with reason `consent_withdrawn`); `face_erasure` reports how far that got.
+* `send_open(...)`: a signed `open` command for one member at one station (`central.commands`);
+  the answer is the station's `up/result`, which ingest stores in `results` and announces on the
+  live bus (topic `result`, `ref` = the command id). `DoorAnswers.wait` listens for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.live import RESULT, LiveBus
+from central.store.tables import Erasure, Result
+
+
+@dataclass(frozen=True, slots=True)
+class DoorAnswer:
+    """The station's answer to a command: `ok`, a stable `code` when not, its `message`, its `data`."""
+
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureProgress:
+    requested_at: dt.datetime
+    completed_at: dt.datetime | None
+    stations_pending: int
+    templates_deleted: int
+
+
+class Fleet(Protocol):
+    def member_changed(self, db: Session, member_id: str) -> None: ...
+
+    def withdraw_face(self, db: Session, member_id: str, actor: str) -> None: ...
+
+    def send_open(
+        self, db: Session, *, station_id: str, member_id: str, by: str, reason: str, ttl_s: int
+    ) -> str: ...
+
+
+def face_erasure(db: Session, member_id: str) -> ErasureProgress | None:
+    """The member's latest face-data erasure (consent withdrawn), or None."""
+    row = db.scalars(
+        select(Erasure)
+        .where(Erasure.member_id == member_id, Erasure.reason == "consent_withdrawn")
+        .order_by(Erasure.requested_at.desc(), Erasure.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return ErasureProgress(
+        row.requested_at, row.completed_at, len(row.stations_pending), row.templates_deleted
+    )
+
+
+class DoorAnswers:
+    """Waits for a station's answer to one command: the live bus first, the `results` table as truth.
+
+    Subscribing before reading the table closes the race with an answer stored in between; a web
+    process that does not ingest (so sees nothing on its own bus) still finds the row by polling.
+    """
+
+    POLL_S = 0.25
+
+    def __init__(self, db: sessionmaker[Session], live: LiveBus) -> None:
+        self._db = db
+        self._live = live
+
+    def wait(self, station_id: str, command_id: str, timeout_s: float) -> DoorAnswer | None:
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._live.subscribed({RESULT}, maxlen=256) as subscription:
+            while True:
+                stored = self.stored(station_id, command_id)
+                if stored is not None:
+                    return stored
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                message = subscription.get(timeout=min(self.POLL_S, remaining))
+                if message is not None and message.data.get("ref") == command_id:
+                    return _answer(message.data)
+
+    def stored(self, station_id: str, command_id: str) -> DoorAnswer | None:
+        with self._db() as session:
+            row = session.scalars(
+                select(Result).where(
+                    Result.station_id == station_id, Result.ref == command_id, Result.ref_type == "command"
+                )
+            ).first()
+            if row is None:
+                return None
+            return DoorAnswer(row.ok, row.error, row.message, dict(row.data or {}))
+
+
+def _answer(data: Mapping[str, Any]) -> DoorAnswer:
+    raw = data.get("data")
+    return DoorAnswer(
+        ok=bool(data.get("ok")),
+        code=data.get("code") or data.get("error"),
+        message=data.get("message"),
+        data=raw if isinstance(raw, Mapping) else {},
+    )
