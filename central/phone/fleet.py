@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.live import RESULT, LiveBus
 from central.store.tables import Erasure, Result
+from common.asgi import ApiError
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +118,22 @@ def _answer(data: Mapping[str, Any]) -> DoorAnswer:
         message=data.get("message"),
         data=raw if isinstance(raw, Mapping) else {},
     )
+
+
+class UnwiredFleet:
+    """Stands in until the composition root passes the real fleet (`WebContext.fleet`): every call
+    is refused with 503, so nothing pretends a member reached the stations or a door was asked."""
+
+    def _refuse(self) -> ApiError:
+        return ApiError(503, "the roster and door link are not running in this process", "fleet_unavailable")
+
+    def member_changed(self, db: Session, member_id: str) -> None:
+        raise self._refuse()
+
+    def withdraw_face(self, db: Session, member_id: str, actor: str) -> None:
+        raise self._refuse()
+
+    def send_open(
+        self, db: Session, *, station_id: str, member_id: str, by: str, reason: str, ttl_s: int
+    ) -> str:
+        raise self._refuse()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from central.phone.web import install as install_phone
 from central.web.context import WebContext
 from central.web.errors import install_error_handlers
 from central.web.middleware import SecurityHeaders, StaffGate
-from central.web.routers import auth, events, health, members, public, stations
+from central.web.routers import auth, events, health, members, public, registrations, stations
 from common.asgi import BodyLimit
 
 
@@ -35,9 +36,11 @@ def create_app(ctx: WebContext) -> FastAPI:
         stations.router,
         members.router,
         events.router,
+        registrations.router,
     ):
         app.include_router(router)
     limit = ctx.config.web.max_json_kb * 1024
+    install_phone(app, ctx)  # the workers' pages /m/ and their API /api/m/ (issue 11)
     app.add_middleware(BodyLimit, default_bytes=limit, upload_bytes=limit, upload_paths=frozenset())
     app.add_middleware(StaffGate, sessions=ctx.auth.sessions)
     app.add_middleware(SecurityHeaders)

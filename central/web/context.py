@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +27,9 @@ class WebContext:
     data_key: DataKey
     live: LiveBus = field(default_factory=LiveBus)
     now: Callable[[], dt.datetime] = field(default=_utc_now)
+    #: The phone pages' link to the roster and the doors (`central.phone.fleet.Fleet`); None: not
+    #: running in this process (the phone routes that need it answer 503).
+    fleet: Any = None
 
     @classmethod
     def build(
