@@ -7,185 +7,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from central_fixtures import CentralDb
 from fastapi.testclient import TestClient
-from phone_support import RecordingFleet, SmsReceiver, sms_receiver
+from phone_support import PHONE, Env, Phone, phone_env
 from sqlalchemy import select
 
 from central.config import CentralConfig
-from central.data_key import DataKey
 from central.store import signing_keys
-from central.store import staff as staff_store
-from central.store import stations as station_store
 from central.store.events import store_event
-from central.store.tables import District, Erasure, Member, PhoneCode, PhoneLogin, Result, Station
-from central.web.app import create_app
-from central.web.auth import StaffAuth
-from central.web.context import WebContext
-from common.passwords import Passwords
+from central.store.tables import Erasure, Member, PhoneCode, PhoneLogin, Result, Station
 from recognizer.qr_token import public_key_map, verify_token
-
-FAST = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-PASSWORD = "correct horse battery"
-NOON_SHANGHAI = dt.datetime(2026, 11, 24, 4, 0, tzinfo=dt.UTC)
-NIGHT_ONLY = {
-    "always_open": False,
-    "timezone": "Asia/Shanghai",
-    "weekly": {d: ["20:00-22:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
-}
-PHONE = "13800138000"
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-class Phone:
-    """One phone: its own cookie jar, the page's CSRF handling."""
-
-    def __init__(self, app: Any) -> None:
-        self.client = TestClient(app, base_url="https://testserver")
-        self.csrf = self.client.get("/api/m/csrf").json()["csrf_token"]
-
-    def post(self, path: str, body: Any = None, **kw: Any) -> Any:
-        headers = {"X-CSRF-Token": self.csrf, **kw.pop("headers", {})}
-        return self.client.post(path, json=body if body is not None else {}, headers=headers, **kw)
-
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.client.get(path, **kw)
-
-    def logged_in(self, response: Any) -> Any:
-        assert response.status_code in (200, 202), response.text
-        if response.json().get("csrf_token"):
-            self.csrf = response.json()["csrf_token"]
-        return response.json()
-
-
-@dataclass
-class Env:
-    app: Any
-    ctx: WebContext
-    fleet: RecordingFleet
-    sms: SmsReceiver
-    clock: Clock
-    db: CentralDb
-
-    def phone(self) -> Phone:
-        return Phone(self.app)
-
-    def staff(self, username: str = "admin") -> dict[str, str]:
-        with TestClient(self.app, base_url="https://testserver") as client:
-            response = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
-            assert response.status_code == 200, response.text
-            return {"Authorization": f"Bearer {response.json()['token']}"}
-
-    def register(self, phone: Phone, number: str = PHONE, station: str = "hd-1", **fields: Any) -> Any:
-        body = {
-            "station_id": station,
-            "name": "张三",
-            "phone": number,
-            "kind": "courier",
-            "agree": True,
-            **fields,
-        }
-        started = phone.post("/api/m/register", body)
-        assert started.status_code == 202, started.text
-        data = started.json()
-        if data["state"] == "awaiting_staff":
-            return phone.logged_in(started)
-        code = self.sms.code_for(number)
-        return phone.logged_in(
-            phone.post(f"/api/m/register/{data['registration_id']}/verify", {"code": code})
-        )
-
-    def member(self, member_id: str) -> Member:
-        with self.db.sessions() as session:
-            member = session.get(Member, member_id)
-            assert member is not None
-            session.expunge(member)
-            return member
-
-
-def _build(central_db: CentralDb, central_config: CentralConfig, sms_url: str | None, **phone: Any) -> Any:
-    config = central_config.model_copy(
-        update={
-            "sms": central_config.sms.model_copy(update={"url": sms_url}),
-            "phone": central_config.phone.model_copy(update=phone),
-        }
-    )
-    return config
 
 
 @pytest.fixture
 def env(
     central_db: CentralDb, central_config: CentralConfig, request: pytest.FixtureRequest
 ) -> Iterator[Env]:
-    options = getattr(request, "param", {})
-    with sms_receiver() as sms:
-        config = _build(
-            central_db, central_config, None if options.get("no_sms") else sms.url, **options.get("phone", {})
-        )
-        clock = Clock(NOON_SHANGHAI)
-        fleet = RecordingFleet()
-        data_key = DataKey.load(config)
-        ctx = WebContext(
-            config=config,
-            db=central_db.sessions,
-            auth=StaffAuth(central_db.sessions, config.web, passwords=FAST),
-            data_key=data_key,
-            now=clock,
-            fleet=fleet,
-        )
-        with central_db.sessions.begin() as db:
-            station_store.add_station(
-                db,
-                station_id="hd-1",
-                name="海淀一号",
-                district_id="haidian",
-                latitude=39.98,
-                longitude=116.31,
-                services=["water"],
-            )
-            station_store.add_station(
-                db, station_id="hd-2", name="海淀二号", district_id="haidian", schedule=NIGHT_ONLY
-            )
-            station_store.add_station(
-                db,
-                station_id="hd-3",
-                name="海淀三号",
-                district_id="haidian",
-                latitude=39.90,
-                longitude=116.40,
-            )
-            station_store.add_station(
-                db, station_id="cy-1", name="朝阳一号", district_id="chaoyang", allowed_groups=["sanitation"]
-            )
-            db.get(Station, "hd-3").require_location_m = 200  # type: ignore[union-attr]
-            db.get(District, "haidian").registration_approval = "auto"  # type: ignore[union-attr]
-            for name, role, district in (
-                ("admin", "admin", None),
-                ("cy.staff", "district", "chaoyang"),
-                ("hd.staff", "district", "haidian"),
-                ("viewer", "viewer", None),
-            ):
-                staff_store.create_staff(
-                    db, FAST, username=name, role=role, district_id=district, password=PASSWORD
-                )
-            signing_keys.rotate_key(db, data_key, purpose="qr", now=clock(), overlap=dt.timedelta(days=1))
-        app = create_app(ctx)
-        yield Env(app, ctx, fleet, sms, clock, central_db)
+    with phone_env(central_db, central_config, getattr(request, "param", {})) as built:
+        yield built
 
 
 # -- registering -----------------------------------------------------------------------------------
