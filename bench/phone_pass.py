@@ -103,11 +103,10 @@ def camera_frame(screen: npt.NDArray[np.uint8], distance_mm: float, hfov_deg: fl
     sy, sx = max(0, (height - FRAME_H) // 2), max(0, (width - FRAME_W) // 2)
     crop = small[sy : sy + FRAME_H, sx : sx + FRAME_W]
     frame[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
-    frame = cv2.GaussianBlur(frame, (0, 0), 0.7)
-    ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    soft = cv2.GaussianBlur(frame, (0, 0), 0.7)
+    ok, jpeg = cv2.imencode(".jpg", soft, [cv2.IMWRITE_JPEG_QUALITY, 80])
     assert ok
-    decoded: npt.NDArray[np.uint8] = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
-    return decoded
+    return np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), dtype=np.uint8)
 
 
 def farthest_mm(

@@ -54,5 +54,5 @@ def issue_pass(db: Session, data_key: DataKey, *, member_id: str, now: dt.dateti
         issued_at=dt.datetime.fromtimestamp(issued, dt.UTC),
         expires_at=dt.datetime.fromtimestamp(issued + ttl_s, dt.UTC),
         svg=svg,
-        modules=qr.symbol_size(border=0)[0],
+        modules=int(qr.symbol_size(border=0)[0]),
     )

@@ -115,11 +115,17 @@ def purge_stale(session: Session, *, now: dt.datetime, keep: dt.timedelta = dt.t
     Called now and then by the registration path itself; cheap (indexed on state and time).
     """
     cutoff = now - keep
-    removed = session.execute(
-        delete(Registration).where(Registration.state == "code_sent", Registration.created_at < cutoff)
-    ).rowcount
-    removed += session.execute(delete(PhoneCode).where(PhoneCode.created_at < cutoff)).rowcount
-    return int(removed or 0)
+    removed = _count(
+        session.execute(
+            delete(Registration).where(Registration.state == "code_sent", Registration.created_at < cutoff)
+        )
+    )
+    return removed + _count(session.execute(delete(PhoneCode).where(PhoneCode.created_at < cutoff)))
+
+
+def _count(result: object) -> int:
+    """Rows a DELETE / UPDATE touched (its CursorResult's rowcount)."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- one-time codes ---------------------------------------------------------------------------------
@@ -233,7 +239,7 @@ def revoke_logins(session: Session, *, member_id: str, now: dt.datetime, keep_id
     query = update(PhoneLogin).where(PhoneLogin.member_id == member_id, PhoneLogin.revoked_at.is_(None))
     if keep_id is not None:
         query = query.where(PhoneLogin.id != keep_id)
-    return int(session.execute(query.values(revoked_at=now)).rowcount or 0)
+    return _count(session.execute(query.values(revoked_at=now)))
 
 
 def live_logins(session: Session, *, member_id: str, now: dt.datetime) -> Sequence[PhoneLogin]:

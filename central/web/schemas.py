@@ -68,7 +68,7 @@ class DirectoryStation(PublicStation):
     nav: dict[str, NavLinks] = Field(description="amap / baidu / tencent: links in each app's datum.")
 
     @classmethod
-    def of(cls, station: Station, now: dt.datetime, here: Point | None = None) -> DirectoryStation:  # type: ignore[override]
+    def of(cls, station: Station, now: dt.datetime, here: Point | None = None) -> DirectoryStation:
         base = PublicStation.of(station, now).model_dump()
         if station.latitude is None or station.longitude is None:
             return cls(**base, gcj02=None, bd09=None, distance_m=None, nav={})

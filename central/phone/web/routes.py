@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.orm import Session
 
 from central.phone import fleet as fleet_module
 from central.phone.accounts import CodeRefused, LoggedIn, RegistrationForm
@@ -439,7 +440,7 @@ def login_verify(
 # -- the member's own ------------------------------------------------------------------------------
 
 
-def _member(session: Any, me: PhoneIdentity) -> Member:
+def _member(session: Session, me: PhoneIdentity) -> Member:
     member = session.get(Member, me.member_id)
     if member is None:
         raise ApiError(401, "this member no longer exists", "phone_login_required")

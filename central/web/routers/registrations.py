@@ -154,7 +154,7 @@ def _district(db: DbSession, staff: CurrentStaff, district_id: str) -> District:
 
 @router.get("/districts/{district_id}/registration", response_model=ApprovalRule)
 def approval_rule(district_id: DistrictId, staff: CurrentStaff, db: DbSession) -> ApprovalRule:
-    return ApprovalRule(approval=_district(db, staff, district_id).registration_approval)  # type: ignore[arg-type]
+    return ApprovalRule.model_validate({"approval": _district(db, staff, district_id).registration_approval})
 
 
 @router.put("/districts/{district_id}/registration", response_model=ApprovalRule)
