@@ -382,7 +382,14 @@ class PhoneConfig(Section):
         10, ge=1, le=1000, description="Open requests one member may make in 10 minutes (all stations)."
     )
     opens_per_address_per_10min: int = Field(
-        60, ge=1, le=100_000, description="Open requests from one client address in 10 minutes."
+        120,
+        ge=1,
+        le=100_000,
+        description="Open requests from one client address in 10 minutes (riders behind one carrier NAT "
+        "share an address).",
+    )
+    requests_per_address_per_minute: int = Field(
+        600, ge=10, le=1_000_000, description="Any phone API request from one client address per minute."
     )
     answer_timeout_s: float = Field(
         4.0,

@@ -574,3 +574,28 @@ def test_the_staff_poster_route(env: Env) -> None:
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert client.get("/api/v1/stations/cy-1/poster.png", headers=env.staff("hd.staff")).status_code == 404
     assert client.get("/api/v1/stations/hd-1/poster.svg", headers=env.staff()).status_code == 422
+
+
+@pytest.mark.parametrize("env", [{"phone": {"requests_per_address_per_minute": 10}}], indirect=True)
+def test_a_request_flood_from_one_address_is_cut_off_before_any_route(env: Env) -> None:
+    client = TestClient(env.app, base_url="https://testserver")
+    answers = [client.get("/api/m/stations/hd-1").status_code for _ in range(12)]
+    assert answers[:10] == [200] * 10 and answers[10:] == [429, 429]
+    flooded = client.get("/api/m/me")
+    assert flooded.json()["code"] == "rate_limited" and int(flooded.headers["Retry-After"]) >= 1
+    assert client.get("/api/public/stations").status_code == 200  # the brake is the phone API's own
+
+
+def test_address_buckets_refill_and_stay_bounded() -> None:
+    from central.phone.web.gate import AddressBuckets
+
+    now = [0.0]
+    buckets = AddressBuckets(60, max_addresses=3, clock=lambda: now[0])  # 1 per second, burst 15
+    assert [buckets.take("a") for _ in range(15)] == [None] * 15
+    assert buckets.take("a") == pytest.approx(1.0)
+    assert buckets.take("b") is None  # another address has its own bucket
+    now[0] += 2.0
+    assert buckets.take("a") is None and buckets.take("a") is None and buckets.take("a") is not None
+    for address in ("c", "d", "e"):
+        buckets.take(address)
+    assert len(buckets._buckets) == 3

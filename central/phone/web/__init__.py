@@ -22,4 +22,6 @@ def install(
     app.include_router(router)
     app.include_router(pages)
     mount_static(app)
-    app.add_middleware(PhoneGate, key=phone.csrf_key)
+    app.add_middleware(
+        PhoneGate, key=phone.csrf_key, per_minute=ctx.config.phone.requests_per_address_per_minute
+    )
