@@ -102,14 +102,16 @@ def sms_receiver() -> Iterator[SmsReceiver]:
 @dataclass
 class RecordingFleet:
     changed: list[str] = field(default_factory=list)
-    withdrawn: list[tuple[str, str]] = field(default_factory=list)
+    withdrawn: list[tuple[str, str, bool, bool]] = field(default_factory=list)
     opens: list[dict[str, Any]] = field(default_factory=list)
 
     def member_changed(self, db: Session, member_id: str) -> None:
         self.changed.append(member_id)
 
-    def withdraw_face(self, db: Session, member_id: str, actor: str) -> None:
-        self.withdrawn.append((member_id, actor))
+    def withdraw_consent(
+        self, db: Session, member_id: str, actor: str, *, face: bool, cross_station: bool
+    ) -> None:
+        self.withdrawn.append((member_id, actor, face, cross_station))
 
     def send_open(
         self, db: Session, *, station_id: str, member_id: str, by: str, reason: str, ttl_s: int
@@ -389,6 +391,8 @@ def phone_env(
                 db, station_id="cy-1", name="朝阳一号", district_id="chaoyang", allowed_groups=["sanitation"]
             )
             db.get(Station, "hd-3").require_location_m = 200  # type: ignore[union-attr]
+            for station in db.query(Station):
+                station.last_state = "online"  # as ingest records a station's status
             db.get(District, "haidian").registration_approval = "auto"  # type: ignore[union-attr]
             for name, role, district in (
                 ("admin", "admin", None),

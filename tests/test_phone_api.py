@@ -512,10 +512,16 @@ def test_my_visits_consents_and_face_deletion(env: Env) -> None:
 
     changed = phone.post("/api/m/consents", {"consent_cross_station": False}).json()
     assert changed["consents"]["face"] is True and changed["consents"]["cross_station"] is False
-    assert env.fleet.changed[-1] == member_id
+    assert env.fleet.withdrawn == [(member_id, f"phone:{member_id}", False, True)]
     assert phone.get("/api/m/face/deletion").json()["state"] == "none"
     deleting = phone.post("/api/m/face/delete", {"confirm": True})
-    assert deleting.status_code == 202 and env.fleet.withdrawn == [(member_id, f"phone:{member_id}")]
+    assert deleting.status_code == 202 and env.fleet.withdrawn[-1] == (
+        member_id,
+        f"phone:{member_id}",
+        True,
+        False,
+    )
+    assert deleting.json()["state"] == "done"  # the recording fleet deleted nothing: nothing to wait for
     assert env.member(member_id).consent_face is False
     assert phone.post("/api/m/face/delete", {"confirm": False}).status_code == 422
     # the erasure path records progress; the page reads it

@@ -47,8 +47,10 @@ class ErasingFleet(RecordingFleet):
     """Records like RecordingFleet; withdrawing face consent writes the erasure row the real
     erasure path writes (two stations still to confirm), so the page has progress to show."""
 
-    def withdraw_face(self, db: Session, member_id: str, actor: str) -> None:
-        super().withdraw_face(db, member_id, actor)
+    def withdraw_consent(
+        self, db: Session, member_id: str, actor: str, *, face: bool, cross_station: bool
+    ) -> None:
+        super().withdraw_consent(db, member_id, actor, face=face, cross_station=cross_station)
         db.add(
             Erasure(
                 member_id=member_id,

@@ -4,9 +4,10 @@ the phone code has exactly one place where it reaches into `central.roster` and 
 * `member_changed(db, member_id)`: a member became active, changed consents, ...: the roster
   writes the versioned changes for every station concerned, in the caller's transaction; its
   fan-out worker delivers them (signed) after the commit.
-* `withdraw_face(db, member_id, actor)`: face consent withdrawn: the member's templates are
-  deleted at the centre and at every station that holds them (the erasure path, recorded in
-  `erasures` with reason `consent_withdrawn`); `face_erasure` reports how far that got.
+* `withdraw_consent(db, member_id, actor, face=..., cross_station=...)`: a consent withdrawn:
+  face consent: the member's templates are deleted at the centre and at every station that holds
+  them; cross-station consent: they stay only where they were enrolled (the erasure path, recorded
+  in `erasures` with reason `consent_withdrawn`); `face_erasure` reports how far that got.
 * `send_open(...)`: a signed `open` command for one member at one station (`central.commands`);
   the answer is the station's `up/result`, which ingest stores in `results` and announces on the
   live bus (topic `result`, `ref` = the command id). `DoorAnswers.wait` listens for it.
@@ -49,7 +50,9 @@ class ErasureProgress:
 class Fleet(Protocol):
     def member_changed(self, db: Session, member_id: str) -> None: ...
 
-    def withdraw_face(self, db: Session, member_id: str, actor: str) -> None: ...
+    def withdraw_consent(
+        self, db: Session, member_id: str, actor: str, *, face: bool, cross_station: bool
+    ) -> None: ...
 
     def send_open(
         self, db: Session, *, station_id: str, member_id: str, by: str, reason: str, ttl_s: int
@@ -130,7 +133,9 @@ class UnwiredFleet:
     def member_changed(self, db: Session, member_id: str) -> None:
         raise self._refuse()
 
-    def withdraw_face(self, db: Session, member_id: str, actor: str) -> None:
+    def withdraw_consent(
+        self, db: Session, member_id: str, actor: str, *, face: bool, cross_station: bool
+    ) -> None:
         raise self._refuse()
 
     def send_open(

@@ -42,7 +42,9 @@ class OpenFacts:
     station_groups: Sequence[str]
     station_open_now: bool
     station_opens_at: dt.datetime | None
-    station_state: str  # online / offline / unknown (the latest status ingest stored)
+    #: online / offline / unknown (the latest status ingest stored). Only an online station is
+    #: sent the command: one never heard from, or gone, gets the pass instead.
+    station_state: str
     station_point: Point | None
     require_location_m: int | None
     phone_point: Point | None
@@ -100,6 +102,6 @@ def decide_open(f: OpenFacts) -> OpenVerdict:
     if f.seconds_since_last_open is not None and f.seconds_since_last_open < f.cooldown_s:
         wait = f.cooldown_s - f.seconds_since_last_open
         return OpenVerdict(False, COOLDOWN, f"opened just now: wait {wait:.0f} s", distance, wait)
-    if f.station_state == "offline":
+    if f.station_state != "online":
         return OpenVerdict(False, STATION_OFFLINE, "the station is not connected now", distance)
     return OpenVerdict(True, None, "", distance)

@@ -588,26 +588,30 @@ def consents(body: ConsentsIn, me: Me, phone: PhoneDep, client: ClientAddress) -
             cross = False
         if cross and not face:
             raise ApiError(422, "sharing with other stations needs face consent", "invalid_value")
+        actor = f"phone:{member.member_id}"
         withdrawn_face = member.consent_face and not face
-        changed = (face, cross) != (member.consent_face, member.consent_cross_station)
+        withdrawn_cross = member.consent_cross_station and not cross
+        given = (face and not member.consent_face) or (cross and not member.consent_cross_station)
         if face != member.consent_face:
             member.consent_face, member.consent_face_at = face, now
         if cross != member.consent_cross_station:
             member.consent_cross_station, member.consent_cross_station_at = cross, now
-        if changed:
+        if withdrawn_face or withdrawn_cross or given:
             audit.record(
                 session,
-                actor=f"phone:{member.member_id}",
+                actor=actor,
                 action="consents_changed",
                 target_type="member",
                 target_id=member.member_id,
                 client=client,
                 details={"consent_face": face, "consent_cross_station": cross},
             )
-            if withdrawn_face:
-                phone.fleet.withdraw_face(session, member.member_id, f"phone:{member.member_id}")
-            else:
-                phone.fleet.member_changed(session, member.member_id)
+        if withdrawn_face or withdrawn_cross:
+            phone.fleet.withdraw_consent(
+                session, member.member_id, actor, face=withdrawn_face, cross_station=withdrawn_cross
+            )
+        elif given:
+            phone.fleet.member_changed(session, member.member_id)
     return me_view(me, phone)
 
 
@@ -615,7 +619,13 @@ def consents(body: ConsentsIn, me: Me, phone: PhoneDep, client: ClientAddress) -
 def delete_face(body: ConfirmIn, me: Me, phone: PhoneDep, client: ClientAddress) -> FaceDeletionOut:
     """Delete the member's face data at the centre and every station (face consent withdrawn)."""
     consents(ConsentsIn(consent_face=False), me, phone, client)
-    return face_deletion(me, phone)
+    progress = face_deletion(me, phone)
+    if progress.state == "none":  # there was no face data to delete anywhere
+        now = phone.web.now()
+        return FaceDeletionOut(
+            state="done", requested_at=now, completed_at=now, stations_pending=0, templates_deleted=0
+        )
+    return progress
 
 
 @router.get("/face/deletion", response_model=FaceDeletionOut)
