@@ -150,15 +150,18 @@ class Opener:
                 session, **values, outcome=outcome, reason=verdict.reason, message=verdict.detail
             )
             return OpenState.of(row, verdict.retry_after_s)
-        command_id = self.fleet.send_open(
+        # The request id is claimed first (its SAVEPOINT is released before any command exists: a
+        # command is published after the commit, and a SAVEPOINT release counts as one).
+        row = self._record(session, **values, outcome="sent")
+        row.command_id = self.fleet.send_open(
             session,
             station_id=station.station_id,
             member_id=member.member_id,
             by=f"phone:{member.member_id}",
-            reason="phone",
+            reason="opened from the member's phone",
             ttl_s=self.config.open_command_ttl_s,
         )
-        row = self._record(session, **values, outcome="sent", command_id=command_id)
+        command_id = row.command_id
         audit.record(
             session,
             actor=f"phone:{member.member_id}",
