@@ -343,7 +343,10 @@ class Accounts:
             registration.phone = None
             registration.member_id = None
             if member is not None:
+                member_id = member.member_id
                 session.delete(member)  # logins and everything else of theirs cascade
+                session.flush()
+                self.fleet.member_changed(session, member_id)  # a pending member was never sent: a no-op
         audit.record(
             session,
             actor=actor,

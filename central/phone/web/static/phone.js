@@ -145,6 +145,8 @@ function showStationForMember(s) {
   if (!s.may_open) {
     button.disabled = true;
     text("open-note", reasonText(s.why_not));
+  } else if (s.state !== "online") {
+    text("open-note", "驿站暂时连不上网络：点“开门”不一定有回应，可以用通行码开门。");
   } else if (s.needs_location_m) {
     text("open-note", "开门时需要确认您在门口（会请求位置）");
   }
