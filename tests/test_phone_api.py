@@ -605,3 +605,37 @@ def test_address_buckets_refill_and_stay_bounded() -> None:
     for address in ("c", "d", "e"):
         buckets.take(address)
     assert len(buckets._buckets) == 3
+
+
+def test_staff_set_a_stations_location_rule(env: Env) -> None:
+    client = TestClient(env.app, base_url="https://testserver")
+    hd = env.staff("hd.staff")
+    rule = client.put("/api/v1/stations/hd-1/phone-location", json={"within_m": 150}, headers=hd)
+    assert rule.status_code == 200 and rule.json() == {"within_m": 150}
+    assert (
+        client.put("/api/v1/stations/cy-1/phone-location", json={"within_m": 150}, headers=hd).status_code
+        == 404
+    )
+    assert (
+        client.put("/api/v1/stations/hd-2/phone-location", json={"within_m": 150}, headers=hd).status_code
+        == 422
+    )
+    assert (
+        client.put("/api/v1/stations/hd-1/phone-location", json={"within_m": 5}, headers=hd).status_code
+        == 422
+    )
+    viewer = env.staff("viewer")
+    assert (
+        client.put(
+            "/api/v1/stations/hd-1/phone-location", json={"within_m": None}, headers=viewer
+        ).status_code
+        == 403
+    )
+    phone = env.phone()
+    env.register(phone)
+    assert _open(phone, "hd-1").json()["reason"] == "location_required"
+    assert (
+        client.put("/api/v1/stations/hd-1/phone-location", json={"within_m": None}, headers=hd).status_code
+        == 200
+    )
+    assert _open(phone, "hd-1").json()["state"] == "sent"

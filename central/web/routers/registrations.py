@@ -7,6 +7,9 @@
 * `GET|PUT /api/v1/districts/{id}/registration` — `{"approval": "auto" | "staff"}`: whether a
   registration with a confirmed phone number is active at once or waits for staff.
 * `GET /api/v1/stations/{id}/poster.png|pdf` — the printable A4 poster for the station's door.
+* `PUT /api/v1/stations/{id}/phone-location` — `{"within_m": 100}` or `{"within_m": null}`: opening
+  from a phone needs the phone's reported position within that many metres (a deterrent only: a
+  browser reports whatever the phone claims; docs/PHONE.md).
 
 The dashboard shows these (a queue panel and a poster button); the routes are the contract.
 """
@@ -176,6 +179,36 @@ def set_approval_rule(
             details={"from": district.registration_approval, "to": body.approval},
         )
         district.registration_approval = body.approval
+    return body
+
+
+class LocationRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    within_m: int | None = Field(
+        description="Metres from the station; null: no location check.", ge=10, le=100_000
+    )
+
+
+@router.put("/stations/{station_id}/phone-location", response_model=LocationRule)
+def set_location_rule(
+    station_id: StationId, body: LocationRule, staff: Actor, db: DbSession, client: ClientAddress
+) -> LocationRule:
+    """Require (or stop requiring) the phone's position near the station to open it from a phone."""
+    station = station_in_scope(db, staff, station_id)
+    if body.within_m is not None and (station.latitude is None or station.longitude is None):
+        raise ApiError(422, "the station has no coordinates to measure the distance from", "invalid_value")
+    if station.require_location_m != body.within_m:
+        audit.record(
+            db,
+            actor=staff.actor,
+            action="phone_location_rule_set",
+            target_type="station",
+            target_id=station_id,
+            district_id=station.district_id,
+            client=client,
+            details={"from": station.require_location_m, "to": body.within_m},
+        )
+        station.require_location_m = body.within_m
     return body
 
 
