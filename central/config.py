@@ -391,6 +391,13 @@ class PhoneConfig(Section):
     requests_per_address_per_minute: int = Field(
         600, ge=10, le=1_000_000, description="Any phone API request from one client address per minute."
     )
+    keep_opens_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Phone opening requests (who asked, from which address) are kept this long; the door's "
+        "own event stays in the event log.",
+    )
     answer_timeout_s: float = Field(
         4.0,
         ge=0.5,

@@ -639,3 +639,16 @@ def test_staff_set_a_stations_location_rule(env: Env) -> None:
         == 200
     )
     assert _open(phone, "hd-1").json()["state"] == "sent"
+
+
+def test_old_opening_requests_are_forgotten(env: Env) -> None:
+    phone = env.phone()
+    env.register(phone)
+    assert _open(phone, "hd-1").json()["state"] == "sent"  # the first request of a process also purges
+    env.clock.advance(91 * 86_400)
+    env.app.state.phone.opener._requests = 0  # the next request purges again
+    assert _open(phone, "hd-2").json()["state"] == "denied"
+    with env.db.sessions() as session:
+        from central.store.tables import PhoneOpen
+
+        assert [o.station_id for o in session.scalars(select(PhoneOpen))] == ["hd-2"]

@@ -32,6 +32,7 @@ from contract.schedule import OpeningHours
 log = logging.getLogger(__name__)
 
 WINDOW = dt.timedelta(minutes=10)
+PURGE_EVERY = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class Opener:
         self.fleet = fleet
         self.answers = answers
         self.clock = clock
+        self._requests = 0
 
     def request(
         self,
@@ -93,6 +95,9 @@ class Opener:
         phone_point: Point | None,
     ) -> OpenState:
         now = self.clock()
+        self._requests += 1
+        if self._requests % PURGE_EVERY == 1:
+            phone_store.purge_opens(session, before=now - dt.timedelta(days=self.config.keep_opens_days))
         if phone_store.find_open(session, member_id=member.member_id, request_id=request_id) is not None:
             raise ApiError(409, "this request was made already (replayed): tap the button again", "replayed")
         last = phone_store.last_sent_open(session, member_id=member.member_id, station_id=station.station_id)

@@ -293,6 +293,11 @@ def last_sent_open(session: Session, *, member_id: str, station_id: str) -> Phon
     ).first()
 
 
+def purge_opens(session: Session, *, before: dt.datetime) -> int:
+    """Forget phone opening requests older than `before` (the stations' events keep the openings)."""
+    return _count(session.execute(delete(PhoneOpen).where(PhoneOpen.at < before)))
+
+
 def record_open(session: Session, **values: Any) -> PhoneOpen:
     row = PhoneOpen(**values)
     session.add(row)
