@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES ?= $(abspath ../shared/data/faces)
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test demo bench lint clean eval-model
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ bench: $(STAMP)
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.recognition
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.quality
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m bench.door
+
+# Evaluation only: the MobileFaceNet-class model of the npm package faceplugin-face-recognition-js
+# 0.0.1 into var/models/ (git-ignored), sha256-checked. Its provenance is unknown: never a default,
+# never committed, never shipped. The last line printed is the model file's absolute path.
+eval-model:
+	@$(PY) bench/eval_model.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

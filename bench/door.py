@@ -68,7 +68,7 @@ from edge.motion import ChangeDetector  # noqa: E402
 from edge.station import ROSTER_VERSION_KEY, Station, read_photo  # noqa: E402
 from models import events as event_store  # noqa: E402
 from models import members as member_store  # noqa: E402
-from recognizer.encoder import FaceModel  # noqa: E402
+from recognizer.encoder import MODEL_DLIB, FaceModel  # noqa: E402
 from recognizer.face_pipeline import FacePipeline  # noqa: E402
 from recognizer.qr_decode import decode_qr_payloads, render_image  # noqa: E402
 from recognizer.results import Decision  # noqa: E402
@@ -471,13 +471,13 @@ def _method_summary(rows: Sequence[Mapping[str, Any]], method: str) -> dict[str,
     return result
 
 
-def run_latency(model: FaceModel, work: Path, config: BenchConfig) -> dict[str, Any]:
+def run_latency(model: FaceModel, work: Path, config: BenchConfig, name: str = "latency") -> dict[str, Any]:
     """Face and QR entries through the real daemon at 15 fps; then the floor on the same frames."""
     from gpiozero.pins.mock import MockFactory
 
     from edge.app import RunOptions, StationDaemon
 
-    folder = work / "latency"
+    folder = work / name
     station_cfg = station_config(folder, access={"cooldown_s": 0.0})
     station = Station(station_cfg, env={})
     station.face_model = model  # one loaded dlib model for the whole bench
@@ -914,8 +914,15 @@ def _rss_run(work: Path, name: str, data: Path, video: Path, plan: VideoPlan, to
     """
     config_path = write_cli_config(work / f"{name}.toml", data, video)
     seconds = plan.frames / FPS
-    child = run_cli_child(config_path, work, sample_at=(0.3, max(0.5, seconds - 0.4)), stop_at=None)
-    if len(child.samples) < 2:
+    # The last sample is taken 0.4 s before the video ends; on a loaded box the child can reach the
+    # end first (READY comes after the camera started), so one is also taken at 60 % of the video
+    # (the latest one taken counts as "at the end"), and the run is repeated once before giving up.
+    offsets = sorted({0.3, max(0.4, 0.6 * seconds), max(0.5, seconds - 0.4)})
+    for _attempt in range(2):
+        child = run_cli_child(config_path, work, sample_at=offsets, stop_at=None)
+        if len(child.samples) >= 2:
+            break
+    else:
         raise RuntimeError(f"yizhan run ({name}) ended before it was sampled:\n{child.stderr_tail}")
     station = Station(station_config(data), env={})
     try:
@@ -1029,12 +1036,70 @@ def _merge_rss_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- run
 
 
-def run_benchmark(config: BenchConfig, model: FaceModel | None = None) -> dict[str, Any]:
-    """Latency, CPU and memory, in that order; returns the JSON-ready result."""
+def run_encoder_latency(
+    dlib_latency: Mapping[str, Any], onnx: FaceModel | None, why_not: str, work: Path, config: BenchConfig
+) -> dict[str, Any]:
+    """The same latency run on the ONNX evaluation model, right after dlib's (same video, same
+    daemon, same machine), and the ratio of the face entries' p50 (target: ONNX at least 3x faster)."""
+    rows: dict[str, Any] = {"dlib": _encoder_row(dlib_latency, MODEL_DLIB)}
+    if onnx is None:
+        return {**rows, "onnx": None, "not_measured": why_not, "speedup_p50": None, "target": 3.0}
+    t, load = time.perf_counter(), BoxLoad()
+    latency = run_latency(onnx, work, config, name="latency-onnx")
+    rows["onnx"] = _encoder_row(latency, onnx.name)
+    rows["onnx"]["backend"] = getattr(getattr(onnx, "info", None), "backend", None)
+    rows["onnx"]["duration_s"] = round(time.perf_counter() - t, 1)
+    rows["onnx"]["other_processes_cpu_percent"] = load.others_percent()
+    rows["onnx"]["entries_expected"] = latency["expected"]
+    rows["onnx"]["other_events"] = latency["other_events"]
+    speedup = ratio(dlib_latency["face"]["p50_ms"], latency["face"]["p50_ms"])
+    encode_speedup = ratio(rows["dlib"]["in_loop_encode_p50_ms"], rows["onnx"]["in_loop_encode_p50_ms"])
+    return {
+        **rows,
+        "speedup_p50": speedup,
+        "encode_speedup_p50": encode_speedup,
+        "target": 3.0,
+        "met": speedup is not None and speedup >= 3.0,
+    }
+
+
+def _encoder_row(latency: Mapping[str, Any], model: str) -> dict[str, Any]:
+    face, floor = latency["face"], latency["floor_ms"]
+    return {
+        "model": model,
+        "face_n": face["n"],
+        "face_p50_ms": face["p50_ms"],
+        "face_p95_ms": face["p95_ms"],
+        "in_loop_detect_p50_ms": face.get("in_loop_detect_p50_ms"),
+        "in_loop_encode_p50_ms": face.get("in_loop_encode_p50_ms"),
+        "floor_detect_ms": floor["detect"],
+        "floor_encode_ms": floor["encode"],
+        "floor_total_ms": floor["total"],
+        "qr_p50_ms": latency["qr"]["p50_ms"],
+    }
+
+
+def _eval_model(wanted: bool) -> tuple[FaceModel | None, str]:
+    """The ONNX evaluation model (`make eval-model`), or None and why it is not measured."""
+    if not wanted:
+        return None, "skipped (--no-onnx)"
+    from bench.eval_model import find_eval_model
+    from recognizer.onnx_encoder import OnnxFaceModel
+
+    path, why = find_eval_model()
+    return (None, why) if path is None else (OnnxFaceModel(path), "")
+
+
+def run_benchmark(
+    config: BenchConfig, model: FaceModel | None = None, *, onnx: bool = True
+) -> dict[str, Any]:
+    """Latency (dlib, then the ONNX evaluation model when present), CPU and memory, in that order;
+    returns the JSON-ready result."""
     if model is None:
         from recognizer.encoder import DlibFaceModel
 
         model = DlibFaceModel()
+    onnx_model, why_not = _eval_model(onnx)
     started = time.perf_counter()
     durations: dict[str, float] = {}
     others: dict[str, float | None] = {}
@@ -1044,6 +1109,7 @@ def run_benchmark(config: BenchConfig, model: FaceModel | None = None) -> dict[s
         t, load = time.perf_counter(), BoxLoad()
         latency = run_latency(model, work, config)
         durations["latency"], others["latency"] = round(time.perf_counter() - t, 1), load.others_percent()
+        by_encoder = run_encoder_latency(latency, onnx_model, why_not, work, config)
         t, load = time.perf_counter(), BoxLoad()
         cpu = run_cpu(model, work, config)
         durations["cpu"], others["cpu"] = round(time.perf_counter() - t, 1), load.others_percent()
@@ -1062,6 +1128,7 @@ def run_benchmark(config: BenchConfig, model: FaceModel | None = None) -> dict[s
         "other_processes_cpu_percent": others,
         "settings": {**settings, "fps": FPS, "relay_unlock_s": RELAY_UNLOCK_S},
         "latency": latency,
+        "latency_by_encoder": by_encoder,
         "cpu_static_15fps": cpu,
         "rss_mb": memory,
         "durations_s": durations,
@@ -1195,6 +1262,7 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         "walks up over ~0.7 s, growing from 45 % to full size); it equals the headline figure when that "
         "first frame is the one decided on.",
         "",
+        *_encoder_markdown(result.get("latency_by_encoder")),
         "### CPU of `yizhan run` on a static scene at 15 fps",
         "",
         f"The real CLI in a child process (`yizhan --config C run --exit-at-end`, mock pins, logging at "
@@ -1258,6 +1326,53 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _encoder_markdown(by_encoder: Mapping[str, Any] | None) -> list[str]:
+    """The latency of face entries with each encoder, same video and daemon, one after the other."""
+    if not by_encoder:
+        return []
+    lines = [
+        "### Latency by face encoder",
+        "",
+        "The same latency run (same video, same daemon, same frames) right after dlib's, on the ONNX "
+        "evaluation model of `make eval-model` (evaluation only, provenance unknown; its PROVISIONAL "
+        'preset), run as a station runs it (`onnx_backend = "auto"`: '
+        f"{(by_encoder.get('onnx') or {}).get('backend') or '-'}). Face entries, frame captured to "
+        "relay energised:",
+        "",
+        "| encoder | model | face entries | p50 / p95 ms | in loop: detection + landmarks/encoding p50 ms "
+        "| floor: detection + landmarks/encoding = total ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in ("dlib", "onnx"):
+        row = by_encoder.get(key)
+        if row is None:
+            continue
+        lines.append(
+            f"| {key} | `{row['model']}` | {row['face_n']} | **{_ms(row['face_p50_ms'])}** / "
+            f"{_ms(row['face_p95_ms'])} | {_ms(row['in_loop_detect_p50_ms'])} + "
+            f"{_ms(row['in_loop_encode_p50_ms'])} | {_ms(row['floor_detect_ms'])} + "
+            f"{_ms(row['floor_encode_ms'])} = {_ms(row['floor_total_ms'])} |"
+        )
+    lines.append("")
+    if by_encoder.get("onnx") is None:
+        lines += [f"ONNX evaluation model not measured: {by_encoder.get('not_measured')}.", ""]
+        return lines
+    onnx = by_encoder["onnx"]
+    met = "met" if by_encoder.get("met") else "**not met**"
+    lines += [
+        f"Face entry p50, dlib / evaluation model: **{by_encoder['speedup_p50']}x** (target >= "
+        f"{by_encoder['target']:.0f}x: {met}); the part the encoder changes (landmarks, quality and "
+        f"encoding, in the loop): {by_encoder.get('encode_speedup_p50')}x. Both rows run dlib's HOG "
+        "detector with the same settings, so a difference in their detection times is the box's load "
+        "changing between the two runs; detection, the same work in both, bounds the ratio (it is "
+        "what an entry would still cost with an encoder taking no time at all). ONNX run: "
+        f"{onnx['duration_s']} s, other processes {onnx['other_processes_cpu_percent']} % of one core; "
+        f"other decisions: {_decisions_text(onnx['other_events'])}.",
+        "",
+    ]
+    return lines
+
+
 def _others_text(others: Mapping[str, float | None]) -> str:
     return ", ".join(f"{'-' if v is None else v} % ({k})" for k, v in others.items())
 
@@ -1306,6 +1421,7 @@ def render_text(result: Mapping[str, Any]) -> str:
     out += [
         f"floor: detect {_ms(floor['detect'])} + encode {_ms(floor['encode'])} = {_ms(floor['total'])} ms; "
         f"face latency / floor = {lat['ratio_face_to_floor']}x",
+        _encoder_text(result.get("latency_by_encoder")),
         f"relay rising edges {lat['relay_rising_edges']}, "
         f"pin vs daemon <= {lat['pin_vs_daemon_max_abs_ms']} ms",
         f"CPU at rest, 15 fps: {cpu['percent_of_one_core']} % of one core over {cpu['seconds_measured']} s "
@@ -1317,6 +1433,18 @@ def render_text(result: Mapping[str, Any]) -> str:
         f"total {result['durations_s']['total']} s",
     ]
     return "\n".join(out) + "\n"
+
+
+def _encoder_text(by_encoder: Mapping[str, Any] | None) -> str:
+    if not by_encoder:
+        return "onnx: not run"
+    onnx = by_encoder.get("onnx")
+    if onnx is None:
+        return f"onnx: not measured ({by_encoder.get('not_measured')})"
+    return (
+        f"onnx ({onnx['model']}): face latency p50 {_ms(onnx['face_p50_ms'])} ms, p95 "
+        f"{_ms(onnx['face_p95_ms'])} ms (n={onnx['face_n']}); dlib / onnx p50 = {by_encoder['speedup_p50']}x"
+    )
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -1340,11 +1468,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="fewer appearances, a shorter CPU window, 2k members; never written",
     )
     parser.add_argument("--keep", type=Path, help="keep the work folder (videos, databases, logs) here")
+    parser.add_argument(
+        "--no-onnx", action="store_true", help="skip the latency run on the ONNX evaluation model"
+    )
     args = parser.parse_args(args_list)
     config = BenchConfig.quick() if args.quick else BenchConfig()
     if args.keep is not None:
         config = replace(config, keep_dir=args.keep)
-    result = run_benchmark(config)
+    result = run_benchmark(config, onnx=not args.no_onnx)
     command = command_line(args_list)
     result["command"] = command
     if not args.no_write and not args.quick:

@@ -9,9 +9,11 @@ message that says which one it is; it is never turned into "no template", becaus
 silently lost rows would look healthy while refusing members at the door (or, worse, a future bug
 could match against garbage).
 
-Blob layout: ``nonce (12 bytes) || AES-GCM(ciphertext of 128 little-endian float32 || tag (16))``.
-The associated data binds the blob to its member and template id, so a ciphertext copied or swapped
-into another row fails authentication instead of making one member match another's face.
+Blob layout: ``nonce (12 bytes) || AES-GCM(ciphertext of D little-endian float32 || tag (16))``,
+D being the face model's embedding length (dlib: 128). The associated data binds the blob to its
+member and template id, and (for every model but dlib's, whose rows predate the binding) to the
+model's name, so a ciphertext copied or swapped into another row, or relabelled as another model's,
+fails authentication instead of making one member match another's face.
 
 Shared by the station (`models`) and the centre (`central.store`), which both keep templates at rest
 under a key that is not in their database. The key variable is a parameter so the two processes can
@@ -38,14 +40,19 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from common.errors import StoreError, ValidationError
-from recognizer.roster import EMBEDDING_DIM
+from recognizer.encoder import DLIB_DIM, MODEL_DLIB
+
+#: Embedding lengths a template may have (every supported model's lies in between; the MQTT
+#: contract's bounds).
+MIN_DIM = 64
+MAX_DIM = 1024
 
 ENV_VAR = "YIZHAN_TEMPLATE_KEY"
 KEY_FILE_NAME = "template.key"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
-PLAINTEXT_BYTES = EMBEDDING_DIM * 4
+PLAINTEXT_BYTES = DLIB_DIM * 4  # of a dlib template
 BLOB_BYTES = NONCE_BYTES + PLAINTEXT_BYTES + TAG_BYTES
 _AAD_PREFIX = b"yizhan-template-v1"
 _FINGERPRINT_PREFIX = b"yizhan-template-key"
@@ -193,22 +200,30 @@ def key_fingerprint(key: bytes) -> str:
     return hashlib.sha256(_FINGERPRINT_PREFIX + key).hexdigest()[:16]
 
 
-def _aad(member_id: str, template_id: str) -> bytes:
-    # Length-prefixed so that no two (member, template) pairs produce the same associated data.
+def _aad(member_id: str, template_id: str, model: str = MODEL_DLIB) -> bytes:
+    # Length-prefixed so that no two (member, template[, model]) tuples produce the same associated
+    # data. dlib rows keep the two-part form they were written with before models were named.
     parts = [member_id.encode("utf-8"), template_id.encode("utf-8")]
+    if model != MODEL_DLIB:
+        parts.append(model.encode("utf-8"))
     return _AAD_PREFIX + b"".join(struct.pack(">I", len(p)) + p for p in parts)
 
 
-def as_template_vector(vector: npt.ArrayLike, field: str = "encoding") -> npt.NDArray[np.float32]:
-    """Coerce to a float32 vector of 128 finite values, or raise `ValidationError` naming `field`."""
+def as_template_vector(
+    vector: npt.ArrayLike, field: str = "encoding", dim: int | None = DLIB_DIM
+) -> npt.NDArray[np.float32]:
+    """Coerce to a float32 vector of `dim` finite values (None: any length a face model may have,
+    MIN_DIM..MAX_DIM), or raise `ValidationError` naming `field`."""
     try:
         # Overflow to inf is caught by the finiteness check below, with a clearer message than a warning.
         with np.errstate(over="ignore", invalid="ignore"):
             arr = np.asarray(vector, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{field} is not a numeric vector: {exc}") from exc
-    if arr.shape != (EMBEDDING_DIM,):
-        raise ValidationError(f"{field} must be {EMBEDDING_DIM} floats, got shape {arr.shape}")
+    if dim is not None and arr.shape != (dim,):
+        raise ValidationError(f"{field} must be {dim} floats, got shape {arr.shape}")
+    if arr.ndim != 1 or not MIN_DIM <= arr.shape[0] <= MAX_DIM:
+        raise ValidationError(f"{field} must be {MIN_DIM}..{MAX_DIM} floats, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValidationError(f"{field} holds NaN or infinity (or a value too large for float32)")
     return arr
@@ -231,17 +246,31 @@ class TemplateCipher:
     def __repr__(self) -> str:
         return f"TemplateCipher(fingerprint={self._fingerprint!r})"
 
-    def encrypt(self, member_id: str, template_id: str, vector: npt.ArrayLike) -> bytes:
-        """Encrypt a 128-d encoding for the row (member_id, template_id)."""
-        arr = as_template_vector(vector)
+    def encrypt(
+        self, member_id: str, template_id: str, vector: npt.ArrayLike, model: str = MODEL_DLIB
+    ) -> bytes:
+        """Encrypt an encoding of face model `model` for the row (member_id, template_id)."""
+        arr = as_template_vector(vector, dim=DLIB_DIM if model == MODEL_DLIB else None)
         plaintext = arr.astype("<f4").tobytes()
         nonce = secrets.token_bytes(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, plaintext, _aad(member_id, template_id))
+        return nonce + self._aead.encrypt(nonce, plaintext, _aad(member_id, template_id, model))
 
     def decrypt(
-        self, member_id: str, template_id: str, key_fingerprint: str, blob: bytes
+        self,
+        member_id: str,
+        template_id: str,
+        key_fingerprint: str,
+        blob: bytes,
+        model: str = MODEL_DLIB,
+        dim: int | None = None,
     ) -> npt.NDArray[np.float32]:
-        """Decrypt a stored template; raise `TemplateKeyMismatch` or `TemplateCorrupt`, never return junk."""
+        """Decrypt a stored template; raise `TemplateKeyMismatch` or `TemplateCorrupt`, never return junk.
+
+        `dim` is the length the caller expects (default: 128 for dlib's model, any valid length
+        for another model); a row of another length is corrupt, not a shorter face.
+        """
+        if dim is None and model == MODEL_DLIB:
+            dim = DLIB_DIM
         if key_fingerprint != self._fingerprint:
             raise TemplateKeyMismatch(
                 f"templates were encrypted with key {key_fingerprint}, but the loaded key is "
@@ -253,15 +282,23 @@ class TemplateCipher:
             f"template {template_id} of member {member_id} failed authentication: "
             "the row is corrupted or was tampered with"
         )
-        if not isinstance(blob, bytes | bytearray | memoryview) or len(blob) != BLOB_BYTES:
+        overhead = NONCE_BYTES + TAG_BYTES
+        if (
+            not isinstance(blob, bytes | bytearray | memoryview)
+            or (len(blob) - overhead) % 4
+            or not MIN_DIM * 4 <= len(blob) - overhead <= MAX_DIM * 4
+            or (dim is not None and len(blob) != overhead + dim * 4)
+        ):
             raise TemplateCorrupt(corrupt, member_id=member_id, template_id=template_id)
         raw = bytes(blob)
         try:
-            plaintext = self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(member_id, template_id))
+            plaintext = self._aead.decrypt(
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(member_id, template_id, model)
+            )
         except InvalidTag as exc:
             raise TemplateCorrupt(corrupt, member_id=member_id, template_id=template_id) from exc
         vector = np.frombuffer(plaintext, dtype="<f4").astype(np.float32)
-        if vector.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(vector)):
+        if (dim is not None and vector.shape != (dim,)) or not np.all(np.isfinite(vector)):
             raise TemplateCorrupt(
                 f"template {template_id} of member {member_id} decrypted to an invalid vector "
                 "(wrong length or NaN): the row is corrupted",

@@ -147,17 +147,7 @@ def cmd_members(args: argparse.Namespace, config: Config) -> int:
             )
         elif args.members_cmd == "list":
             rows = station.list_members()
-            _emit(
-                args,
-                rows,
-                lambda: (
-                    "\n".join(
-                        f"{m['member_id']:<20} {m['status']:<9} templates={m['templates']:<2} {m['name']}"
-                        for m in rows
-                    )
-                    or "(no members)"
-                ),
-            )
+            _emit(args, rows, lambda: _members_text(rows))
         elif args.members_cmd == "show":
             found = station.get_member(args.member_id)
             if found is None:
@@ -169,6 +159,18 @@ def cmd_members(args: argparse.Namespace, config: Config) -> int:
             _emit(
                 args, {"removed": args.member_id}, f"removed member {args.member_id} and their face templates"
             )
+        elif args.members_cmd == "prune-templates":
+            removed = station.prune_other_model_templates()
+            total = sum(removed.values())
+            _emit(
+                args,
+                {"face_model": station.face_model_name, "removed": removed},
+                lambda: (
+                    f"removed {total} template(s) of other face models "
+                    + (", ".join(f"{n} {model}" for model, n in sorted(removed.items())) or "(none)")
+                    + f"; kept those of {station.face_model_name}"
+                ),
+            )
         elif args.members_cmd in ("suspend", "activate"):
             status = "suspended" if args.members_cmd == "suspend" else "active"
             if station.get_member(args.member_id) is None:
@@ -178,6 +180,27 @@ def cmd_members(args: argparse.Namespace, config: Config) -> int:
     finally:
         station.close()
     return EXIT_OK
+
+
+def _members_text(rows: list[dict[str, Any]]) -> str:
+    """One line per member; members whose templates are all another face model's are marked, with
+    a closing line saying what to do (after an encoder switch they have no face at the door)."""
+    if not rows:
+        return "(no members)"
+    lines = []
+    for m in rows:
+        line = f"{m['member_id']:<20} {m['status']:<9} templates={m['templates']:<2} {m['name']}"
+        if m.get("needs_reenrolment"):
+            other = ", ".join(f"{n} {model}" for model, n in sorted(m["templates_by_model"].items()))
+            line += f"  [no template for {m['face_model']}: re-enrol (has {other})]"
+        lines.append(line)
+    stale = sum(1 for m in rows if m.get("needs_reenrolment"))
+    if stale:
+        lines.append(
+            f"{stale} member(s) must be enrolled again for the active face model {rows[0]['face_model']} "
+            "(until then they enter with their pass)"
+        )
+    return "\n".join(lines)
 
 
 def cmd_keys(args: argparse.Namespace, config: Config) -> int:
@@ -464,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     madd.add_argument("--valid-from", type=_datetime)
     madd.add_argument("--valid-until", type=_datetime)
     madd.add_argument("--consent-cross-station", action="store_true")
+    msub.add_parser(
+        "prune-templates",
+        help="delete every face template not made by the active face model (after re-enrolling "
+        "for a new encoder: templates no model here uses are biometric data kept for nothing)",
+    )
     for name, help_text in (
         ("list", "list members"),
         ("show", "show one member"),
@@ -592,6 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliRefusal, RefusedError) as exc:
         problems = getattr(exc, "problems", [])
         sys.stderr.write(f"yizhan {args.command}: {exc}\n" + "".join(f"  - {p}\n" for p in problems))
+        return EXIT_REFUSED
+    except ConfigError as exc:  # found when a part is built (e.g. the face model file)
+        sys.stderr.write(f"yizhan {args.command}: invalid configuration: {exc}\n")
         return EXIT_REFUSED
     except StoreError as exc:
         if isinstance(exc, ValueError | LookupError):  # bad input (validation, duplicate, not found)

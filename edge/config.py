@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from common.config_files import ConfigError as ConfigError
 from common.config_files import Section, find_config, read_toml, rebased, validate_config
@@ -59,15 +59,41 @@ class StorageConfig(_Section):
         return self.data_dir / "keys"
 
 
+#: Largest distance overrides accepted for dlib's model (its impostors sit from ~0.4 up; 0.8 and
+#: above would admit nearly anyone). Other models' distances have their own scale (unit vectors:
+#: 0..2), so for them only (0, 2) is enforced here and the preset says what is measured.
+DLIB_THRESHOLD_RANGE = (0.2, 0.8)
+
+
 class RecognitionConfig(_Section):
+    encoder: Literal["dlib", "onnx"] = Field(
+        "dlib",
+        description="Face encoder: dlib's ResNet (default, CC0) or an ArcFace-class ONNX model "
+        "(onnx_model); docs/RECOGNITION.md says which models may be used and what each buys.",
+    )
+    onnx_model: Path | None = Field(
+        None,
+        description='The .onnx file when encoder = "onnx" (relative: from this file\'s folder). '
+        "Templates and presets are keyed by the file's content: changing it means re-enrolling.",
+    )
+    onnx_input: Literal["auto", "pm1", "raw"] = Field(
+        "auto",
+        description="How pixels are scaled for the ONNX model: auto (read from the graph), pm1 "
+        "((x - 127.5) / 127.5, the ArcFace convention) or raw (0..255).",
+    )
+    onnx_backend: Literal["auto", "opencv", "onnxruntime"] = Field(
+        "auto",
+        description="What runs the ONNX model: auto (OpenCV's DNN when it computes what onnxruntime "
+        "computes on a probe face, faster here; else onnxruntime), opencv or onnxruntime.",
+    )
     preset: Literal["strict", "balanced", "convenient"] = Field(
         "balanced",
         description="Measured operating point (docs/RECOGNITION.md); balanced: no stranger let in.",
     )
     threshold: float | None = Field(
         None,
-        gt=0.2,
-        lt=0.8,
+        gt=0.0,
+        lt=2.0,
         description="Override the preset's largest distance to a member (unmeasured: '*').",
     )
     min_margin: float | None = Field(
@@ -110,10 +136,26 @@ class RecognitionConfig(_Section):
     max_brightness: float = Field(230.0, ge=0.0, le=255.0)
     max_roll_deg: float = Field(30.0, gt=0.0, le=90.0)
     max_yaw: float = Field(0.45, gt=0.0, le=2.0)
-    same_person_max_distance: float = Field(
-        0.65, gt=0.2, lt=1.0, description="Photos enrolled together must be this close to each other."
+    same_person_max_distance: float | None = Field(
+        None,
+        gt=0.2,
+        lt=2.0,
+        description="Photos enrolled together must be this close to each other "
+        "(unset: the encoder's preset, dlib 0.65).",
     )
     max_templates_per_member: int = Field(10, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _encoder_settings(self) -> RecognitionConfig:
+        if self.encoder == "onnx" and self.onnx_model is None:
+            raise ValueError('encoder = "onnx" needs onnx_model = "<path to the .onnx file>"')
+        low, high = DLIB_THRESHOLD_RANGE
+        if self.encoder == "dlib" and self.threshold is not None and not low < self.threshold < high:
+            raise ValueError(f"threshold for dlib's model must be in ({low}, {high}), got {self.threshold}")
+        same = self.same_person_max_distance
+        if self.encoder == "dlib" and same is not None and same >= 1.0:
+            raise ValueError(f"same_person_max_distance for dlib's model must be under 1.0, got {same}")
+        return self
 
 
 class QrConfig(_Section):
@@ -184,7 +226,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>", base_dir: Pa
 
 
 def _rebase(config: Config, base: Path) -> Config:
-    storage, qr = config.storage, config.qr
+    storage, qr, recognition = config.storage, config.qr, config.recognition
     return config.model_copy(
         update={
             "storage": storage.model_copy(
@@ -192,6 +234,9 @@ def _rebase(config: Config, base: Path) -> Config:
                     "data_dir": rebased(storage.data_dir, base),
                     "key_file": rebased(storage.key_file, base),
                 }
+            ),
+            "recognition": recognition.model_copy(
+                update={"onnx_model": rebased(recognition.onnx_model, base)}
             ),
             "qr": qr.model_copy(update={"signing_key_file": rebased(qr.signing_key_file, base)}),
             "mqtt": config.mqtt.rebased(base),

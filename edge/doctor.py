@@ -225,18 +225,105 @@ def _open_and_read(source: str) -> bool:
         capture.release()
 
 
-def check_face_stack() -> Check:
+def check_face_stack(config: Config | None = None) -> Check:
+    """The configured encoder loads and has measured presets for the configured preset name.
+
+    Both encoders use dlib's HOG detector; an ONNX model also needs dlib's 68-point predictor.
+    """
+    rec = config.recognition if config is not None else None
     try:
         import dlib
         import face_recognition_models
 
         started = time.monotonic()
-        dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-        return Check(
-            "face models", "ok", f"dlib {dlib.__version__}, models load in {time.monotonic() - started:.1f} s"
-        )
+        if rec is None or rec.encoder == "dlib":
+            dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+            return Check(
+                "face models",
+                "ok",
+                f"dlib {dlib.__version__}, models load in {time.monotonic() - started:.1f} s",
+            )
+        dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
     except Exception as exc:
         return Check("face models", "fail", f"cannot load the face models: {exc}")
+    from recognizer.encoder import FaceModelError
+    from recognizer.onnx_encoder import OnnxFaceModel
+    from recognizer.scoring import PRESETS
+
+    try:
+        info = OnnxFaceModel(
+            rec.onnx_model,  # type: ignore[arg-type]
+            scaling=rec.onnx_input,
+            backend=rec.onnx_backend,
+        ).info
+    except FaceModelError as exc:
+        return Check("face models", "fail", f"[recognition] onnx_model = {str(rec.onnx_model)!r}: {exc}")
+    took = time.monotonic() - started
+    detail = (
+        f"ONNX model {info.name} ({info.dim}-d, {info.layout.upper()}, input scaled {info.scaling}"
+        f"{'' if info.scaling == info.detected_scaling else ' by onnx_input'}, run by {info.backend}"
+        f"{f': {info.backend_note}' if info.backend_note else ''}) from {rec.onnx_model}, "
+        f"loads in {took:.1f} s"
+    )
+    measured = PRESETS.get(info.name, {}).get(rec.preset)
+    if measured is None:
+        return Check(
+            "face models",
+            "fail",
+            f"{detail}; no measured preset {rec.preset!r} for it: measure one with "
+            "`yizhan calibrate --faces DIR` (docs/RECOGNITION.md)",
+        )
+    if measured.description.startswith("PROVISIONAL"):
+        return Check("face models", "warn", f"{detail}; preset {rec.preset!r}: {measured.description}")
+    return Check("face models", "ok", detail)
+
+
+def check_face_templates(config: Config) -> Check:
+    """Who has no template for the active face model (after an encoder switch: must re-enrol)."""
+    from recognizer.encoder import FaceModelError, describe_face_model
+
+    rec = config.recognition
+    try:
+        active = describe_face_model(rec.encoder, rec.onnx_model, rec.onnx_input).name
+    except FaceModelError:
+        return Check("face templates", "warn", "unknown: the face model cannot be loaded (see face models)")
+    path = config.storage.database_path
+    if not path.exists():
+        return Check("face templates", "ok", f"no database yet; active face model {active}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(face_templates)")}
+            model_column = "model" if "model" in columns else "'dlib_resnet_v1'"
+            rows = conn.execute(
+                f"SELECT member_id, {model_column}, count(*) FROM face_templates GROUP BY 1, 2"
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return Check("face templates", "fail", f"{path}: {exc}")
+    by_member: dict[str, set[str]] = {}
+    unused = 0
+    for member_id, model, count in rows:
+        by_member.setdefault(str(member_id), set()).add(str(model))
+        unused += int(count) if model != active else 0
+    enrolled = sorted(m for m, models in by_member.items() if active in models)
+    stale = sorted(m for m, models in by_member.items() if active not in models)
+    if stale:
+        shown = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+        return Check(
+            "face templates",
+            "warn",
+            f"{len(stale)} member(s) have templates of another face model only and no face at this door "
+            f"until enrolled again for {active} (their pass still works): {shown}; "
+            f"`yizhan members list` marks them",
+        )
+    kept = (
+        f"; {unused} template(s) of other face models kept unused (`yizhan members prune-templates`)"
+        if unused
+        else ""
+    )
+    return Check("face templates", "ok", f"{len(enrolled)} member(s) enrolled for {active}{kept}")
 
 
 def run_checks(config: Config, env: dict[str, str] | None = None, *, camera: bool = True) -> list[Check]:
@@ -247,7 +334,8 @@ def run_checks(config: Config, env: dict[str, str] | None = None, *, camera: boo
         check_database(config),
         *check_keys(config, env),
         check_gpio(config),
-        check_face_stack(),
+        check_face_stack(config),
+        check_face_templates(config),
     ]
     if camera:
         checks.append(check_camera(config))

@@ -21,13 +21,13 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.template_cipher import TemplateCipher, TemplateDecryptError, load_or_create_key
-from edge.config import Config
+from edge.config import Config, ConfigError
 from edge.enrolment import EnrolmentPlan, PhotoCheck, check_photo, plan_enrolment
 from models import members as member_store
 from models import qr_store
 from models.database import make_session_factory, migrate, open_engine
 from recognizer import qr_token
-from recognizer.encoder import FaceModel
+from recognizer.encoder import FaceModel, FaceModelError, ModelIdentity
 from recognizer.face_pipeline import DetectionSettings, FacePipeline
 from recognizer.images import ImageError, decode_image
 from recognizer.qr_check import QrChecker, QrPolicy, ReplayGuardError
@@ -104,9 +104,32 @@ class Station:
 
     @cached_property
     def face_model(self) -> FaceModel:
-        from recognizer.encoder import DlibFaceModel
+        """The configured encoder, loaded (dlib ~1 s; an ONNX model adds dlib's 68-point predictor)."""
+        from recognizer.encoder import load_face_model
 
-        return DlibFaceModel()
+        rec = self.config.recognition
+        try:
+            return load_face_model(rec.encoder, rec.onnx_model, rec.onnx_input, rec.onnx_backend)
+        except FaceModelError as exc:
+            raise ConfigError(_model_config_error(rec.onnx_model, exc)) from None
+
+    @cached_property
+    def model_identity(self) -> ModelIdentity:
+        """Name and embedding length of the active face model, without loading dlib.
+
+        Templates are stored under this name and only this model's are loaded into the roster;
+        scoring presets are looked up by it. A loaded (or injected) model is its own authority.
+        """
+        loaded = self.__dict__.get("face_model")
+        if loaded is not None:
+            return ModelIdentity(str(loaded.name), int(loaded.dim))
+        from recognizer.encoder import describe_face_model
+
+        rec = self.config.recognition
+        try:
+            return describe_face_model(rec.encoder, rec.onnx_model, rec.onnx_input)
+        except FaceModelError as exc:
+            raise ConfigError(_model_config_error(rec.onnx_model, exc)) from None
 
     @cached_property
     def quality_policy(self) -> QualityPolicy:
@@ -146,13 +169,20 @@ class Station:
     def scoring_policy(self) -> ScoringPolicy:
         """The configured preset, with any overrides (then named '<preset>*': not the measured one)."""
         rec = self.config.recognition
-        return preset(rec.preset, self.face_model_name).with_overrides(
-            max_distance=rec.threshold, min_margin=rec.min_margin, max_ratio=rec.max_ratio
+        try:
+            measured = preset(rec.preset, self.face_model_name)
+        except ValueError as exc:
+            raise ConfigError(f"[recognition] preset = {rec.preset!r}: {exc}") from None
+        return measured.with_overrides(
+            max_distance=rec.threshold,
+            min_margin=rec.min_margin,
+            max_ratio=rec.max_ratio,
+            same_person_max_distance=rec.same_person_max_distance,
         )
 
     @property
     def face_model_name(self) -> str:
-        return str(self.face_model.name)
+        return self.model_identity.name
 
     @property
     def match_policy(self) -> ScoringPolicy:
@@ -176,9 +206,11 @@ class Station:
     # -- roster ---------------------------------------------------------------------------------
 
     def load_roster(self) -> RosterSnapshot:
-        """Decrypt every template into a new snapshot and publish it (errors are loud)."""
+        """Decrypt every template of the active face model into a new snapshot and publish it
+        (errors are loud). Other models' templates stay stored, unused (see `members_without_face`)."""
+        identity = self.model_identity
         with self.sessions() as session:
-            snapshot = member_store.load_roster(session, self.cipher)
+            snapshot = member_store.load_roster(session, self.cipher, model=identity.name, dim=identity.dim)
         self.roster.swap(snapshot)
         self._roster_loaded = True
         return snapshot
@@ -197,13 +229,31 @@ class Station:
 
     def list_members(self) -> list[dict[str, Any]]:
         with self.sessions() as session:
-            counts = member_store.template_counts(session)
-            return [self._member_json(session, m, counts) for m in member_store.list_members(session)]
+            models = member_store.template_models(session)
+            return [self._member_json(session, m, models) for m in member_store.list_members(session)]
 
     def get_member(self, member_id: str) -> dict[str, Any] | None:
         with self.sessions() as session:
             member = member_store.get_member(session, member_id)
             return None if member is None else self._member_json(session, member)
+
+    def members_without_face(self) -> list[dict[str, Any]]:
+        """Members with face templates of another model only: after an encoder switch they have no
+        face at this door until enrolled again (their QR pass keeps working)."""
+        return [m for m in self.list_members() if m["needs_reenrolment"]]
+
+    def prune_other_model_templates(self) -> dict[str, int]:
+        """Delete the templates of every face model but the active one ({model: count}).
+
+        After an encoder switch they are kept (switching back finds them; members list says who
+        still has only those), but no model here uses them: once members are re-enrolled, an
+        installer removes them, as the rules on biometric data ask (kept no longer than needed).
+        """
+        with self.write_sessions() as session, session.begin():
+            removed = member_store.delete_templates_not_of(session, self.face_model_name)
+            if removed:
+                self._bump_roster_version(session)
+        return removed
 
     def update_member(self, member_id: str, **fields: Any) -> dict[str, Any]:
         with self.write_sessions() as session, session.begin():
@@ -218,15 +268,19 @@ class Station:
                 self._bump_roster_version(session)
             return removed
 
-    @staticmethod
     def _member_json(
-        session: Session, member: Any, counts: Mapping[str, int] | None = None
+        self, session: Session, member: Any, models: Mapping[str, Mapping[str, int]] | None = None
     ) -> dict[str, Any]:
-        templates = (
-            counts.get(member.member_id, 0)
-            if counts is not None
-            else member_store.template_count(session, member.member_id)
+        """A member as the CLI and the API show it. `templates` counts the active face model's
+        templates (what the door matches); `templates_by_model` all of them; `needs_reenrolment`
+        says the member has templates, none of them usable by the active model."""
+        by_model = dict(
+            models.get(member.member_id, {})
+            if models is not None
+            else member_store.template_models(session).get(member.member_id, {})
         )
+        active = self.face_model_name
+        templates = by_model.get(active, 0)
         return {
             "member_id": member.member_id,
             "name": member.name,
@@ -239,6 +293,9 @@ class Station:
             "consent_face": member.consent_face,
             "consent_cross_station": member.consent_cross_station,
             "templates": templates,
+            "templates_by_model": by_model,
+            "face_model": active,
+            "needs_reenrolment": templates == 0 and bool(by_model),
         }
 
     # -- enrolment ------------------------------------------------------------------------------
@@ -280,7 +337,7 @@ class Station:
         limit = self.config.recognition.max_templates_per_member
         with self.sessions() as session:
             existing = member_store.get_member(session, member_id)
-            have = member_store.template_count(session, member_id) if existing else 0
+            have = member_store.template_count(session, member_id, self.face_model_name) if existing else 0
         if existing is not None and existing.name != name:
             raise RefusedError(
                 f"member {member_id!r} already exists with the name {existing.name!r}; "
@@ -298,7 +355,7 @@ class Station:
             checks,
             roster,
             policy=self.scoring_policy,
-            same_person_max_distance=rec.same_person_max_distance,
+            same_person_max_distance=self.scoring_policy.same_person_max_distance,
             max_templates=rec.enrol_templates,
             force=force,
         )
@@ -342,6 +399,8 @@ class Station:
                 encodings=[p.encoding for p in kept if p.encoding is not None],
                 qualities=qualities,
                 sources=[Path(p.source).name for p in kept],
+                model=self.model_identity.name,
+                dim=self.model_identity.dim,
             )
             if self.config.mqtt.enabled:
                 # Queued for the centre in the same transaction (templates only for members with
@@ -388,7 +447,15 @@ class Station:
                     "face templates unusable: face recognition is off, QR still works",
                     extra={"fields": {"event": "roster_error", "error": str(exc)}},
                 )
-            snapshot = RosterSnapshot.build((), members, version=version, faces_unavailable=str(exc))
+            identity = self.model_identity
+            snapshot = RosterSnapshot.build(
+                (),
+                members,
+                version=version,
+                faces_unavailable=str(exc),
+                model=identity.name,
+                dim=identity.dim,
+            )
             if snapshot.version >= self.roster.current.version:
                 self.roster.swap(snapshot)
                 self._roster_loaded = True
@@ -533,6 +600,12 @@ class Station:
                 reason=reason,
             )
         return claims.nonce_hex
+
+
+def _model_config_error(path: Path | None, exc: Exception) -> str:
+    """A face model problem in words that name the configuration key to fix."""
+    where = f"[recognition] onnx_model = {str(path)!r}" if path is not None else "[recognition] encoder"
+    return f"{where}: {exc}"
 
 
 def _iso(value: dt.datetime | None) -> str | None:

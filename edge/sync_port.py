@@ -25,7 +25,6 @@ from edge.doctor import check_clock, check_disk
 from edge.recorder import EventRecorder
 from edge.snapshots import SnapshotStore
 from edge.station import Station
-from recognizer.roster import EMBEDDING_DIM
 from sync.config import MqttConfig
 from sync.port import DoorNotRunning, EventListener
 
@@ -65,9 +64,9 @@ class StorePort:
         return self._station.cipher
 
     def face_model(self) -> FaceModelInfo:
-        model = self._station.face_model
-        dim = int(getattr(model, "dim", EMBEDDING_DIM))
-        return FaceModelInfo(name=str(model.name), dim=dim)
+        # The identity, not the loaded model: `yizhan sync pull` must not load dlib to name it.
+        identity = self._station.model_identity
+        return FaceModelInfo(name=identity.name, dim=identity.dim)
 
     def bump_roster(self, session: Session) -> None:
         self._station._bump_roster_version(session)

@@ -40,8 +40,16 @@ class SchemaError(StoreError):
 
 MigrationStep = Callable[[Connection], None]
 
+
+def _step_2_template_model(conn: Connection) -> None:
+    """Templates name the face model that made them; every template before this was dlib's."""
+    conn.exec_driver_sql(
+        "ALTER TABLE face_templates ADD COLUMN model VARCHAR(64) DEFAULT 'dlib_resnet_v1' NOT NULL"
+    )
+
+
 # STEPS[i] upgrades a database from version i + 1 to version i + 2. Version 1 is the initial schema.
-STEPS: list[MigrationStep] = []
+STEPS: list[MigrationStep] = [_step_2_template_model]
 
 SCHEMA_VERSION: int = 1 + len(STEPS)
 """The schema version this code writes and expects."""

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from common.template_cipher import TemplateCipher, as_template_vector
 from models.database import StoreError, ValidationError
 from models.tables import MEMBER_ID_MAX, FaceTemplate, Member, StationState, utc_now
+from recognizer.encoder import DLIB_DIM, MODEL_DLIB
 from recognizer.roster import MemberInfo, RosterSnapshot
 
 KINDS: frozenset[str] = frozenset({"courier", "rider", "sanitation", "driver", "other"})
@@ -40,6 +41,7 @@ GROUP_MAX = 64
 GROUPS_MAX = 32
 SOURCE_MAX = 200
 STATE_KEY_MAX = 64
+MODEL_NAME_MAX = 64
 MAX_TEMPLATES_PER_MEMBER = 50  # the upper bound of [recognition] max_templates_per_member
 ROSTER_VERSION_KEY = "roster_version"
 
@@ -330,12 +332,15 @@ def add_templates(
     encodings: Sequence[npt.ArrayLike],
     qualities: Sequence[dict[str, Any]],
     sources: Sequence[str | None],
+    model: str = MODEL_DLIB,
+    dim: int = DLIB_DIM,
 ) -> list[str]:
-    """Encrypt and store face encodings for a member; returns the new template ids.
+    """Encrypt and store face encodings of face model `model` for a member; returns the new ids.
 
-    All-or-nothing: every vector (128 finite floats), quality dict and source is checked first, and
-    the rows are written in one SAVEPOINT. Refused for a member without face consent.
+    All-or-nothing: every vector (`dim` finite floats), quality dict and source is checked first,
+    and the rows are written in one SAVEPOINT. Refused for a member without face consent.
     """
+    model = validate_text(model, "model", max_len=MODEL_NAME_MAX)
     member = _require_member(session, member_id)
     if not member.consent_face:
         raise ValidationError(
@@ -360,7 +365,7 @@ def add_templates(
         )
     prepared: list[tuple[npt.NDArray[np.float32], dict[str, Any], str | None]] = []
     for i, (encoding, quality, source) in enumerate(zip(encodings, qualities, sources, strict=True)):
-        vector = as_template_vector(encoding, f"encodings[{i}]")
+        vector = as_template_vector(encoding, f"encodings[{i}]", dim)
         if not isinstance(quality, dict) or not all(isinstance(k, str) for k in quality):
             raise ValidationError(f"qualities[{i}] must be a dict with string keys")
         quality_json = json_safe(quality, f"qualities[{i}]")
@@ -376,10 +381,11 @@ def add_templates(
                     template_id=template_id,
                     member_id=member_id,
                     key_fingerprint=cipher.fingerprint,
-                    ciphertext=cipher.encrypt(member_id, template_id, vector),
+                    ciphertext=cipher.encrypt(member_id, template_id, vector, model),
                     quality=quality_json,
                     source=source_text,
                     created_at=now,
+                    model=model,
                 )
             )
             ids.append(template_id)
@@ -395,21 +401,53 @@ def delete_templates(session: Session, member_id: str) -> int:
     return count
 
 
-def template_count(session: Session, member_id: str) -> int:
-    """Number of templates stored for a member (0 for an unknown member)."""
+def delete_templates_not_of(session: Session, model: str) -> dict[str, int]:
+    """Delete every template of a face model other than `model`; returns {model: count deleted}."""
+    counts: dict[str, int] = {}
+    with session.begin_nested():
+        for template in session.scalars(select(FaceTemplate).where(FaceTemplate.model != model)):
+            counts[template.model] = counts.get(template.model, 0) + 1
+            session.delete(template)
+    return counts
+
+
+def template_count(session: Session, member_id: str, model: str | None = None) -> int:
+    """Number of templates stored for a member (0 for an unknown member); of `model` only if given."""
     query = select(func.count()).select_from(FaceTemplate).where(FaceTemplate.member_id == member_id)
+    if model is not None:
+        query = query.where(FaceTemplate.model == model)
     return int(session.scalar(query) or 0)
 
 
-def template_counts(session: Session) -> dict[str, int]:
-    """member_id -> number of templates, for every member (0 included)."""
+def template_counts(session: Session, model: str | None = None) -> dict[str, int]:
+    """member_id -> number of templates (of `model` only, if given), for every member (0 included)."""
+    join = FaceTemplate.member_id == Member.member_id
+    if model is not None:
+        join = join & (FaceTemplate.model == model)
     query = (
         select(Member.member_id, func.count(FaceTemplate.template_id))
-        .outerjoin(FaceTemplate, FaceTemplate.member_id == Member.member_id)
+        .outerjoin(FaceTemplate, join)
         .group_by(Member.member_id)
         .order_by(Member.member_id)
     )
     return {str(member_id): int(count) for member_id, count in session.execute(query)}
+
+
+def template_models(session: Session) -> dict[str, dict[str, int]]:
+    """member_id -> {face model: number of templates}, for members holding any template.
+
+    What a station that switched encoders needs to say who must re-enrol: a member whose templates
+    are all another model's has no face at this door until enrolled again (QR keeps working).
+    """
+    query = (
+        select(FaceTemplate.member_id, FaceTemplate.model, func.count(FaceTemplate.template_id))
+        .group_by(FaceTemplate.member_id, FaceTemplate.model)
+        .order_by(FaceTemplate.member_id, FaceTemplate.model)
+    )
+    found: dict[str, dict[str, int]] = {}
+    for member_id, model, count in session.execute(query):
+        found.setdefault(str(member_id), {})[str(model)] = int(count)
+    return found
 
 
 def member_info(m: Member) -> MemberInfo:
@@ -425,12 +463,21 @@ def member_info(m: Member) -> MemberInfo:
     )
 
 
-def load_roster(session: Session, cipher: TemplateCipher, *, version: int | None = None) -> RosterSnapshot:
-    """Decrypt every template and build the snapshot the door matches against.
+def load_roster(
+    session: Session,
+    cipher: TemplateCipher,
+    *,
+    version: int | None = None,
+    model: str = MODEL_DLIB,
+    dim: int = DLIB_DIM,
+) -> RosterSnapshot:
+    """Decrypt every template of face model `model` and build the snapshot the door matches against.
 
     Raises `TemplateKeyMismatch` / `TemplateCorrupt` on the first bad row: a roster missing rows would
-    quietly turn members away, so a partial roster is never built. Members without templates are in
-    `members` (they can still use QR). `version` defaults to the stored ``roster_version`` (or 0).
+    quietly turn members away, so a partial roster is never built. Templates of other models stay
+    stored and untouched (a station switched back finds them again) but are not loaded: their vectors
+    mean nothing to this model. Members without templates of `model` are in `members` (they can
+    still use QR). `version` defaults to the stored ``roster_version`` (or 0).
     """
     if version is None:
         stored = get_state(session, ROSTER_VERSION_KEY)
@@ -444,12 +491,13 @@ def load_roster(session: Session, cipher: TemplateCipher, *, version: int | None
         FaceTemplate.template_id,
         FaceTemplate.key_fingerprint,
         FaceTemplate.ciphertext,
-    ).order_by(FaceTemplate.member_id, FaceTemplate.created_at, FaceTemplate.template_id)
+    ).where(FaceTemplate.model == model)
+    query = query.order_by(FaceTemplate.member_id, FaceTemplate.created_at, FaceTemplate.template_id)
     rows = [
-        (member_id, cipher.decrypt(member_id, template_id, fingerprint, blob))
+        (member_id, cipher.decrypt(member_id, template_id, fingerprint, blob, model, dim))
         for member_id, template_id, fingerprint, blob in session.execute(query)
     ]
-    return RosterSnapshot.build(rows, members, version=version)
+    return RosterSnapshot.build(rows, members, version=version, model=model, dim=dim)
 
 
 # --- station key/values ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from sqlalchemy.types import JSON
 
 from common.db_types import UtcDateTime as UtcDateTime
 from common.db_types import utc_now as utc_now
+from recognizer.encoder import MODEL_DLIB
 
 MEMBER_ID_MAX = 64
 
@@ -77,7 +78,11 @@ class Member(Base):
 
 
 class FaceTemplate(Base):
-    """One encrypted 128-d face encoding of a member; the plaintext vector never touches the file."""
+    """One encrypted face encoding of a member; the plaintext vector never touches the file.
+
+    `model` names the face model that made it (`FaceModel.name`): a roster is built from the
+    templates of the station's active model only, so two models' vectors are never compared.
+    """
 
     __tablename__ = "face_templates"
     __table_args__ = (Index("ix_face_templates_member", "member_id"),)
@@ -91,6 +96,7 @@ class FaceTemplate(Base):
     quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    model: Mapped[str] = mapped_column(String(64), default=MODEL_DLIB, server_default=MODEL_DLIB)
 
     member: Mapped[Member] = relationship(back_populates="templates")
 

@@ -17,7 +17,10 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-EMBEDDING_DIM = 128
+from recognizer.encoder import DLIB_DIM
+
+#: The default embedding length (dlib's); a snapshot of another model is built with its `dim`.
+EMBEDDING_DIM = DLIB_DIM
 
 FloatMatrix = npt.NDArray[np.float32]
 

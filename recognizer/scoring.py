@@ -41,11 +41,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recognizer.encoder import MODEL_DLIB
 from recognizer.matcher import MatchPolicy, as_query, nearest_members, squared_distances
 from recognizer.roster import RosterSnapshot
 
-MODEL_DLIB: Final = "dlib_resnet_v1"
 DEFAULT_PRESET: Final = "balanced"
+#: The ONNX evaluation model of `make eval-model` (bench/eval_model.py): its name is its file's hash.
+MODEL_EVAL_ONNX: Final = "onnx-87aacdfe5751"
 
 # Stable reason words (events, logs and the screen key on them).
 EMPTY_ROSTER: Final = "empty_roster"
@@ -88,6 +90,10 @@ class ScoringPolicy:
     no_cohort_max_distance: float = 0.38
     require_frames: int = 1
     lookalike_ratio: float = 0.85
+    #: Enrolment: photos given together must be this close to each other to be taken for one
+    #: person (model units, like every distance here; `[recognition] same_person_max_distance`
+    #: overrides it).
+    same_person_max_distance: float = 0.65
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -96,6 +102,7 @@ class ScoringPolicy:
         for label, value in (
             ("max_distance", self.max_distance),
             ("verify_max_distance", self.verify_max_distance),
+            ("same_person_max_distance", self.same_person_max_distance),
         ):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"{label} must be in (0, 2), got {value}")
@@ -194,6 +201,32 @@ PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
                 ),
             }
         ),
+        # PROVISIONAL, evaluation only: the ONNX evaluation model of `make eval-model` (provenance
+        # unknown, never shipped), so that a station can run on it for benchmarks. Threshold + margin,
+        # no cohort ratio: the nearest impostor on ../shared/data/faces + faces-ea (0.970) minus 0.02;
+        # leave-identity-out that choice admitted 88.8 % of members (East Asian 89.5 %) with 1 false
+        # accept in 157 impostor trials (docs/BENCHMARKS.md, bench.encoders). Enrolment's same-person
+        # distance: above the largest same-person pair seen (1.163). To be replaced by the measured
+        # presets of the redesigned rule.
+        MODEL_EVAL_ONNX: MappingProxyType(
+            {
+                "balanced": ScoringPolicy(
+                    name="balanced",
+                    model=MODEL_EVAL_ONNX,
+                    max_distance=0.95,
+                    min_margin=0.05,
+                    max_ratio=None,
+                    verify_max_distance=0.95,
+                    verify_max_ratio=None,
+                    no_cohort_max_distance=0.95,
+                    require_frames=1,
+                    lookalike_ratio=0.85,
+                    same_person_max_distance=1.2,
+                    description="PROVISIONAL (evaluation model; threshold + margin measured "
+                    "leave-identity-out, 1 false accept in 157 impostor trials): evaluation only",
+                ),
+            }
+        ),
     }
 )
 
@@ -203,7 +236,11 @@ def preset(name: str = DEFAULT_PRESET, model: str = MODEL_DLIB) -> ScoringPolicy
     try:
         by_name = PRESETS[model]
     except KeyError:
-        raise ValueError(f"no measured scoring presets for face model {model!r}") from None
+        raise ValueError(
+            f"no measured scoring presets for face model {model!r}: its distances have their own scale, "
+            "so no preset of another model applies. Measure its operating point on labelled photos "
+            "with `yizhan calibrate --faces DIR` (docs/RECOGNITION.md, 'Switching a station's encoder')"
+        ) from None
     try:
         return by_name[name]
     except KeyError:
@@ -601,9 +638,13 @@ def without_member(snapshot: RosterSnapshot, member_id: str) -> RosterSnapshot:
     if snapshot.position_of(member_id) is None:
         return snapshot
     return RosterSnapshot.build(
-        (owner, row)
-        for owner, row in zip(snapshot.owners, snapshot.templates, strict=True)
-        if owner != member_id
+        (
+            (owner, row)
+            for owner, row in zip(snapshot.owners, snapshot.templates, strict=True)
+            if owner != member_id
+        ),
+        model=snapshot.model,
+        dim=snapshot.dim,
     )
 
 

@@ -97,7 +97,8 @@ def build_enrolment(
 ) -> EnrolmentMessage:
     """The message for an enrolment row, with templates and photos only under cross-station consent.
 
-    `model` is the face model the station runs: its stored templates are all of that model."""
+    `model` is the face model the station runs; each template is sent with the model that made it
+    (stored with the row: a station that switched encoders keeps its older model's templates)."""
     member_id = str(payload.get("member_id", ""))
     wanted = [str(t) for t in payload.get("template_ids", [])]
     member = get_member(session, member_id) if member_id else None
@@ -107,18 +108,23 @@ def build_enrolment(
     if member is not None:
         rows = list(
             session.execute(
-                select(FaceTemplate.template_id, FaceTemplate.key_fingerprint, FaceTemplate.ciphertext).where(
-                    FaceTemplate.member_id == member_id, FaceTemplate.template_id.in_(wanted)
-                )
+                select(
+                    FaceTemplate.template_id,
+                    FaceTemplate.key_fingerprint,
+                    FaceTemplate.ciphertext,
+                    FaceTemplate.model,
+                ).where(FaceTemplate.member_id == member_id, FaceTemplate.template_id.in_(wanted))
             )
         )
         if member.consent_cross_station and member.consent_face:
             loaded = cipher()
-            for template_id, fingerprint, blob in rows:
-                vector = loaded.decrypt(member_id, template_id, fingerprint, blob)
+            for template_id, fingerprint, blob, row_model in rows:
+                vector = loaded.decrypt(member_id, template_id, fingerprint, blob, row_model or model)
                 templates.append(
                     EnrolmentTemplate(
-                        template_id=template_id, model=model, vector=[float(x) for x in vector.tolist()]
+                        template_id=template_id,
+                        model=row_model or model,
+                        vector=[float(x) for x in vector.tolist()],
                     )
                 )
             photos = [str(p) for p in payload.get("photos_jpeg_b64", [])]

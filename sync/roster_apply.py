@@ -401,10 +401,11 @@ class RosterSync:
                 template_id=record.template_id,
                 member_id=member_id,
                 key_fingerprint=cipher.fingerprint,
-                ciphertext=cipher.encrypt(member_id, record.template_id, vector),
+                ciphertext=cipher.encrypt(member_id, record.template_id, vector, record.model),
                 quality={"source": "centre"},
                 source="centre",
                 created_at=utc_now(),
+                model=record.model,
             )
         )
         index.add(member_id, record.template_id)

@@ -41,6 +41,7 @@ from contract.messages import FaceModelInfo, MemberRecord, QrKeyRecord, TokenRev
 from models import members as member_store
 from models.database import StoreError
 from models.tables import FaceTemplate, Member, OutboxItem, utc_now
+from recognizer.encoder import MODEL_DLIB
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class SnapshotPlan:
     members: set[str]
     work: list[_MemberWork]
     templates_skipped: int = 0
+    #: The face model of the templates added (the station's): stored with each row and bound into
+    #: its encryption (common.template_cipher).
+    model: str = MODEL_DLIB
     qr_keys: list[QrKeyRecord] = field(default_factory=list)
     revoked_kids: list[str] = field(default_factory=list)
     revoked_tokens: list[TokenRevocation] = field(default_factory=list)
@@ -116,7 +120,7 @@ def plan_snapshot(
         owners[str(template_id)] = str(member_id)
         by_member.setdefault(str(member_id), set()).add(str(template_id))
     _, pending_templates = pending_enrolments(session)
-    plan = SnapshotPlan(members={r.member_id for r in records}, work=[])
+    plan = SnapshotPlan(members={r.member_id for r in records}, work=[], model=model.name)
     claimed: dict[str, str] = {}
     for record in records:
         member_id = record.member_id
@@ -143,7 +147,7 @@ def plan_snapshot(
             if template.template_id in have:
                 continue
             try:
-                blob = cipher.encrypt(member_id, template.template_id, template.vector)
+                blob = cipher.encrypt(member_id, template.template_id, template.vector, model.name)
             except (StoreError, ValueError) as exc:
                 raise SnapshotRefused(
                     f"member {member_id!r}, template {template.template_id}: {exc}"
@@ -251,6 +255,7 @@ def write_plan(
                     "quality": {"source": "centre"},
                     "source": "centre",
                     "created_at": now,
+                    "model": plan.model,
                 }
                 for member_id, template_id, fingerprint, blob in wanted
                 if template_id not in there

@@ -110,3 +110,15 @@ def cli(station_dir: Path, face_model: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(encoder_module, "DlibFaceModel", lambda: face_model)
     yield Cli(station_dir / "yizhan.toml")
+
+
+@pytest.fixture(scope="session")
+def eval_model_path() -> Path:
+    """The ONNX evaluation model of `make eval-model` ($YIZHAN_EVAL_MODEL or var/models/); absent:
+    skip, saying how to get it (CI runs `make eval-model` first; without npm it cannot)."""
+    from bench.eval_model import find_eval_model
+
+    path, why = find_eval_model()
+    if path is None:
+        pytest.skip(why)
+    return path

@@ -140,3 +140,17 @@ def test_markdown_section_is_rewritten_in_place(result: dict[str, Any], tmp_path
     door.write_section(fresh, section)
     assert fresh.read_text().startswith("# Benchmarks\n\n" + other) and door.MARK_END in fresh.read_text()
     assert "latency" in door.render_text(result)
+
+
+def test_latency_by_encoder_shape(result: dict[str, Any]) -> None:
+    """dlib's row always; the evaluation model's when `make eval-model` ran, else the reason."""
+    by_encoder = json.loads(json.dumps(result))["latency_by_encoder"]
+    assert by_encoder["dlib"]["model"] == "dlib_resnet_v1"
+    assert by_encoder["dlib"]["face_p50_ms"] == result["latency"]["face"]["p50_ms"]
+    if by_encoder["onnx"] is None:
+        assert "make eval-model" in by_encoder["not_measured"]
+    else:
+        assert by_encoder["onnx"]["model"].startswith("onnx-")
+        assert by_encoder["onnx"]["face_n"] == TINY.face_appearances  # the member was let in
+        assert _is_ms(by_encoder["onnx"]["floor_total_ms"]) and by_encoder["speedup_p50"] > 0
+    assert "### Latency by face encoder" in door.render_markdown(result, result["command"])

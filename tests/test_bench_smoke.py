@@ -109,3 +109,36 @@ def test_padding_rows_sit_like_strangers() -> None:
     pad = recognition.padding_vectors(real, 500)
     distances = np.linalg.norm(real[:, None, :] - pad[None, :, :], axis=2)
     assert 0.5 < float(np.median(distances)) < 1.2
+
+
+def test_encoders_benchmark_runs_on_the_fixture_photos(
+    tmp_path: Path, fixtures: Path, face_model: Any, eval_model_path: Path
+) -> None:
+    """bench.encoders end to end on the public-domain fixtures (no number here is a measurement)."""
+    import shutil
+
+    from bench import encoders
+    from recognizer.onnx_encoder import OnnxFaceModel
+
+    root = tmp_path / "faces"
+    rows = ["path\tperson_slug\twidth\theight\tfaces_expected\tnotes\tfixture_ok"]
+    for folder, name, person in (
+        ("people/barack_obama", "obama_1.jpg", "barack_obama"),
+        ("people/barack_obama", "obama_2.jpg", "barack_obama"),
+        ("people/joe_biden", "biden_1.jpg", "joe_biden"),
+        ("unknown", "eileen_collins.png", "unknown"),
+    ):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(fixtures / name, root / folder / name)
+        rows.append(f"{folder}/{name}\t{person}\t0\t0\t1\t\tyes")
+    (root / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
+    models = {"dlib": face_model, "onnx": OnnxFaceModel(eval_model_path)}
+    result = json.loads(json.dumps(encoders.run_benchmark(eval_model_path, [root], models)))
+    assert result["faces"] == 4 and result["people"] == 2 and result["strangers"] == 1
+    for key in ("dlib", "onnx"):
+        assert result["timing"][key]["encode"]["n"] == 4
+        loo = result["quality"][key]["leave_identity_out"]
+        assert loo["tar"]["n"] == 1 and loo["impostor_trials"] == 4
+    assert result["encode_speedup_p50"] > 0
+    section = encoders.render_markdown(result, "python -m bench.encoders")
+    assert section.startswith(encoders.MARK_START) and section.rstrip().endswith(encoders.MARK_END)

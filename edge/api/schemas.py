@@ -73,6 +73,9 @@ class MemberOut(BaseModel):
     consent_face: bool
     consent_cross_station: bool
     templates: int
+    #: Templates of another face model only (the station switched encoders): no face at this door
+    #: until enrolled again; the pass still works.
+    needs_reenrolment: bool = False
 
 
 class MemberFields(Strict):
