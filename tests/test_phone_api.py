@@ -652,3 +652,17 @@ def test_old_opening_requests_are_forgotten(env: Env) -> None:
         from central.store.tables import PhoneOpen
 
         assert [o.station_id for o in session.scalars(select(PhoneOpen))] == ["hd-2"]
+
+
+def test_two_registrations_for_one_number_make_one_member(env: Env) -> None:
+    first, second = env.phone(), env.phone()
+    body = {"station_id": "hd-1", "name": "张三", "phone": PHONE, "kind": "courier", "agree": True}
+    one = first.post("/api/m/register", body).json()["registration_id"]
+    one_code = env.sms.code_for(PHONE)
+    two = second.post("/api/m/register", body).json()["registration_id"]
+    two_code = env.sms.code_for(PHONE)
+    assert first.post(f"/api/m/register/{one}/verify", {"code": one_code}).status_code == 200
+    late = second.post(f"/api/m/register/{two}/verify", {"code": two_code})
+    assert late.status_code == 409 and late.json()["code"] == "phone_registered"
+    with env.db.sessions() as session:
+        assert len(session.scalars(select(Member)).all()) == 1

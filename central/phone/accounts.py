@@ -210,6 +210,11 @@ class Accounts:
         registration = self._open_registration(session, registration_id, now)
         assert registration.phone is not None
         self._check_code(session, registration.phone, "register", registration.id, code, now)
+        if phone_store.member_by_phone(session, phone=registration.phone) is not None:
+            registration.state = "expired"  # two registrations raced for one number: the first one won
+            raise ApiError(
+                409, "this number is registered already: log in with a code instead", "phone_registered"
+            )
         registration.verified_at = now
         district = session.get(District, registration.district_id)
         automatic = district is not None and district.registration_approval == "auto"
