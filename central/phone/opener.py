@@ -198,10 +198,17 @@ class Opener:
             raise ApiError(409, "this request was made already (replayed)", "replayed") from None
 
     def answer(
-        self, db: sessionmaker[Session], *, member_id: str, request_id: str, wait_s: float
+        self,
+        db: sessionmaker[Session],
+        reads: sessionmaker[Session],
+        *,
+        member_id: str,
+        request_id: str,
+        wait_s: float,
     ) -> OpenState:
-        """The state of one of this member's requests, waiting up to `wait_s` for the door."""
-        with db() as session:
+        """The state of one of this member's requests, waiting up to `wait_s` for the door.
+        `reads` are read-only sessions (the wait holds none); `db` writes the outcome once known."""
+        with reads() as session:
             row = phone_store.find_open(session, member_id=member_id, request_id=request_id)
             if row is None:
                 raise ApiError(404, "no such request of yours", "not_found")

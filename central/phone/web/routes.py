@@ -64,13 +64,18 @@ def _login_from_cookie(request: Request, phone: PhoneDep) -> PhoneIdentity | Non
     if not token:
         return None
     now = phone.web.now()
-    with phone.web.db.begin() as session:
+    with phone.reads() as session:
         login = phone_store.login_for_token(session, token=token, now=now)
         if login is None:
             return None
-        if now - login.last_seen_at > dt.timedelta(hours=1):  # bounded writes: once an hour
-            login.last_seen_at = now
-        return PhoneIdentity(login.id, login.member_id, token)
+        identity = PhoneIdentity(login.id, login.member_id, token)
+        stale = now - login.last_seen_at > dt.timedelta(hours=1)
+    if stale:  # bounded writes: once an hour per login
+        with phone.web.db.begin() as session:
+            row = session.get(PhoneLogin, identity.login_id)
+            if row is not None:
+                row.last_seen_at = now
+    return identity
 
 
 def current_member(request: Request, phone: PhoneDep) -> PhoneIdentity:
@@ -294,7 +299,7 @@ def csrf(request: Request, response: Response, phone: PhoneDep) -> dict[str, str
 def station_view(station_id: StationId, phone: PhoneDep, me: MaybeMe) -> StationView:
     """What the station page shows: the station, and whether this phone's member may open it now."""
     now = phone.web.now()
-    with phone.web.db() as session:
+    with phone.reads() as session:
         station = station_store.get_station(session, station_id=station_id)
         if station is None or not station.active:
             raise ApiError(404, f"no station {station_id!r} in service", "station_not_found")
@@ -451,7 +456,7 @@ def _member(session: Session, me: PhoneIdentity) -> Member:
 def me_view(me: Me, phone: PhoneDep) -> MeOut:
     """The member's own record, consents and the CSRF token of this login."""
     now = phone.web.now()
-    with phone.web.db() as session:
+    with phone.reads() as session:
         member = _member(session, me)
         return MeOut(
             member_id=member.member_id,
@@ -528,7 +533,9 @@ def open_state(
     wait: Annotated[float, Query(ge=0, le=30, allow_inf_nan=False)] = 0.0,
 ) -> OpenOut:
     """How an opening went; `wait` seconds (at most the answer timeout) for the door to answer."""
-    state = phone.opener.answer(phone.web.db, member_id=me.member_id, request_id=request_id, wait_s=wait)
+    state = phone.opener.answer(
+        phone.web.db, phone.reads, member_id=me.member_id, request_id=request_id, wait_s=wait
+    )
     return OpenOut.of(state, phone.web.config.phone.answer_timeout_s)
 
 
@@ -536,7 +543,7 @@ def open_state(
 def my_pass(me: Me, phone: PhoneDep) -> PassOut:
     """A fresh pass (QR token) for the door camera; the page renews it every `refresh_s`."""
     config = phone.web.config.phone
-    with phone.web.db() as session:
+    with phone.reads() as session:
         member = _member(session, me)
         if member.status != "active":
             raise ApiError(403, f"no pass while the membership is {member.status}", f"member_{member.status}")
@@ -560,7 +567,7 @@ def my_pass(me: Me, phone: PhoneDep) -> PassOut:
 @router.get("/visits", response_model=list[VisitOut])
 def visits(me: Me, phone: PhoneDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[VisitOut]:
     """The member's own entries, refusals and exits at every station, newest first."""
-    with phone.web.db() as session:
+    with phone.reads() as session:
         return [
             VisitOut(
                 ts=event.ts,
@@ -631,7 +638,7 @@ def delete_face(body: ConfirmIn, me: Me, phone: PhoneDep, client: ClientAddress)
 @router.get("/face/deletion", response_model=FaceDeletionOut)
 def face_deletion(me: Me, phone: PhoneDep) -> FaceDeletionOut:
     """How far the deletion of the face data got (`done` once every station confirmed)."""
-    with phone.web.db() as session:
+    with phone.reads() as session:
         progress = fleet_module.face_erasure(session, me.member_id)
     if progress is None:
         return FaceDeletionOut(
