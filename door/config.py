@@ -11,9 +11,19 @@ This module imports no gpiozero, so the station config can load it anywhere.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 # BCM GPIO number of every GPIO on the 40-pin header, by physical (BOARD) pin number. Power and
 # ground pins are absent, so "BOARD2" (5 V) is refused. Checked against gpiozero's board data in
@@ -172,6 +182,77 @@ class TamperConfig(_Section):
     bounce_s: float = Field(0.05, ge=0.0, le=0.5, description="Debounce time of the tamper switch.")
 
 
+#: What the person at the door is told, by pattern and (where configured) by a text line.
+SIGNALS = ("granted", "refused", "show_pass", "locked")
+DEFAULT_MESSAGES = {
+    "granted": "请进 Welcome",
+    "refused": "未通过 Not admitted",
+    "show_pass": "未识别，请出示通行码 Not recognised: show your pass",
+    "locked": "多次失败已暂停，请出示通行码或联系工会 Too many tries: show your pass or call the union",
+}
+Pattern = Annotated[
+    tuple[Annotated[float, Field(ge=0.02, le=5.0, allow_inf_nan=False)], ...],
+    Field(min_length=1, max_length=20),
+]
+
+
+class FeedbackConfig(_Section):
+    """Signals for the worker at the door: a buzzer / light pattern per outcome, and optionally a
+    text line for a small display or a speaker.
+
+    Patterns are seconds on, off, on, ... and play on the emergency buzzer and light
+    ([door.emergency] buzzer_pin / led_pin) unless pins of their own are given here. An emergency
+    alarm always wins: a pattern never shortens it.
+    """
+
+    enabled: bool = Field(True, description="Play the patterns (and write the text lines).")
+    buzzer: bool = Field(True, description="Play patterns on the buzzer.")
+    light: bool = Field(True, description="Play patterns on the light.")
+    buzzer_pin: Pin | None = Field(None, description="A buzzer of its own (default: the emergency buzzer).")
+    led_pin: Pin | None = Field(
+        None, description="A light of its own, e.g. a green LED (default: the emergency light)."
+    )
+    active_high: bool = Field(True, description="Own buzzer / light are on at the HIGH level.")
+    granted: Pattern = Field((0.15,), description="Door opened: one short beep.")
+    refused: Pattern = Field((0.1, 0.1, 0.1, 0.1, 0.1), description="Refused: three short beeps.")
+    show_pass: Pattern = Field((0.4, 0.15, 0.1), description="Face not recognised: show your pass.")
+    locked: Pattern = Field((0.8, 0.2, 0.8, 0.2, 0.8), description="Locked out after repeated failures.")
+    text_device: Path | None = Field(
+        None,
+        description="A FIFO, serial port or tty that gets one line per signal ('<signal>\\t<message>'), "
+        "written without blocking (a FIFO nobody reads drops the line).",
+    )
+    text_command: tuple[Annotated[str, Field(min_length=1, max_length=500)], ...] = Field(
+        (),
+        max_length=16,
+        description="A command run with the signal and the message as its last two arguments (a "
+        "speaker: e.g. a text-to-speech script); no shell. A signal arriving while it runs replaces it.",
+    )
+    messages: dict[str, Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=lambda: dict(DEFAULT_MESSAGES),
+        description="The text per signal (granted, refused, show_pass, locked).",
+    )
+
+    @field_validator("messages")
+    @classmethod
+    def _known_signals(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SIGNALS))
+        if unknown:
+            raise ValueError(f"unknown signal(s) {unknown}: use {', '.join(SIGNALS)}")
+        return {**DEFAULT_MESSAGES, **value}
+
+    @field_validator("granted", "refused", "show_pass", "locked")
+    @classmethod
+    def _bounded(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if sum(value) > 10.0:
+            raise ValueError(f"a pattern lasts at most 10 s, this one {sum(value):g} s")
+        return value
+
+    def pattern(self, signal: str) -> tuple[float, ...]:
+        value: tuple[float, ...] = getattr(self, signal)
+        return value
+
+
 class DoorConfig(_Section):
     gpio: GpioConfig = Field(default_factory=GpioConfig, description="Pin driver.")
     relay: RelayConfig = Field(default_factory=RelayConfig, description="The door relay.")
@@ -180,6 +261,7 @@ class DoorConfig(_Section):
     emergency: EmergencyConfig = Field(default_factory=EmergencyConfig, description="The emergency button.")
     tamper: TamperConfig = Field(default_factory=TamperConfig, description="The tamper switch.")
     aux_relay: AuxRelayConfig = Field(default_factory=AuxRelayConfig, description="The second relay.")
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Signals at the door.")
 
     def pins_in_use(self) -> dict[str, int | str]:
         """Every pin an enabled device will open, by its config key (e.g. "relay.pin")."""
@@ -198,6 +280,10 @@ class DoorConfig(_Section):
             pins["tamper.pin"] = self.tamper.pin
         if self.aux_relay.enabled:
             pins["aux_relay.pin"] = self.aux_relay.pin
+        if self.feedback.enabled and self.feedback.buzzer_pin is not None:
+            pins["feedback.buzzer_pin"] = self.feedback.buzzer_pin
+        if self.feedback.enabled and self.feedback.led_pin is not None:
+            pins["feedback.led_pin"] = self.feedback.led_pin
         return pins
 
     @model_validator(mode="after")

@@ -25,9 +25,10 @@ from typing import Any, Self
 from gpiozero.pins import Factory
 
 from door.config import DoorConfig
+from door.feedback import DoorFeedback
 from door.inputs import AlarmOutput, DoorContact, EmergencyButton, ExitButton, TamperSwitch
 from door.pins import DoorClosedError
-from door.relay import Clock, DoorRelay
+from door.relay import Clock, DoorRelay, TimedOutput
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class DoorController:
         self._exit: ExitButton | None = None
         self._emergency: EmergencyButton | None = None
         self._tamper: TamperSwitch | None = None
+        self._feedback: DoorFeedback | None = None
+        self._feedback_outputs: list[TimedOutput] = []  # outputs of the feedback's own pins
         self._door_open = False
         self._opened_at: float | None = None
         self._opening = 0  # counts openings; a held-open timer only acts on its own opening
@@ -98,13 +101,48 @@ class DoorController:
                 self._emergency = EmergencyButton(config.emergency, pin_factory=pin_factory)
             if config.tamper.enabled:
                 self._tamper = TamperSwitch(config.tamper, pin_factory=pin_factory)
+            if config.feedback.enabled:
+                self._feedback = self._build_feedback(pin_factory, clock)
             self._attach()
         except BaseException:
             self.close()
             raise
         self._check_initial_state()
 
+    def _build_feedback(self, pin_factory: Factory, clock: Clock) -> DoorFeedback:
+        """Patterns on the feedback's own pins when given, else on the emergency buzzer / light."""
+        feedback = self.config.feedback
+        alarm = self._alarm
+        outputs: dict[str, TimedOutput | None] = {
+            "buzzer": alarm.buzzer if alarm is not None else None,
+            "light": alarm.light if alarm is not None else None,
+        }
+        for label, pin in (("buzzer", feedback.buzzer_pin), ("light", feedback.led_pin)):
+            if pin is not None:
+                own = TimedOutput(
+                    pin,
+                    active_high=feedback.active_high,
+                    default_s=1.0,
+                    pin_factory=pin_factory,
+                    clock=clock,
+                    name=f"feedback {label}",
+                )
+                self._feedback_outputs.append(own)
+                outputs[label] = own
+        return DoorFeedback.from_config(feedback, buzzer=outputs["buzzer"], light=outputs["light"])
+
     # -- public API ------------------------------------------------------------------------
+    def signal(self, name: str) -> None:
+        """Tell the person at the door: "granted", "refused", "show_pass" or "locked" (returns at
+        once; the pattern plays on the feedback thread). Nothing happens when feedback is off."""
+        feedback = self._feedback
+        if feedback is not None and not self._closed:
+            feedback.signal(name)
+
+    @property
+    def feedback(self) -> DoorFeedback | None:
+        return self._feedback
+
     def grant(self, seconds: float | None = None, *, reason: str) -> float:
         """Unlock the door for `seconds` (default relay.unlock_s); returns the energise time.
 
@@ -152,6 +190,7 @@ class DoorController:
             "alarm": alarm is not None and alarm.is_sounding,
             "tampered": None if tamper is None or closed else tamper.is_tampered,
             "last_grant_reason": last_grant[0] if last_grant else None,
+            "last_signal": self._feedback.played[-1] if self._feedback and self._feedback.played else None,
             "closed": closed,
         }
 
@@ -169,6 +208,11 @@ class DoorController:
             timer.cancel()
         if already:
             return
+        if self._feedback is not None:
+            try:
+                self._feedback.close()  # before the outputs it plays on
+            except Exception:
+                logger.exception("closing the door feedback failed")
         for part in (
             self._relay,
             self._aux,
@@ -177,6 +221,7 @@ class DoorController:
             self._exit,
             self._emergency,
             self._tamper,
+            *self._feedback_outputs,
         ):
             if part is not None:
                 try:

@@ -10,6 +10,7 @@ an exception escaping into the driver's thread can stop all further GPIO events.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -200,6 +201,7 @@ class AlarmOutput:
         self, config: EmergencyConfig, *, pin_factory: Factory, clock: Clock = time.monotonic
     ) -> None:
         self._outputs: list[TimedOutput] = []
+        self._until = -math.inf  # end of the alarm window (a feedback beep on the buzzer is not one)
         try:
             for label, pin in (("buzzer", config.buzzer_pin), ("alarm light", config.led_pin)):
                 if pin is not None:
@@ -218,13 +220,25 @@ class AlarmOutput:
             raise
 
     @property
+    def buzzer(self) -> TimedOutput | None:
+        """The buzzer output (shared with the door's feedback patterns), if configured."""
+        return next((o for o in self._outputs if o.name == "buzzer"), None)
+
+    @property
+    def light(self) -> TimedOutput | None:
+        """The alarm light output (shared with the door's feedback patterns), if configured."""
+        return next((o for o in self._outputs if o.name == "alarm light"), None)
+
+    @property
     def configured(self) -> bool:
         """Whether there is anything to drive."""
         return bool(self._outputs)
 
     @property
     def is_sounding(self) -> bool:
-        return any(output.is_on for output in self._outputs)
+        """The emergency alarm is on: an output still in the window `sound()` opened (a door-feedback
+        beep on the same buzzer has a window of its own and does not count)."""
+        return any(output.is_on and output.off_at == self._until for output in self._outputs)
 
     def sound(self, seconds: float | None = None) -> None:
         """Switch the buzzer and light on for `seconds` (default `alarm_s`); returns at once."""
@@ -233,8 +247,10 @@ class AlarmOutput:
                 output.turn_on_for(seconds)
             except Exception:
                 logger.exception("could not sound the %s", output.name)
+        self._until = max((o.off_at for o in self._outputs if o.off_at is not None), default=-math.inf)
 
     def silence(self) -> None:
+        self._until = -math.inf
         for output in self._outputs:
             try:
                 output.turn_off()

@@ -139,6 +139,17 @@ class TimedOutput:
         self._notify(self._on_energised, now, "on_energised")
         return now
 
+    def end_window(self, deadline: float) -> None:
+        """Switch off now if the pending window ends no later than `deadline` (the one a pattern
+        step opened); a longer window someone else asked for (an emergency alarm) is left alone.
+        Lets a beep end on time even when its timer thread runs late."""
+        with self._lock:
+            if self._closed or not self._on or self._deadline is None or self._deadline > deadline:
+                return
+            released = self._off_locked()
+        if released is not None:
+            self._notify(self._on_released, released, "on_released")
+
     def turn_off(self) -> None:
         """Switch off immediately and forget any pending window. Safe on a closed output."""
         released = self._switch_off(generation=None)

@@ -15,9 +15,10 @@ Rules, in order (the first that applies decides):
    (the person is already inside). A credential the recognizer refused is refused with its reason
    (the exit button still works); a recognised member is granted kind "exit" whatever their status
    or the hour, subject only to the cooldown, and recorded as outside for anti-passback.
-3. Entry, during a lockout: every face and QR credential is refused with "lockout", even a valid
-   member's: a run of failed attempts often precedes the lookalike photo that finally matches, so
-   for lockout_s the reader trusts nobody. Staff can still open remotely; members are told to wait.
+3. Entry with a locked credential or appearance (`edge.lockouts`): refused with "lockout", even
+   when it would match: a run of failed attempts often precedes the lookalike photo that finally
+   matches. Only what was tried is locked (this face track, face entry as this member, this pass),
+   never the door: other members, and the locked member's own pass, keep working.
 4. The recognizer refused the credential: refused with its reason ("unknown_face", or the QR
    checker's word such as "expired", "bad_signature", "replayed").
 5. The member is not in the roster any more: "unknown_member".
@@ -33,20 +34,25 @@ Rules, in order (the first that applies decides):
 11. Otherwise granted, kind "entry".
 
 Repeated refusals: the same refusal (method, direction, member, reason, and for faces the
-appearance id in details["appearance"]) within refusal_repeat_s of the last one recorded is kind
-"ignored", reason "repeated_refusal": not an event, not counted.
+appearance id in details["appearance"], for passes details["pass"]) within refusal_repeat_s of the
+last one recorded is kind "ignored", reason "repeated_refusal": not an event, not counted.
 
 Lockout: only refusals of *unidentified* credentials count (rule 4 with no member id: an unknown
 face, or a QR code whose signature did not verify, since the checker reports a member id only from
 verified tokens). Refusals of an identified member (expired token, suspended, closed, anti-passback,
-...) are events with the member's id but do not count: they are not probing, and counting them would
-let one suspended member lock everyone out. When lockout_attempts counted refusals fall within
-lockout_window_s (an attempt counts while it is younger than the window), the tripping refusal
-carries alarm "lockout_started" and entry is refused until lockout_s later; the counter starts from
-zero afterwards, and "lockout" refusals neither count nor extend the lockout.
+...) are events with the member's id but do not count: they are not probing. Each counted refusal
+counts against what was tried: an unknown face against its appearance (details["appearance"]) and,
+when it came close to a member (details["near_member"]: within the distance cap, refused on margin
+or crowd ratio), against face entry as that member; a forged QR code against that pass
+(details["pass"]). When lockout_attempts counted refusals of one key fall within lockout_window_s,
+the tripping refusal carries alarm "lockout_started" (details["locked"] names the locks) and that key
+is refused until lockout_s later; its count starts from zero afterwards, and "lockout" refusals
+neither count nor extend it. Refusals while an enrolment is under way at the door
+(`pause_face_counting`) are not counted either: the person being enrolled is not probing.
 
 Exception: a two-factor "face_mismatch" (a verified QR code, but the face is someone else's) counts
-even though the code names a member: that is someone trying a colleague's code.
+even though the code names a member: that is someone trying a colleague's code, so the pass is
+locked (its owner's face still works where a face alone admits).
 
 Face results that are not attempts: `Credential.from_face` returns None for "no_face" and
 "poor_quality" frames. The daemon keeps looking instead of recording a refusal for every blurry
@@ -58,7 +64,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -66,6 +71,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar, get_args
 
 from contract.schedule import OpeningHours, require_aware
 from edge.access_config import AccessConfig
+from edge.lockouts import LockKey, LockoutInfo, Lockouts, Scope
 from recognizer.results import Decision, FaceResult, QrResult
 from recognizer.roster import MemberInfo
 
@@ -93,7 +99,7 @@ QR_REFUSED: Final = "qr_refused"
 # Alarm words.
 LOCKOUT_STARTED: Final = "lockout_started"
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -167,15 +173,23 @@ class Credential:
             return cls("face", result.member_id, True, None, numbers, direction)
         if result.decision == Decision.UNKNOWN:
             numbers["matcher_reason"] = result.reason
+            near = _near_member(result)
+            if near is not None:
+                numbers["near_member"] = near
             return cls("face", None, False, UNKNOWN_FACE, numbers, direction)
         if result.decision in (Decision.NO_FACE, Decision.POOR_QUALITY):
             return None
         raise ValueError(f"not a face decision: {result.decision.value!r}")
 
     @classmethod
-    def from_qr(cls, result: QrResult, *, direction: Direction = "in") -> Credential:
-        """The credential a checked QR token amounts to; a refusal keeps the checker's reason."""
-        numbers = _numbers(key_id=result.key_id, expires_at=result.expires_at)
+    def from_qr(
+        cls, result: QrResult, *, direction: Direction = "in", pass_id: str | None = None
+    ) -> Credential:
+        """The credential a checked QR token amounts to; a refusal keeps the checker's reason.
+
+        `pass_id` (`edge.lockouts.pass_fingerprint` of the text) is what a lockout of this pass keys on.
+        """
+        numbers = _numbers(key_id=result.key_id, expires_at=result.expires_at, **{"pass": pass_id})
         if result.decision == Decision.QR_OK:
             return cls("qr", result.member_id, True, None, numbers, direction)
         if result.decision == Decision.QR_REFUSED:
@@ -238,10 +252,15 @@ class AccessDecider:
         self._hours = hours
         self._lock = threading.Lock()
         self._clock = -math.inf
-        self._failures: deque[float] = deque()
-        self._lockout_until: float | None = None
+        self._lockouts = Lockouts(
+            attempts=config.lockout_attempts, window_s=config.lockout_window_s, lockout_s=config.lockout_s
+        )
+        self._counting_paused_until = -math.inf
+        #: Bumped whenever lockout state changes (a counted refusal, a lock, a clear): the daemon
+        #: persists `snapshot_state` when it moved, so a kill -9 does not clear a lockout.
+        self.state_version = 0
         self._granted_at: dict[tuple[str, Direction], float] = {}
-        self._refused_at: dict[tuple[str, Direction, str | None, str, Any], float] = {}
+        self._refused_at: dict[tuple[str, Direction, str | None, str, Any, Any], float] = {}
         self._presence: dict[str, tuple[Direction, float]] = {}
 
     @property
@@ -274,29 +293,50 @@ class AccessDecider:
             return self._decide(credential, members, now_wall, now)
 
     def lockout_remaining(self, now_mono: float) -> float:
-        """Seconds of lockout left at `now_mono` (0.0 when not locked out), for status displays."""
+        """Seconds left of the longest active lockout at `now_mono` (0.0 when none)."""
         with self._lock:
-            now = max(self._clock, float(now_mono))
-            return self._remaining(now)
+            return self._lockouts.remaining(max(self._clock, float(now_mono)))
 
-    def clear_lockout(self) -> None:
-        """End a lockout and forget counted refusals (staff acknowledged the alarm remotely)."""
+    def active_lockouts(self, now_mono: float) -> list[LockoutInfo]:
+        """Every active lockout (what is locked, for how long, after how many attempts)."""
         with self._lock:
-            self._lockout_until = None
-            self._failures.clear()
+            now = self._advance(float(now_mono))
+            return self._lockouts.active(now)
+
+    def clear_lockout(
+        self, lock_id: str | None = None, *, scope: Scope | None = None, now_mono: float | None = None
+    ) -> list[LockoutInfo]:
+        """End one lockout (by id, e.g. "member:W-0001"), every one of a scope, or all (staff
+        cleared it); their counted refusals are forgotten. Returns what was cleared."""
+        with self._lock:
+            now = self._advance(float(now_mono)) if now_mono is not None else self._clock
+            cleared = self._lockouts.clear(now, lock_id, scope)
+            self.state_version += 1
+            return cleared
+
+    def pause_face_counting(self, now_mono: float, seconds: float) -> None:
+        """Face refusals in the next `seconds` do not count toward lockouts (an installer is
+        enrolling someone at the door: the camera refuses them until they are enrolled)."""
+        with self._lock:
+            now = self._advance(float(now_mono))
+            self._counting_paused_until = max(self._counting_paused_until, now + max(0.0, seconds))
+
+    def face_counting_paused_s(self, now_mono: float) -> float:
+        with self._lock:
+            return max(0.0, self._counting_paused_until - max(self._clock, float(now_mono)))
 
     def snapshot_state(self, *, now_mono: float) -> dict[str, Any]:
         """What should survive a restart, with times as ages (monotonic clocks restart at boot).
 
-        Lockout and counted refusals (so a restart does not reset an attack) and anti-passback
-        presence. Cooldowns and refusal repeats are short-lived and deliberately not kept.
+        Member and pass lockouts and their counted refusals (so a restart does not reset an
+        attack) and anti-passback presence. Appearance lockouts end with the appearance, and
+        cooldowns and refusal repeats are short-lived: deliberately not kept.
         """
         with self._lock:
             now = self._advance(float(now_mono))
             return {
                 "version": SNAPSHOT_VERSION,
-                "lockout_remaining_s": self._remaining(now),
-                "failure_ages_s": [now - t for t in self._failures],
+                **self._lockouts.snapshot(now),
                 "presence": {
                     member: {"direction": direction, "age_s": now - at}
                     for member, (direction, at) in self._presence.items()
@@ -311,12 +351,10 @@ class AccessDecider:
         """
         if not isinstance(state, Mapping) or state.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"not an access state snapshot of version {SNAPSHOT_VERSION}")
-        remaining = _age(state.get("lockout_remaining_s"), "lockout_remaining_s")
-        raw_failures = state.get("failure_ages_s")
+        Lockouts.parse_snapshot(state)  # validated before anything changes
         raw_presence = state.get("presence")
-        if not isinstance(raw_failures, list) or not isinstance(raw_presence, Mapping):
-            raise ValueError("access state snapshot: failure_ages_s must be a list and presence a mapping")
-        failure_ages = sorted((_age(a, "failure_ages_s") for a in raw_failures), reverse=True)
+        if not isinstance(raw_presence, Mapping):
+            raise ValueError("access state snapshot: presence must be a mapping")
         presence: list[tuple[float, str, Direction]] = []
         for member, entry in raw_presence.items():
             if not isinstance(member, str) or not member or not isinstance(entry, Mapping):
@@ -329,8 +367,7 @@ class AccessDecider:
         presence.sort(key=lambda item: -item[0])
         with self._lock:
             now = self._advance(float(now_mono))
-            self._lockout_until = now + remaining if remaining > 0 else None
-            self._failures = deque(now - age for age in failure_ages)
+            self._lockouts.restore(state, now)
             self._presence = {member: (direction, now - age) for age, member, direction in presence}
 
     # ------------------------------------------------------------------------------- the rules
@@ -347,12 +384,20 @@ class AccessDecider:
         if c.direction == "out":
             return self._exit_reader(c, now)
 
-        if self._remaining(now) > 0:
-            remaining = round(self._remaining(now), 3)
-            return self._refuse(c, LOCKOUT, now, extra={"lockout_remaining_s": remaining})
+        locked = self._lockouts.find(_lock_keys(c), now)
+        if locked is not None:
+            lockout = {
+                "lockout": locked.id,
+                "lockout_scope": locked.scope,
+                "lockout_remaining_s": round(locked.remaining_s, 3),
+            }
+            return self._refuse(c, LOCKOUT, now, extra=lockout)
         if not c.ok:
             reason = c.reason or UNKNOWN_FACE
-            return self._refuse(c, reason, now, counted=c.member_id is None or reason in PROBING_REASONS)
+            counted = c.member_id is None or reason in PROBING_REASONS
+            paused = c.method == "face" and now < self._counting_paused_until
+            keys = _count_keys(c, reason) if counted and not paused else []
+            return self._refuse(c, reason, now, count_keys=keys)
         member_id = c.member_id
         member = members.get(member_id) if member_id is not None else None
         if member is None or member_id is None:
@@ -428,13 +473,13 @@ class AccessDecider:
         reason: str,
         now: float,
         *,
-        counted: bool = False,
+        count_keys: list[LockKey] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> AccessDecision:
         details = {**c.details, **(extra or {})}
-        # A face credential names its appearance (the tracker's track id): two strangers one after
-        # the other are two refusals, while one appearance is never refused twice anyway.
-        key = (c.method, c.direction, c.member_id, reason, c.details.get("appearance"))
+        # A face credential names its appearance (the tracker's track id) and a QR credential its
+        # pass: two strangers, or two different passes, one after the other are two refusals.
+        key = (c.method, c.direction, c.member_id, reason, c.details.get("appearance"), c.details.get("pass"))
         last = self._refused_at.get(key)
         if last is not None and now - last < self._config.refusal_repeat_s:
             return AccessDecision(
@@ -448,14 +493,18 @@ class AccessDecider:
             )
         _touch(self._refused_at, key, now)
         alarm: str | None = None
-        if counted:
-            self._failures.append(now)
-            details["attempts_in_window"] = len(self._failures)
-            if len(self._failures) >= self._config.lockout_attempts:
-                self._lockout_until = now + self._config.lockout_s
-                self._failures.clear()
+        if count_keys:
+            attempts, started = self._lockouts.count(count_keys, now, reason=reason, member_id=c.member_id)
+            self.state_version += 1
+            if attempts:
+                details["attempts_in_window"] = attempts
+            if started:
                 alarm = LOCKOUT_STARTED
                 details["lockout_s"] = self._config.lockout_s
+                details["locked"] = [
+                    {"id": info.id, "scope": info.scope, "key": info.key, "member_id": info.member_id}
+                    for info in started
+                ]
         return AccessDecision(
             granted=False,
             kind="refused",
@@ -474,24 +523,57 @@ class AccessDecider:
         now = max(self._clock, now_mono)
         self._clock = now
         config = self._config
-        window = config.lockout_window_s
-        while self._failures and now - self._failures[0] >= window:
-            self._failures.popleft()
-        if self._lockout_until is not None and now >= self._lockout_until:
-            self._lockout_until = None
+        self._lockouts.expire(now)
         _expire(self._granted_at, now, config.cooldown_s, lambda t: t)
         _expire(self._refused_at, now, config.refusal_repeat_s, lambda t: t)
         _expire(self._presence, now, config.anti_passback_reset_s, lambda entry: entry[1])
         return now
 
-    def _remaining(self, now: float) -> float:
-        if self._lockout_until is None or now >= self._lockout_until:
-            return 0.0
-        return self._lockout_until - now
-
     def _note_presence(self, member_id: str, direction: Direction, now: float) -> None:
         if self._config.anti_passback:
             _touch(self._presence, member_id, (direction, now))
+
+
+def _near_member(result: FaceResult) -> str | None:
+    """The member an unknown face came close to: within the distance cap, refused only by the margin
+    or the crowd ratio (the lookalike probe). None for a face far from everyone (over_threshold)."""
+    scores = result.scores or {}
+    subject = scores.get("subject_id")
+    failed = scores.get("failed")
+    if not isinstance(subject, str) or not subject or not isinstance(failed, list | tuple):
+        return None
+    return None if not failed or "distance" in failed else subject
+
+
+def _lock_keys(c: Credential) -> list[LockKey]:
+    """The locks that would refuse this entry credential."""
+    keys: list[LockKey] = []
+    if c.method == "face":
+        appearance = c.details.get("appearance")
+        if appearance is not None:
+            keys.append(LockKey("appearance", str(appearance)))
+        if c.ok and c.member_id is not None:
+            keys.append(LockKey("member", c.member_id))
+    pass_id = c.details.get("pass")
+    if c.method in ("qr", "qr_face") and isinstance(pass_id, str) and pass_id:
+        keys.append(LockKey("pass", pass_id))
+    return keys
+
+
+def _count_keys(c: Credential, reason: str) -> list[LockKey]:
+    """What a counted refusal counts against (see the module docstring)."""
+    if c.method == "face":
+        keys = [LockKey("appearance", str(c.details["appearance"]))] if "appearance" in c.details else []
+        near = c.details.get("near_member")
+        if isinstance(near, str) and near:
+            keys.append(LockKey("member", near))
+        return keys
+    pass_id = c.details.get("pass")
+    if isinstance(pass_id, str) and pass_id:
+        return [LockKey("pass", pass_id)]
+    if reason in PROBING_REASONS and c.member_id is not None:
+        return [LockKey("member", c.member_id)]  # no pass fingerprint: lock the claimed member
+    return []
 
 
 def _touch(table: dict[_K, _V], key: _K, value: _V) -> None:

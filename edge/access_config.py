@@ -21,10 +21,10 @@ class _Section(BaseModel):
 class AccessConfig(_Section):
     """Who may enter and how the door reacts to repeats and to probing.
 
-    Lockout is station-wide and covers face and QR credentials presented for entry only: refusals of
-    unidentified credentials (an unknown face, a QR code whose signature did not verify) carry no
-    trustworthy member id, so a per-member counter could be dodged by simply not being recognised.
-    The exit button, remote opening and the exit reader are never locked out.
+    Lockout covers what was tried, for entry only (`edge.lockouts`): one face track, face entry as
+    one member (refused faces that came close to that member count toward it), or one pass. Never
+    the door: a station-wide lockout let passing strangers lock every member out. The exit button,
+    remote opening and the exit reader are never locked out.
     """
 
     cooldown_s: float = Field(
@@ -45,7 +45,10 @@ class AccessConfig(_Section):
         "stranger in front of the camera is one counted refusal per frame).",
     )
     lockout_attempts: int = Field(
-        5, ge=1, le=100, description="Counted refusals within lockout_window_s that start a lockout."
+        5,
+        ge=1,
+        le=100,
+        description="Counted refusals of one credential within lockout_window_s that lock it.",
     )
     lockout_window_s: float = Field(
         60.0,
@@ -59,7 +62,7 @@ class AccessConfig(_Section):
         gt=0.0,
         le=3600.0,
         allow_inf_nan=False,
-        description="How long (seconds) face and QR entry are refused once the lockout trips.",
+        description="How long (seconds) the locked credential is refused once the lockout trips.",
     )
     anti_passback: bool = Field(
         False,

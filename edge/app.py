@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,16 @@ from typing import Any
 from contract.schedule import ScheduleConfig
 from door.controller import DoorController, DoorEvent
 from door.pins import make_pin_factory
+from edge import access_state
 from edge.access import AccessDecider, Credential
 from edge.camera import CameraSource, CameraStatus, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop, LoopSettings
+from edge.disk_space import DiskGuard, is_disk_full
+from edge.feedback import signal_for
+from edge.lockouts import LockoutInfo
 from edge.recorder import EventRecorder
+from edge.run_lock import RunLock
 from edge.sdnotify import SystemdNotifier
 from edge.snapshot_writer import SnapshotWriter
 from edge.snapshots import SnapshotStore
@@ -38,6 +44,18 @@ from edge.tracker import FaceTracker, TrackerSettings
 from edge.two_factor import TwoFactorGate
 
 log = logging.getLogger(__name__)
+
+#: While the data disk is too full to open the database, how often to try again.
+DEGRADED_RETRY_S = 10.0
+
+
+class StartAborted(Exception):
+    """A stop was requested before the start finished (e.g. while degraded on a full disk)."""
+
+
+#: After the installer page's last enrolment activity (live hints, a capture), face refusals at the
+#: door do not count toward lockouts for this long.
+ENROLMENT_HOLD_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +96,19 @@ class StationDaemon:
         self.schedule: ScheduleConfig = config.schedule  # the hours in force (the centre may replace them)
         self._loop_thread: threading.Thread | None = None
         self._camera_was_down = False
+        self.crashed = False  # the decide loop died: run() returns 1
+        self.disk: DiskGuard | None = None
+        self.degraded: str | None = None  # "disk_full" while waiting for room to open the store
+        self._degraded_since = 0.0
+        self._disk_alarm_details: dict[str, Any] | None = None
+        self._disk_alarm_raised = False
+        self._clock_alarm_raised = False
+        self._alarm_lock = threading.Lock()
+        self._run_lock: RunLock | None = None
+        self._saved_access_version = -1
+        self._early_lock = threading.Lock()
+        # Bounded: a degraded start on a full disk can last hours with the exit button in use.
+        self._early_door_events: deque[tuple[DoorEvent, float]] = deque(maxlen=1000)
         self.sync: Any = None  # sync.service.SyncService when [mqtt] enabled
         self.api: Any = None  # edge.api.server.ApiServer when [api] enabled
 
@@ -85,20 +116,36 @@ class StationDaemon:
 
     def start(self) -> None:
         config = self.config
-        self.station = station = self._station or Station(config, env=self.env)
+        # One daemon per data directory (a second one exits 2 here, before touching anything).
+        self._run_lock = RunLock(config.storage.data_dir).acquire()
+        # The door first: the relay is claimed de-energised before anything slow (dlib, the
+        # roster), the exit button works from here on, and a missing GPIO driver stops the start
+        # in a second with doctor's explanation (DoorHardwareError: exit code 2 in the CLI).
+        factory = self._pin_factory or make_pin_factory(config.door.gpio.pin_factory)
+        if config.door.gpio.pin_factory == "mock" and self._pin_factory is None:
+            log.warning('GPIO pins are simulated (door.gpio.pin_factory = "mock"): no real door is driven')
+        self.door = DoorController(config.door, pin_factory=factory, sink=self._on_door_event)
+        # The disk next: snapshots are pruned to the free-space floor (oldest first) before the
+        # database opens, and on a disk full of something else the reserve is given back.
+        store = SnapshotStore(config.storage.data_dir / "snapshots", config.snapshots)
+        self.disk = DiskGuard(
+            config.storage.data_dir,
+            floor_bytes=store.min_free_bytes,
+            reserve_bytes=config.storage.reserve_mb * 1024 * 1024,
+        )
+        store.make_room()
+        self.station = station = self._station or self._open_station(store)
+        self.disk.ensure_reserve()
         roster = station.door_roster()
         station.pipeline  # noqa: B018  (load dlib now, not on the first face at the door)
         log.info(
             "roster loaded", extra={"fields": {"members": len(roster.members), "templates": roster.size}}
         )
-        self.recorder = recorder = EventRecorder(station.sessions)
-        store = SnapshotStore(config.storage.data_dir / "snapshots", config.snapshots)
-        self.snapshots = SnapshotWriter(store, maxsize=config.daemon.snapshot_queue)
+        self.recorder = recorder = EventRecorder(station.sessions, make_room=self._make_room)
+        self.snapshots = SnapshotWriter(
+            store, maxsize=config.daemon.snapshot_queue, on_status=self._on_disk_status
+        )
         self.snapshots.start()
-        factory = self._pin_factory or make_pin_factory(config.door.gpio.pin_factory)
-        if config.door.gpio.pin_factory == "mock" and self._pin_factory is None:
-            log.warning('GPIO pins are simulated (door.gpio.pin_factory = "mock"): no real door is driven')
-        self.door = DoorController(config.door, pin_factory=factory, sink=self._on_door_event)
         source = self.options.camera_source or config.camera.source
         if source == "demo":
             if self._demo_source is None:
@@ -121,6 +168,9 @@ class StationDaemon:
         )
         daemon = config.daemon
         self.decider = AccessDecider(config.access, config.schedule.opening_hours())
+        self._restore_access_state()
+        recorder.subscribe(self._after_event)  # persists lockout changes (decide thread, after commit)
+        recorder.subscribe(self._signal_door)  # the buzzer / light / text line for the person there
         self.schedule = config.schedule
         self.loop = DecideLoop(
             frames=self.camera.frames,
@@ -158,6 +208,8 @@ class StationDaemon:
             kind="station_started",
             details={"station_id": config.station.station_id, "members": len(roster.members)},
         )
+        self._record_early_door_events()
+        self._raise_disk_alarm(store.status())
         self.camera.start()
         self._loop_thread = threading.Thread(target=self._run_loop, name="decide", daemon=True)
         self._loop_thread.start()
@@ -176,26 +228,132 @@ class StationDaemon:
             self.api.start()
         self.notifier.ready("deciding")
 
+    def _open_station(self, store: SnapshotStore) -> Station:
+        """Open the store; on a full disk make room (snapshots first, then the reserve) and, when
+        nothing is left to free, wait in a degraded mode instead of exiting into a restart loop:
+        READY with a clear STATUS, watchdog pings, the exit button and the local alarm working,
+        door events kept for the log, and the database tried again every DEGRADED_RETRY_S."""
+        assert self.disk is not None
+        while True:
+            try:
+                station = Station(self.config, env=self.env)
+            except Exception as exc:
+                if not (is_disk_full(exc) or self.disk.low()):
+                    raise
+                if store.make_room():
+                    continue  # room made: try again at once
+                released = self.disk.release_reserve()
+                if released:
+                    self._disk_alarm_details = {"reserve_released_bytes": released}
+                    continue
+                self._enter_degraded(exc)
+                if self.stop_event.wait(DEGRADED_RETRY_S):
+                    raise StartAborted("stopped while waiting for disk space") from None
+                continue
+            if self.degraded is not None:
+                waited = time.monotonic() - self._degraded_since
+                log.warning(
+                    "disk space back: starting normally", extra={"fields": {"waited_s": round(waited, 1)}}
+                )
+                self._disk_alarm_details = {"degraded_start_s": round(waited, 1)}
+                self.degraded = None
+            return station
+
+    def _enter_degraded(self, exc: BaseException) -> None:
+        assert self.disk is not None
+        free = self.disk.free_bytes()
+        text = (
+            f"DEGRADED: data disk full ({free // 1024} KiB free, floor "
+            f"{self.disk.floor_bytes // 2**20} MiB): no face or pass decisions, exit button works; "
+            "free space under the data directory"
+        )
+        if self.degraded is None:
+            self.degraded = "disk_full"
+            self._degraded_since = time.monotonic()
+            log.critical(text, extra={"fields": {"error": str(exc)[:300]}})
+            self.notifier.ready(text)  # systemd must not kill and restart us for this
+        self.notifier.status(text)
+        self.notifier.watchdog()
+
+    def _make_room(self) -> int:
+        """A commit failed on a full disk: the oldest snapshots go, then the reserve."""
+        freed = 0
+        if self.snapshots is not None:
+            freed = self.snapshots.store.make_room(1024 * 1024)
+        if not freed and self.disk is not None:
+            freed = self.disk.release_reserve()
+            if freed:
+                self._disk_alarm_details = {"reserve_released_bytes": freed}
+        return freed
+
+    def _on_disk_status(self, status: dict[str, Any]) -> None:
+        """The snapshot thread's report after each enforcement or skipped snapshot."""
+        self._raise_disk_alarm(status)
+        if self.disk is not None and not self.disk.low():
+            self.disk.ensure_reserve()
+
+    def _raise_disk_alarm(self, status: dict[str, Any]) -> None:
+        """Record `disk_full` once per episode (snapshots paused, the disk below its floor with
+        nothing of ours left to delete, or the reserve used) and `clock_jump` once per jump."""
+        recorder, disk = self.recorder, self.disk
+        if recorder is None or disk is None:
+            return
+        reserve_used = disk.reserve_bytes > 0 and disk.released > 0 and not disk.has_reserve()
+        episode = self._disk_alarm_details is not None  # a degraded start, or the reserve given back
+        full = bool(status.get("paused_for_space")) or disk.low() or reserve_used or episode
+        with self._alarm_lock:
+            self._record_disk_alarms(recorder, status, full)
+
+    def _record_disk_alarms(self, recorder: EventRecorder, status: dict[str, Any], full: bool) -> None:
+        try:
+            if full and not self._disk_alarm_raised:
+                details = {**status, **(self._disk_alarm_details or {})}
+                recorder.record(kind="disk_full", reason="free_space_below_floor", details=details)
+                self._disk_alarm_raised = True
+            elif not full and self._disk_alarm_raised:
+                recorder.record(kind="disk_space_recovered", details=dict(status))
+                self._disk_alarm_raised = False
+            self._disk_alarm_details = None
+            ahead = float(status.get("clock_ahead_s") or 0.0)
+            if ahead > 0 and not self._clock_alarm_raised:
+                recorder.record(
+                    kind="clock_jump",
+                    reason="wall_clock_ahead_of_history",
+                    details={"ahead_s": round(ahead, 1), "ahead_days": round(ahead / 86400, 2)},
+                )
+                self._clock_alarm_raised = True
+            elif ahead <= 0:
+                self._clock_alarm_raised = False
+        except Exception:
+            log.exception("disk / clock alarm not recorded")
+
     def _run_loop(self) -> None:
         assert self.loop is not None
         try:
             self.loop.run()
-        except Exception:
-            log.exception("decide loop crashed")
+        except BaseException:
+            # The door cannot decide any more: stop with a failure exit code so systemd restarts
+            # us (an exit 0 here once left a station silently dead under Restart=on-failure).
+            self.crashed = True
+            log.critical("decide loop crashed: stopping with exit code 1 for a restart", exc_info=True)
         finally:
             self.stop_event.set()
 
     # -- running ----------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Start, watch until stopped (signal, end of a file source, loop crash), stop. Exit code."""
+        """Start, watch until stopped (signal, end of a file source, loop crash), stop. Exit code:
+        0 for a requested stop or the end of a file source, 1 when the decide loop crashed."""
         try:
-            self.start()
+            try:
+                self.start()
+            except StartAborted:
+                return 0  # stopped while degraded (disk full): a requested stop
             interval = self.notifier.ping_interval_s or 1.0
             while not self.stop_event.wait(min(interval, 1.0)):
                 if self.healthy_for_watchdog():
                     self.notifier.watchdog()
-            return 0
+            return 1 if self.crashed else 0
         finally:
             self.stop()
 
@@ -217,6 +375,11 @@ class StationDaemon:
             if self.loop is None
             else round(time.monotonic() - self.loop.heartbeat, 2),
             "roster_version": None if self.station is None else self.station.roster.current.version,
+            "degraded": self.degraded,
+            "disk": None if self.snapshots is None else self.snapshots.store.status(),
+            "lockouts": []
+            if self.decider is None
+            else [info.to_json() for info in self.decider.active_lockouts(time.monotonic())],
         }
 
     def stop(self) -> None:
@@ -239,6 +402,7 @@ class StationDaemon:
             and self.door is not None
             and not self.door.closed
         ):
+            self._save_access_state(force=True)
             try:
                 self.recorder.record(kind="station_stopped")
             except Exception:
@@ -254,6 +418,9 @@ class StationDaemon:
         if self.station is not None and self._station is None:
             self.station.close()
             self.station = None
+        if self._run_lock is not None:
+            self._run_lock.release()  # last: nothing of this daemon touches the data any more
+            self._run_lock = None
 
     # -- services for the sync and API threads -----------------------------------------------
 
@@ -296,6 +463,41 @@ class StationDaemon:
             self.recorder.set_latency(event["id"], max(0.0, (energised - started) * 1000.0))
         return event
 
+    def lockouts(self) -> list[LockoutInfo]:
+        """Active lockouts (what is locked, for how long), for the page and the health report."""
+        if self.decider is None:
+            raise RuntimeError("the daemon is not running")
+        return self.decider.active_lockouts(time.monotonic())
+
+    def clear_lockouts(
+        self, lock_id: str | None = None, *, by: str
+    ) -> tuple[list[LockoutInfo], dict[str, Any] | None]:
+        """Staff end one lockout (by id) or all: recorded as a `lockout_cleared` event (None when
+        nothing was locked) and saved at once. ValueError for an id that is not a lockout id."""
+        if self.decider is None or self.recorder is None:
+            raise RuntimeError("the daemon is not running")
+        cleared = self.decider.clear_lockout(lock_id, now_mono=time.monotonic())
+        self._save_access_state(force=True)
+        if not cleared:
+            return [], None
+        event = self.recorder.record(
+            kind="lockout_cleared",
+            member_id=next((info.member_id for info in cleared if info.member_id), None),
+            reason="cleared_by_staff",
+            details={"by": by, "cleared": [info.to_json() for info in cleared]},
+        )
+        return cleared, event
+
+    def note_enrolment(self, *, done: bool = False) -> None:
+        """The installer page is enrolling someone at the door: their face's refusals do not count
+        toward lockouts for ENROLMENT_HOLD_S; once enrolled (`done`), appearance lockouts end (the
+        person in view is now a member)."""
+        if self.decider is None:
+            return
+        self.decider.pause_face_counting(time.monotonic(), ENROLMENT_HOLD_S)
+        if done:
+            self.decider.clear_lockout(scope="appearance", now_mono=time.monotonic())
+
     def set_schedule(self, schedule: ScheduleConfig) -> None:
         """Replace the opening hours at run time (not persisted to the config file)."""
         if self.decider is None:
@@ -314,15 +516,84 @@ class StationDaemon:
             raise RuntimeError("the daemon is not running")
         return self.station.door_roster().version
 
+    # -- access state across restarts -------------------------------------------------------
+
+    def _restore_access_state(self) -> None:
+        assert self.decider is not None and self.station is not None
+        saved = access_state.load(self.station.sessions)
+        if saved is None:
+            return
+        state, _ = saved
+        try:
+            self.decider.restore_state(state, now_mono=time.monotonic())
+        except ValueError as exc:
+            log.warning(
+                "saved access state refused: starting without it", extra={"fields": {"error": str(exc)}}
+            )
+            return
+        self._saved_access_version = self.decider.state_version
+        restored = self.decider.active_lockouts(time.monotonic())
+        if restored:
+            log.warning(
+                "lockouts carried over from before the restart",
+                extra={"fields": {"lockouts": [info.to_json() for info in restored]}},
+            )
+
+    def _save_access_state(self, *, force: bool = False) -> None:
+        decider, station = self.decider, self.station
+        if decider is None or station is None:
+            return
+        version = decider.state_version
+        if not force and version == self._saved_access_version:
+            return
+        try:
+            access_state.save(station.sessions, decider.snapshot_state(now_mono=time.monotonic()))
+            self._saved_access_version = version
+        except Exception:
+            log.exception("access state not saved (lockouts may not survive a restart)")
+
+    def _signal_door(self, event: dict[str, Any]) -> None:
+        signal = signal_for(event)
+        door = self.door
+        if signal is not None and door is not None:
+            door.signal(signal)  # returns at once: the pattern plays on the feedback thread
+
+    def _after_event(self, event: dict[str, Any]) -> None:
+        if event.get("kind") in ("refused", "lockout"):
+            self._save_access_state()
+
     # -- callbacks from other threads -------------------------------------------------------
 
     def _on_door_event(self, event: DoorEvent) -> None:
-        """gpiozero callback thread: record at once (emergency must be on disk within 100 ms)."""
-        if self.recorder is None:
-            return
+        """gpiozero callback thread: record at once (emergency must be on disk within 100 ms).
+
+        Before the recorder exists (the first seconds of a start: the door is up before the
+        database and dlib), events are kept, with their wall time, and recorded once it does.
+        """
+        with self._early_lock:
+            if self.recorder is None:
+                self._early_door_events.append((event, time.time()))
+                return
         self.recorder.record(
             kind=event.kind, method=event.method, details=dict(event.details), ts_mono=event.at_mono
         )
+
+    def _record_early_door_events(self) -> None:
+        with self._early_lock:
+            early = list(self._early_door_events)
+            self._early_door_events.clear()
+        for event, wall in early:
+            try:
+                assert self.recorder is not None
+                self.recorder.record(
+                    kind=event.kind,
+                    method=event.method,
+                    details={**event.details, "during_start": True},
+                    ts_mono=event.at_mono,
+                    ts_wall=wall,
+                )
+            except Exception:
+                log.exception("door event from the start-up not recorded")
 
     def _on_camera_status(self, status: CameraStatus) -> None:
         if self.recorder is None:

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import math
 import random
-import re
 import sys
 import threading
 import time
@@ -37,18 +36,18 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.camera_config import CameraConfig
+from edge.camera_config import CameraConfig, SourceKind, parse_source
+
+__all__ = ["SourceKind", "parse_source"]  # classified in camera_config (imported without OpenCV)
 
 logger = logging.getLogger(__name__)
 
-SourceKind = Literal["device", "url", "file"]
 CameraState = Literal["starting", "up", "down", "ended"]
 CaptureFactory = Callable[[str | int], cv2.VideoCapture]
 
 DEFAULT_FILE_FPS = 25.0
 """Used when a file does not state its frame rate (CAP_PROP_FPS is 0 or NaN)."""
 
-_URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 _FINGERPRINT_STRIDE = 8
 RECOVERY_CHANGES = 3
 """After a "frozen" failure, this many consecutive changed frames mean the camera is live again."""
@@ -176,16 +175,6 @@ class LatestFrame:
 
     def _newer(self, after_seq: int) -> bool:
         return self._frame is not None and self._frame.seq > after_seq
-
-
-def parse_source(source: str) -> tuple[SourceKind, str | int]:
-    """Classify `camera.source`: ("device", index), ("url", url) or ("file", path)."""
-    text = source.strip()
-    if re.fullmatch(r"[0-9]{1,3}", text):
-        return "device", int(text)
-    if text.lower().startswith(_URL_PREFIXES):
-        return "url", text
-    return "file", source
 
 
 def redact_source(source: str) -> str:

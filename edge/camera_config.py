@@ -8,7 +8,24 @@ station configuration; `edge.config.Config` can include them as sections.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SourceKind = Literal["device", "url", "file"]
+_URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+def parse_source(source: str) -> tuple[SourceKind, str | int]:
+    """Classify `camera.source`: ("device", index), ("url", url) or ("file", path)."""
+    text = source.strip()
+    if re.fullmatch(r"[0-9]{1,3}", text):
+        return "device", int(text)
+    if text.lower().startswith(_URL_PREFIXES):
+        return "url", text
+    return "file", source
 
 
 class _Section(BaseModel):
@@ -72,6 +89,14 @@ class CameraConfig(_Section):
         "becomes read_failed and a reconnect instead of a hung thread.",
     )
 
+    def rebased(self, base: Path) -> CameraConfig:
+        """A relative video-file source taken relative to `base` (the config file's folder), as
+        data_dir is: systemd starts us in /, an installer from anywhere."""
+        kind, target = parse_source(self.source)
+        if self.source == "demo" or kind != "file" or Path(str(target)).is_absolute():
+            return self
+        return self.model_copy(update={"source": str(base / str(target))})
+
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:
         if self.reconnect_max_s < self.reconnect_initial_s:
@@ -90,5 +115,12 @@ class SnapshotConfig(_Section):
     )
     retention_days: int = Field(
         30, ge=1, le=3650, description="Snapshots older than this are deleted; event rows stay."
+    )
+    min_free_mb: int = Field(
+        256,
+        ge=1,
+        le=1_000_000,
+        description="Free space (MiB) kept on the data disk: the oldest snapshots are deleted to keep "
+        "it, and none is written below it, so events can always be recorded.",
     )
     face_crop: bool = Field(True, description="Also write a crop around the face (<event_id>.face.jpg).")

@@ -14,6 +14,8 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ log = logging.getLogger("yizhan")
 
 EXIT_OK, EXIT_BUG, EXIT_REFUSED, EXIT_DATA = 0, 1, 2, 3
 WORKER_KINDS = ("courier", "rider", "sanitation", "driver", "other")
+_TOKEN_SHAPE = re.compile(r"YZ[0-9]{1,3}:", re.IGNORECASE)
 
 
 class CliRefusal(Exception):
@@ -94,10 +97,10 @@ def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_identify(args: argparse.Namespace, config: Config) -> int:
-    from edge.station import RefusedError, Station, read_photo
+    from edge.station import RefusedError, Station, photo_pixel_limit, read_photo
 
     try:
-        rgb = read_photo(Path(args.photo))
+        rgb = read_photo(Path(args.photo), max_pixels=photo_pixel_limit(config))
     except RefusedError as exc:
         raise CliRefusal(str(exc)) from None
     station = Station(config)
@@ -242,8 +245,20 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _names_a_file(value: str) -> bool:
+    """Whether `yizhan qr check` was given a file (a photo of a code) rather than a token's text.
+
+    Token-shaped text is never looked up on disk, and any text the OS refuses as a path (longer than
+    NAME_MAX/PATH_MAX, a NUL byte) is text: a 300-character token must not end in "File name too
+    long".
+    """
+    if _TOKEN_SHAPE.match(value.strip()):
+        return False
+    return os.path.isfile(value)  # False (not an exception) for ENAMETOOLONG and NUL bytes
+
+
 def cmd_qr(args: argparse.Namespace, config: Config) -> int:
-    from edge.station import RefusedError, Station, read_photo
+    from edge.station import RefusedError, Station, photo_pixel_limit, read_photo
 
     station = Station(config)
     try:
@@ -256,29 +271,46 @@ def cmd_qr(args: argparse.Namespace, config: Config) -> int:
                 single_use=args.single_use,
             )
             if args.png:
-                from recognizer.qr_decode import render_png
+                from edge.pass_card import PassLabel, write_pass_card
+                from recognizer.qr_token import parse_token
 
-                render_png(token, Path(args.png))
+                claims = parse_token(token)
+                member = station.get_member(args.member_id)
+                label = PassLabel(
+                    member_id=args.member_id,
+                    name=member["name"] if member else None,
+                    expires_at=claims.expires_at,
+                    timezone=config.schedule.timezone,
+                    single_use=claims.single_use,
+                    station=claims.station_scope,
+                )
+                write_pass_card(token, label, Path(args.png))
             sys.stdout.write(token + "\n")
         elif args.qr_cmd == "check":
-            candidate = Path(args.token_or_image)
-            is_file = len(args.token_or_image) < 4096 and candidate.is_file()
-            if is_file:
+            # A check, not a door: a single-use pass is looked up, never used up (it must still
+            # open the door once after an installer checked it before printing it).
+            if _names_a_file(args.token_or_image):
                 try:
-                    rgb = read_photo(candidate)
+                    rgb = read_photo(Path(args.token_or_image), max_pixels=photo_pixel_limit(config))
                 except RefusedError as exc:
                     raise CliRefusal(str(exc)) from None
-                result = station.check_qr_image(rgb)
+                result = station.check_qr_image(rgb, spend=False)
                 if result is None:
                     from recognizer.results import Decision, QrResult
 
                     result = QrResult(Decision.QR_REFUSED, reason="no_qr_code")
             else:
-                result = station.check_qr_text(args.token_or_image.strip())
+                result = station.check_qr_text(args.token_or_image.strip(), spend=False)
+            note = (
+                "dry run: this single-use pass was not used up"
+                if result.single_use
+                else "dry run: nothing recorded"
+            )
             _emit(
                 args,
-                result.to_json(),
-                f"{result.decision.value}: member={result.member_id or '-'} reason={result.reason or '-'}",
+                {**result.to_json(), "dry_run": True},
+                f"{result.decision.value}: member={result.member_id or '-'} reason={result.reason or '-'} "
+                f"({note})",
             )
         elif args.qr_cmd == "revoke":
             nonce = station.revoke_qr(args.token.strip(), args.reason)
@@ -299,10 +331,15 @@ def _event_text(e: dict[str, Any]) -> str:
 
 
 def cmd_events(args: argparse.Namespace, config: Config) -> int:
+    """`events list` (newest first) and `events stats`, all in the station's time zone.
+
+    One zone everywhere ([schedule] timezone): `--since` without an offset is read in it, times are
+    printed in it with their UTC offset, and `stats` groups by its days.
+    """
     import time
     from zoneinfo import ZoneInfo
 
-    from edge.event_report import parse_since, stats_by_day
+    from edge.event_report import local_time, parse_since, stats_by_day, zone_label
     from edge.station import Station
     from models import events as event_store
 
@@ -311,30 +348,36 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
         since = parse_since(args.since, now=time.time(), tz=tz) if args.since else None
     except ValueError as exc:
         raise CliRefusal(str(exc)) from None
+    if not 1 <= args.limit <= event_store.LIST_LIMIT_MAX:
+        raise CliRefusal(f"--limit must be from 1 to {event_store.LIST_LIMIT_MAX}, got {args.limit}")
     station = Station(config)
     try:
         with station.sessions() as session:
             rows = [
-                event_store.event_to_json(e)
+                {**event_store.event_to_json(e), "ts": local_time(e.ts_wall, tz)}
                 for e in event_store.list_events(
                     session,
                     since=since,
                     kind=getattr(args, "kind", None),
                     member_id=getattr(args, "member", None),
                     limit=args.limit,
+                    newest_first=True,
                 )
             ]
     finally:
         station.close()
+    header = f"(times in {zone_label(tz)})"
     if args.events_cmd == "list":
-        _emit(args, rows, lambda: "\n".join(_event_text(e) for e in rows) or "(no events)")
+        lines = [header, *(_event_text(e) for e in rows)] if rows else ["(no events)"]
+        _emit(args, rows, "\n".join(lines))
     else:
         days = stats_by_day(rows, tz)
         _emit(
             args,
             days,
             lambda: "\n".join(
-                [f"{'day':<11} {'entries':>7} {'members':>7} {'refusals':>8} {'exits':>5} {'alarms':>6}"]
+                [header]
+                + [f"{'day':<11} {'entries':>7} {'members':>7} {'refusals':>8} {'exits':>5} {'alarms':>6}"]
                 + [
                     f"{d['day']:<11} {d['entries']:>7} {d['distinct_members']:>7} {d['refusals']:>8} "
                     f"{d['exits']:>5} {d['alarms']:>6}"
@@ -413,7 +456,9 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     """The station daemon. SIGTERM/SIGINT stop it cleanly: the relay is de-energised first."""
     import signal
 
+    from door.pins import DoorHardwareError
     from edge.app import RunOptions, StationDaemon
+    from edge.run_lock import DataDirBusy
 
     daemon = StationDaemon(
         config,
@@ -430,7 +475,12 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    return daemon.run()
+    try:
+        return daemon.run()
+    except (DataDirBusy, DoorHardwareError) as exc:
+        # Refused, not a bug: a second daemon on this data dir, or no GPIO driver (the same words
+        # `yizhan doctor` prints). Exit 2, which the systemd unit does not restart.
+        raise CliRefusal(str(exc)) from None
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -528,8 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--station", help="valid only at this station id")
     issue.add_argument("--group", help="valid only for members of this group")
     issue.add_argument("--single-use", action="store_true", help="refused after its first use")
-    issue.add_argument("--png", help="also write the QR code as a PNG image")
-    check = qsub.add_parser("check", help="check a token (text) or a photo of a QR code")
+    issue.add_argument(
+        "--png", help="also write a printable PNG: the QR code with the member's name and expiry"
+    )
+    check = qsub.add_parser(
+        "check",
+        help="check a token (text) or a photo of a QR code; a dry run: a single-use pass is not used up",
+    )
     check.add_argument("token_or_image", metavar="TOKEN_OR_IMAGE")
     check.add_argument("--json", action="store_true", help="print one JSON value")
     revoke = qsub.add_parser("revoke", help="revoke one token (lost phone or card)")
@@ -540,14 +595,16 @@ def build_parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="the local event log")
     events.set_defaults(handler=cmd_events)
     esub = events.add_subparsers(dest="events_cmd", required=True)
-    elist = esub.add_parser("list", help="events, oldest first")
+    elist = esub.add_parser("list", help="events, newest first, in the station's time zone")
     elist.add_argument("--kind", help="only this kind (entry, refused, emergency, ...)")
     elist.add_argument("--member", help="only this member id")
     estats = esub.add_parser("stats", help="visits, distinct members and refusals per day")
     estats.add_argument("--by", choices=["day"], default="day")
     for ep in (elist, estats):
         ep.add_argument("--since", help="2026-11-24, 2026-11-24T08:00[+08:00], or 90m / 12h / 7d")
-        ep.add_argument("--limit", type=int, default=10000, help="at most this many events (default 10000)")
+        ep.add_argument(
+            "--limit", type=int, default=10000, help="the newest this many events (default 10000)"
+        )
         ep.add_argument("--json", action="store_true", help="print one JSON value")
 
     sync = sub.add_parser("sync", help="MQTT sync with the centre")
@@ -612,29 +669,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     configure_logging(config.logging.level, args.log_format or config.logging.format)
     log.debug("configuration loaded", extra={"fields": {"source": source}})
-    from edge.station import RefusedError
-    from models.database import StoreError
-
     try:
         return int(args.handler(args, config))
-    except (CliRefusal, RefusedError) as exc:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return _exit_code(args, exc)
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _loaded(module: str, name: str) -> type[BaseException]:
+    """A class from a module only if the command imported it: an exception of that class cannot
+    exist otherwise. Keeps `yizhan door safe` (systemd's ExecStopPost, on the relay's critical path
+    after a crash) from importing SQLAlchemy, NumPy and OpenCV just to classify errors."""
+    loaded = sys.modules.get(module)
+    found = getattr(loaded, name, None) if loaded is not None else None
+    return found if isinstance(found, type) and issubclass(found, BaseException) else _NeverRaised
+
+
+def _exit_code(args: argparse.Namespace, exc: Exception) -> int:
+    if isinstance(exc, CliRefusal | _loaded("edge.station", "RefusedError")):
         problems = getattr(exc, "problems", [])
         sys.stderr.write(f"yizhan {args.command}: {exc}\n" + "".join(f"  - {p}\n" for p in problems))
         return EXIT_REFUSED
-    except ConfigError as exc:  # found when a part is built (e.g. the face model file)
+    if isinstance(exc, ConfigError):  # found when a part is built (e.g. the face model file)
         sys.stderr.write(f"yizhan {args.command}: invalid configuration: {exc}\n")
         return EXIT_REFUSED
-    except StoreError as exc:
+    if isinstance(exc, _loaded("models.database", "StoreError")):
         if isinstance(exc, ValueError | LookupError):  # bad input (validation, duplicate, not found)
             sys.stderr.write(f"yizhan {args.command}: {exc}\n")
             return EXIT_REFUSED
         sys.stderr.write(f"yizhan {args.command}: stored data cannot be used: {exc}\n")
         return EXIT_DATA
-    except KeyboardInterrupt:
-        return 130
-    except Exception:
-        log.exception("unexpected error", extra={"fields": {"command": args.command}})
-        return EXIT_BUG
+    log.exception("unexpected error", extra={"fields": {"command": args.command}}, exc_info=exc)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -49,6 +49,13 @@ class StorageConfig(_Section):
         description="Template encryption key (32 bytes, hex). Default: <data_dir>/template.key, "
         "created with mode 0600 on first use. $YIZHAN_TEMPLATE_KEY overrides both.",
     )
+    reserve_mb: int = Field(
+        16,
+        ge=0,
+        le=4096,
+        description="Space (MiB) held in <data_dir>/reserve.space and given back to the database "
+        "when the disk is full, so events are still recorded (0: no reserve).",
+    )
 
     @property
     def database_path(self) -> Path:
@@ -240,6 +247,7 @@ def _rebase(config: Config, base: Path) -> Config:
             ),
             "qr": qr.model_copy(update={"signing_key_file": rebased(qr.signing_key_file, base)}),
             "mqtt": config.mqtt.rebased(base),
+            "camera": config.camera.rebased(base),
         }
     )
 

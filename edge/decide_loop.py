@@ -28,6 +28,7 @@ import numpy as np
 
 from edge.access import AccessDecider, AccessDecision, Credential
 from edge.camera import Frame, LatestFrame
+from edge.lockouts import pass_fingerprint
 from edge.motion import ChangeDetector
 from edge.recorder import EventRecorder
 from edge.tracker import FaceTracker
@@ -204,6 +205,7 @@ class DecideLoop:
                 "qr_reason": result.reason,
                 "key_id": result.key_id,
                 "timings_ms": result.timings_ms,
+                "pass": pass_fingerprint(text),  # what a lockout of this pass keys on
             }
             if result.decision is Decision.QR_OK and result.member_id is not None:
                 snapshot = self.roster()
@@ -214,7 +216,7 @@ class DecideLoop:
                         return
                     # No face to confirm with: the code alone admits (a face is never the only way in).
                     details["qr_only_member"] = True
-            self._decide(Credential.from_qr(result), frame, None, details)
+            self._decide(Credential.from_qr(result, pass_id=details["pass"]), frame, None, details)
 
     def _confirm_face(self, frame: Frame, rgb: np.ndarray, detection: Any) -> None:
         pending = self.two_factor.pending
@@ -289,11 +291,17 @@ class DecideLoop:
             if member is not None and member.groups:
                 self.door.grant_aux(member.groups)
         if decision.alarm:
+            locked = decision.details.get("locked") or []
             self.recorder.record(
                 kind="lockout",
                 method=decision.method,
+                member_id=next((lock["member_id"] for lock in locked if lock.get("member_id")), None),
                 reason=decision.alarm,
-                details={"trigger_event": event_id},
+                details={
+                    "trigger_event": event_id,
+                    "locked": locked,
+                    "lockout_s": decision.details.get("lockout_s"),
+                },
             )
         if self.snapshots is not None and snapshot_path is not None:
             self.snapshots.submit(event_id, frame, box, when_wall)

@@ -7,6 +7,7 @@ database is only opened and checked; keys are only read), so it is safe to run b
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import sqlite3
@@ -77,9 +78,15 @@ def check_disk(config: Config) -> Check:
         return Check("disk", "fail", f"cannot read free space of {probe}: {exc}")
     free_mb = usage.free / 2**20
     budget = config.snapshots.budget_mb
-    if free_mb < 200:
+    floor = config.snapshots.min_free_mb
+    if free_mb < floor:
+        used = config.storage.reserve_mb and not (probe / "reserve.space").exists()
+        held = "; the disk reserve is gone (used)" if used else ""
         return Check(
-            "disk", "fail", f"only {free_mb:.0f} MiB free under {probe}: events cannot be stored safely"
+            "disk",
+            "fail",
+            f"only {free_mb:.0f} MiB free under {probe}, below the {floor} MiB floor: snapshots are "
+            f"paused and events live on what is left{held}; free space (journald? old files?)",
         )
     if free_mb < budget / 4:
         return Check(
@@ -119,6 +126,80 @@ def check_database(config: Config) -> Check:
             else f"schema version {version} is newer than this program ({SCHEMA_VERSION}): upgrade yizhan",
         )
     return Check("database", "ok", f"{members} members, {pending} events waiting to sync, journal {mode}")
+
+
+def _state_values(config: Config, *keys: str) -> dict[str, str]:
+    """station_state values, read-only (empty when there is no database yet)."""
+    path = config.storage.database_path
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        marks = ", ".join("?" for _ in keys)
+        rows = conn.execute(f"SELECT key, value FROM station_state WHERE key IN ({marks})", keys).fetchall()
+    finally:
+        conn.close()
+    return {str(key): str(value) for key, value in rows}
+
+
+def _member_id_twins(config: Config) -> list[list[str]]:
+    from models.database import CASE_CONFLICTS_SQL, case_conflict_groups
+
+    path = config.storage.database_path
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return case_conflict_groups(conn.execute(CASE_CONFLICTS_SQL).fetchall())
+    finally:
+        conn.close()
+
+
+def check_lockouts(config: Config, now_wall: float | None = None) -> list[Check]:
+    """Active lockouts (as the daemon last saved them) and member ids that differ only by case."""
+    from edge import access_state
+
+    try:
+        values = _state_values(config, access_state.KEY)
+    except sqlite3.Error as exc:
+        return [Check("lockouts", "fail", f"cannot read the saved lockouts: {exc}")]
+    now = time.time() if now_wall is None else now_wall
+    locks = access_state.active_lockouts(values.get(access_state.KEY), now)
+    checks = []
+    if not locks:
+        checks.append(Check("lockouts", "ok", "no credential or face is locked out"))
+    else:
+        words = {"member": "face entry as", "pass": "pass", "appearance": "face track"}
+        parts = []
+        for lock in locks:
+            scope, _, key = str(lock.get("id", "")).partition(":")
+            parts.append(
+                f"{words.get(scope, scope)} {key} ({lock['remaining_s']:.0f} s left, "
+                f"{lock.get('attempts')} failed attempts, {lock.get('reason')})"
+            )
+        checks.append(
+            Check(
+                "lockouts",
+                "warn",
+                f"{len(locks)} locked: " + "; ".join(parts) + " - other members are not affected; "
+                "clear one on the installer page or DELETE /api/v1/lockouts/<id>",
+            )
+        )
+    try:
+        groups = _member_id_twins(config)
+    except sqlite3.Error as exc:
+        return [*checks, Check("member ids", "fail", f"cannot read members: {exc}")]
+    if groups:
+        listed = "; ".join(" and ".join(group) for group in groups)
+        checks.append(
+            Check(
+                "member ids",
+                "warn",
+                f"member ids that differ only by case (kept from before ids were compared ignoring "
+                f"case): {listed}. Remove one of each pair and re-issue its passes under the other",
+            )
+        )
+    return checks
 
 
 def check_keys(config: Config, env: dict[str, str]) -> list[Check]:
@@ -187,7 +268,12 @@ def check_gpio(config: Config) -> Check:
     return Check("gpio", "ok", f"pin factory {name!r} loaded")
 
 
-def check_camera(config: Config, opener: Callable[[str], bool] | None = None) -> Check:
+def check_camera(
+    config: Config,
+    opener: Callable[[str], bool] | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> Check:
     source = config.camera.source
     if source == "demo":
         return Check("camera", "warn", "source is the generated demo video, not a camera")
@@ -196,26 +282,30 @@ def check_camera(config: Config, opener: Callable[[str], bool] | None = None) ->
     kind, target = parse_source(source)
     if kind == "file" and not Path(str(target)).is_file():
         return Check("camera", "fail", f"video file {source} does not exist")
+    camera = config.camera
+    limit = camera.open_timeout_s + camera.read_timeout_s  # what the check allows, as the daemon does
     if opener is None:
-        opener = _open_and_read
-    started = time.monotonic()
-    ok = opener(source)
-    took = time.monotonic() - started
-    if not ok:
-        return Check(
-            "camera",
-            "fail",
-            f"{redact_source(source)}: no frame within {took:.1f} s (unplugged? "
-            "wrong index or URL? is the daemon holding the device?)",
+        opener = functools.partial(
+            _open_and_read, open_timeout_s=camera.open_timeout_s, read_timeout_s=camera.read_timeout_s
         )
+    started = clock()
+    ok = opener(source)
+    took = clock() - started
+    if not ok:
+        hint = "unplugged? wrong index or URL? is the daemon holding the device?"
+        if took < camera.open_timeout_s:
+            detail = f"{redact_source(source)}: cannot be opened (refused after {took:.1f} s; {hint})"
+        else:
+            detail = f"{redact_source(source)}: no frame within {limit:g} s ({hint})"
+        return Check("camera", "fail", detail)
     return Check("camera", "ok", f"{redact_source(source)}: first frame in {took:.2f} s")
 
 
-def _open_and_read(source: str) -> bool:
+def _open_and_read(source: str, *, open_timeout_s: float, read_timeout_s: float) -> bool:
     from edge.camera import open_capture, parse_source
 
     _, target = parse_source(source)
-    capture = open_capture(target, open_timeout_s=5.0, read_timeout_s=5.0)
+    capture = open_capture(target, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
     try:
         if not capture.isOpened():
             return False
@@ -332,6 +422,7 @@ def run_checks(config: Config, env: dict[str, str] | None = None, *, camera: boo
         check_clock(),
         check_disk(config),
         check_database(config),
+        *check_lockouts(config),
         *check_keys(config, env),
         check_gpio(config),
         check_face_stack(config),

@@ -12,6 +12,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+
+def local_time(ts_wall: float, tz: ZoneInfo) -> str:
+    """A unix time as ISO 8601 in the station's zone, offset included (2026-11-24T08:00:00.000+08:00)."""
+    return dt.datetime.fromtimestamp(float(ts_wall), tz).isoformat(timespec="milliseconds")
+
+
+def zone_label(tz: ZoneInfo, now: dt.datetime | None = None) -> str:
+    """'Asia/Shanghai, UTC+08:00': the zone and its offset now, for headers."""
+    offset = (now or dt.datetime.now(dt.UTC)).astimezone(tz).strftime("%z")
+    return f"{tz.key}, UTC{offset[:3]}:{offset[3:]}"
+
+
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -36,7 +48,9 @@ def parse_since(text: str, *, now: float, tz: ZoneInfo) -> float:
 
 ENTRY_KINDS = frozenset({"entry"})
 REFUSAL_KINDS = frozenset({"refused"})
-ALARM_KINDS = frozenset({"emergency", "door_forced", "door_held_open", "tamper", "lockout"})
+ALARM_KINDS = frozenset(
+    {"emergency", "door_forced", "door_held_open", "tamper", "lockout", "disk_full", "clock_jump"}
+)
 
 
 def stats_by_day(events: Iterable[Mapping[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from edge.disk_space import is_disk_full
 from models import events as event_store
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,14 @@ Listener = Callable[[dict[str, Any]], None]
 
 
 class EventRecorder:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, make_room: Callable[[], int] | None = None
+    ) -> None:
+        """`make_room` is called when a commit fails because the disk is full; it frees what it
+        can (the oldest snapshots, then the disk reserve) and returns the bytes freed: the record
+        is then tried once more, so a full disk costs pictures, not events."""
         self._sessions = sessions
+        self._make_room = make_room
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self.failures = 0
@@ -54,7 +61,10 @@ class EventRecorder:
     ) -> dict[str, Any]:
         """Commit one event (and its outbox row); returns the event as JSON. Raises on failure."""
         event_id = event_id or str(uuid.uuid4())
-        try:
+        ts_mono = time.monotonic() if ts_mono is None else ts_mono
+        ts_wall = time.time() if ts_wall is None else ts_wall
+
+        def commit() -> dict[str, Any]:
             with self._sessions() as session, session.begin():
                 event = event_store.record_event(
                     session,
@@ -65,10 +75,21 @@ class EventRecorder:
                     details=details or {},
                     snapshot=snapshot,
                     event_id=event_id,
-                    ts_mono=time.monotonic() if ts_mono is None else ts_mono,
-                    ts_wall=time.time() if ts_wall is None else ts_wall,
+                    ts_mono=ts_mono,
+                    ts_wall=ts_wall,
                 )
-                payload = event_store.event_to_json(event)
+                return event_store.event_to_json(event)
+
+        try:
+            try:
+                payload = commit()
+            except Exception as exc:
+                if self._make_room is None or not is_disk_full(exc) or self._make_room() <= 0:
+                    raise
+                log.warning(
+                    "disk full while recording: made room, recording again", extra={"fields": {"event": kind}}
+                )
+                payload = commit()
         except Exception:
             self.failures += 1
             log.exception("event not recorded", extra={"fields": {"event": kind, "member_id": member_id}})

@@ -13,9 +13,11 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from edge.camera import Frame
-from edge.snapshots import SnapshotStore
+from edge.snapshots import NoSpace, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +25,29 @@ _Item = tuple[str, Frame, tuple[int, int, int, int] | None, float]
 
 
 class SnapshotWriter:
-    def __init__(self, store: SnapshotStore, *, maxsize: int = 16, enforce_every_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        *,
+        maxsize: int = 16,
+        enforce_every_s: float = 600.0,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """`on_status` gets `store.status()` after every enforcement and every skipped snapshot
+        (free space, paused, clock ahead): the daemon raises its disk and clock alarms from it."""
         self.store = store
+        self._on_status = on_status
         self._queue: queue.Queue[_Item | tuple[()] | None] = queue.Queue(maxsize=maxsize)
         self._enforce_every_s = enforce_every_s
         self._thread: threading.Thread | None = None
         self.written = 0
         self.dropped = 0
         self.failed = 0
+        self.skipped = 0
 
     def path_for(self, event_id: str, when_wall: float) -> str | None:
-        return self.store.path_for(event_id, when_wall) if self.store.config.enabled else None
+        """The event row's snapshot path; None when disabled or paused because the disk is full."""
+        return self.store.path_for(event_id, when_wall) if self.store.accepting() else None
 
     def submit(
         self, event_id: str, frame: Frame, box: tuple[int, int, int, int] | None, when_wall: float
@@ -81,9 +95,24 @@ class SnapshotWriter:
         try:
             self.store.save(event_id, frame.image, box, when_wall)
             self.written += 1
+        except NoSpace:
+            self.skipped += 1  # logged by the store once per episode; the event row is recorded
+            self._report()
         except Exception:
             self.failed += 1
             log.exception("snapshot not written", extra={"fields": {"event_id": event_id}})
+
+    def _report(self) -> None:
+        if self._on_status is None:
+            return
+        try:
+            self._on_status(self.store.status())
+        except Exception:
+            log.exception("snapshot status listener failed")
+
+    def enforce_now(self) -> None:
+        """Enforce retention, budget and the free-space floor now (also done every enforce_every_s)."""
+        self._enforce()
 
     def _enforce(self) -> None:
         try:
@@ -91,6 +120,8 @@ class SnapshotWriter:
         except Exception:
             log.exception("snapshot retention failed")
             return
+        finally:
+            self._report()
         if report.deleted_files:
             log.info(
                 "snapshots pruned",

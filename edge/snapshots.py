@@ -12,17 +12,32 @@ are written to a temporary name, fsynced and renamed, because snapshots may be e
 half-written JPEG must never take the place of one.
 
 Pruning (`enforce()`) deletes whole events (both files): first those older than the retention
-period, then the oldest until the total fits the budget. It only ever deletes files that match the
-store's own naming inside day folders under the root, never follows symlinks, and never touches
-the database: event rows outlive their pictures.
+period, then the oldest until the total fits the budget, then the oldest until the disk has
+`[snapshots] min_free_mb` free again. It only ever deletes files that match the store's own naming
+inside day folders under the root, never follows symlinks, and never touches the database: event
+rows outlive their pictures.
+
+A full disk: snapshots go first. Before a write the store makes room by deleting the oldest
+snapshots down to the free-space floor; when even that is not enough (the disk was filled by
+something else) the snapshot is skipped (`NoSpace`), the store stops handing out paths
+(`accepting()`), and the door keeps deciding and recording events in the space the floor keeps.
+
+A clock that jumps: retention trusts the wall clock only within a sane step (CLOCK_STEP_S) of its
+own clock, which follows the monotonic clock from the last trusted reading (kept in
+`.retention-clock.json` across restarts). A Pi that boots 40 days ahead no longer deletes 40 days
+of snapshots at once: retention catches up at CATCH_UP times real time, and `clock_ahead_s` says by
+how much the wall clock is ahead (the daemon raises a `clock_jump` alarm on it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import json
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +61,16 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _FILE = re.compile(rf"(?P<id>{_EVENT_ID.pattern})(?P<face>\.face)?\.jpg")
 _TMP_SUFFIX = ".tmp"
 _DAY_SECONDS = 86400.0
+CLOCK_FILE = ".retention-clock.json"
+#: A forward wall-clock change retention accepts at once (a Pi without RTC correcting at boot).
+CLOCK_STEP_S = 2 * _DAY_SECONDS
+#: Beyond that step, retention's own clock runs at most this many times real time to catch up.
+CATCH_UP = 2.0
+_WRITE_SLACK = 64 * 1024  # directory entries and metadata beside the JPEG bytes
+
+
+class NoSpace(OSError):
+    """The disk is below the free-space floor even with no snapshot left to delete: not written."""
 
 
 @dataclass(frozen=True)
@@ -90,22 +115,53 @@ class SnapshotStore:
         config: SnapshotConfig,
         *,
         clock_wall: Callable[[], float] = time.time,
+        clock_mono: Callable[[], float] = time.monotonic,
         budget_bytes: int | None = None,
+        free_space: Callable[[], int] | None = None,
     ) -> None:
         self.root = Path(root)
         self.config = config
         self._clock_wall = clock_wall
+        self._clock_mono = clock_mono
         self.budget_bytes = config.budget_mb * 1024 * 1024 if budget_bytes is None else int(budget_bytes)
         if self.budget_bytes < 0:
             raise ValueError("budget_bytes must be >= 0")
-        self._lock = threading.Lock()  # the index and the running total
+        self.min_free_bytes = config.min_free_mb * 1024 * 1024
+        self._free_space = free_space or (lambda: shutil.disk_usage(self.root).free)
+        #: True after a snapshot could not be written for lack of space, until one is written.
+        self.paused_for_space = False
+        self.skipped_for_space = 0
+        #: How far the wall clock is ahead of retention's own clock (0: in step).
+        self.clock_ahead_s = 0.0
+        self._lock = threading.RLock()  # the index and the running total (re-entered by probes)
         self._write_lock = threading.Lock()  # file writes and deletions
         self._groups: dict[tuple[str, str], _Group] = {}  # (day, event_id) -> files
         self._total = 0
         self.root.mkdir(parents=True, exist_ok=True)
         self._scan()
+        now_wall = self._clock_wall()
+        history = self._saved_clock()
+        if history is None and self._groups:
+            history = max(group.when for group in self._groups.values())
+        self._anchor = (min(now_wall, history) if history is not None else now_wall, self._clock_mono())
 
     # -- paths ---------------------------------------------------------------------------------
+
+    def accepting(self) -> bool:
+        """Whether a snapshot written now would be kept: enabled, and not paused for a full disk
+        (paused, the event row gets no snapshot path rather than one to a file never written)."""
+        if not self.config.enabled:
+            return False
+        if self.paused_for_space and self.free_bytes() >= self.min_free_bytes + _WRITE_SLACK:
+            self.paused_for_space = False
+        return not self.paused_for_space
+
+    def free_bytes(self) -> int:
+        """Free bytes on the snapshots' filesystem (0 when it cannot be read)."""
+        try:
+            return int(self._free_space())
+        except OSError:
+            return 0
 
     def path_for(self, event_id: str, when_wall: float) -> str:
         """The relative path `save()` will write for this event: store it in the event row first."""
@@ -168,25 +224,84 @@ class SnapshotStore:
         day = relative.split("/", 1)[0]
         day_dir = self.root / day
         written: dict[str, int] = {}
+        needed = sum(len(data) for data in files.values()) + _WRITE_SLACK
+        if self.free_bytes() - needed < self.min_free_bytes:
+            self.make_room(needed)  # snapshots go first: the oldest make room for this one
+            if self.free_bytes() - needed < self.min_free_bytes:
+                self._skip(event_id, "below the free-space floor")
         with self._write_lock:  # so enforce() cannot remove the day folder between mkdir and write
             if day_dir.is_symlink():
                 raise ValueError(f"day folder {day} is a symlink; refusing to write through it")
-            day_dir.mkdir(mode=0o750, exist_ok=True)
-            for name, data in files.items():
-                _write_atomic(day_dir / name, data, when_wall)
-                written[name] = len(data)
-            _fsync_dir(day_dir)
-            with self._lock:
-                group = self._groups.setdefault((day, event_id), _Group(when_wall))
-                for name, size in written.items():
-                    self._total += size - group.files.get(name, 0)
-                    group.files[name] = size
-                group.when = when_wall
+            try:
+                day_dir.mkdir(mode=0o750, exist_ok=True)
+                for name, data in files.items():
+                    _write_atomic(day_dir / name, data, when_wall)
+                    written[name] = len(data)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                for name in written:  # half an event is no event: both files or none
+                    _unlink_quietly(day_dir / name)
+                written = {}
+                full: OSError | None = exc
+            else:
+                full = None
+            if full is None:
+                _fsync_dir(day_dir)
+                with self._lock:
+                    group = self._groups.setdefault((day, event_id), _Group(when_wall))
+                    for name, size in written.items():
+                        self._total += size - group.files.get(name, 0)
+                        group.files[name] = size
+                    group.when = when_wall
+        if full is not None:
+            self.make_room(2 * needed)
+            self._skip(event_id, f"the disk is full ({full.strerror})")
+        self.paused_for_space = False
         logger.debug(
             "snapshot saved",
             extra={"fields": {"event_id": event_id, "path": relative, "bytes": sum(written.values())}},
         )
         return relative
+
+    def _skip(self, event_id: str, why: str) -> None:
+        if not self.paused_for_space:
+            logger.warning(
+                "snapshots paused: %s; events are still decided and recorded",
+                why,
+                extra={"fields": {"free_bytes": self.free_bytes(), "floor_bytes": self.min_free_bytes}},
+            )
+        self.paused_for_space = True
+        self.skipped_for_space += 1
+        raise NoSpace(errno.ENOSPC, f"snapshot {event_id} not written: {why}")
+
+    def make_room(self, needed: int = 0) -> int:
+        """Delete the oldest snapshots until `needed` more bytes fit above the free-space floor;
+        returns the bytes freed (0 when there was nothing of ours left to delete)."""
+        freed = 0
+        with self._write_lock, self._lock:
+            ordered = sorted(self._groups.items(), key=lambda item: (item[1].when, item[0]))
+            for key, group in ordered:
+                if self.free_bytes() - needed >= self.min_free_bytes:
+                    break
+                freed += self._delete_group(key, group)[1]
+        if freed:
+            logger.warning(
+                "snapshots deleted to keep the disk's free-space floor",
+                extra={"fields": {"freed_bytes": freed}},
+            )
+        return freed
+
+    def status(self) -> dict[str, object]:
+        """Free space, the floor, whether snapshots are paused, and how far the clock is ahead."""
+        return {
+            "free_bytes": self.free_bytes(),
+            "floor_bytes": self.min_free_bytes,
+            "usage_bytes": self.usage_bytes(),
+            "paused_for_space": self.paused_for_space,
+            "skipped_for_space": self.skipped_for_space,
+            "clock_ahead_s": round(self.clock_ahead_s, 1),
+        }
 
     def _encode(self, image: npt.NDArray[np.uint8]) -> bytes:
         ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
@@ -207,13 +322,17 @@ class SnapshotStore:
         Sorting all events costs a few milliseconds for tens of thousands; call it at start and
         periodically (say hourly, and after saving when `usage_bytes()` exceeds the budget).
         """
-        now = self._clock_wall() if now_wall is None else now_wall
+        now = self.retention_now(self._clock_wall() if now_wall is None else now_wall)
         cutoff = now - self.config.retention_days * _DAY_SECONDS
         deleted = freed = 0
         with self._write_lock, self._lock:
             ordered = sorted(self._groups.items(), key=lambda item: (item[1].when, item[0]))
             for key, group in ordered:
-                if group.when >= cutoff and self._total <= self.budget_bytes:
+                if (
+                    group.when >= cutoff
+                    and self._total <= self.budget_bytes
+                    and self.free_bytes() >= self.min_free_bytes
+                ):
                     break
                 files, size = self._delete_group(key, group)
                 deleted += files
@@ -223,6 +342,7 @@ class SnapshotStore:
             for day_dir in self._day_dirs():
                 if day_dir.name not in days:
                     _remove_if_empty(day_dir)
+        self._save_clock(now)
         if deleted:
             logger.info(
                 "snapshots pruned",
@@ -231,6 +351,45 @@ class SnapshotStore:
                 },
             )
         return PruneReport(deleted_files=deleted, freed_bytes=freed, remaining_bytes=remaining)
+
+    def retention_now(self, now_wall: float) -> float:
+        """The time retention judges ages by: the wall clock when it is within CLOCK_STEP_S of
+        retention's own clock (the last trusted reading advanced by the monotonic clock, at most
+        CATCH_UP times real time), else that own clock, until the wall clock is within the step."""
+        anchor_wall, anchor_mono = self._anchor
+        mono = self._clock_mono()
+        trusted = anchor_wall + max(0.0, mono - anchor_mono) * CATCH_UP
+        if now_wall <= trusted + CLOCK_STEP_S:
+            self._anchor = (now_wall, mono)
+            if self.clock_ahead_s:
+                logger.info("wall clock back in step with the snapshot history")
+            self.clock_ahead_s = 0.0
+            return now_wall
+        if not self.clock_ahead_s:
+            logger.warning(
+                "wall clock %.1f days ahead of the snapshot history: retention follows real elapsed "
+                "time instead (check NTP / the RTC)",
+                (now_wall - trusted) / _DAY_SECONDS,
+            )
+        self.clock_ahead_s = now_wall - trusted
+        return trusted
+
+    def _saved_clock(self) -> float | None:
+        try:
+            value = json.loads((self.root / CLOCK_FILE).read_text(encoding="utf-8"))["trusted_wall"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return float(value) if isinstance(value, int | float) and value > 0 else None
+
+    def _save_clock(self, trusted_wall: float) -> None:
+        """Keep retention's clock across restarts (best effort: a full disk just skips it)."""
+        path = self.root / CLOCK_FILE
+        tmp = path.with_name(path.name + _TMP_SUFFIX)
+        try:
+            tmp.write_text(json.dumps({"trusted_wall": trusted_wall}), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            _unlink_quietly(tmp)
 
     def _delete_group(self, key: tuple[str, str], group: _Group) -> tuple[int, int]:
         day_dir = self.root / key[0]

@@ -29,7 +29,7 @@ from models.database import make_session_factory, migrate, open_engine
 from recognizer import qr_token
 from recognizer.encoder import FaceModel, FaceModelError, ModelIdentity
 from recognizer.face_pipeline import DetectionSettings, FacePipeline
-from recognizer.images import ImageError, decode_image
+from recognizer.images import MAX_PIXELS, ImageError, decode_image
 from recognizer.qr_check import QrChecker, QrPolicy, ReplayGuardError
 from recognizer.quality import QualityPolicy
 from recognizer.results import FaceResult, QrResult
@@ -61,7 +61,15 @@ class EnrolmentOutcome:
     plan: EnrolmentPlan
 
 
-def read_photo(path: Path) -> npt.NDArray[np.uint8]:
+def photo_pixel_limit(config: Config) -> int:
+    """The most pixels any photo may have on this station: uploads to the page, `yizhan enroll`,
+    `identify` and `qr check` alike ([api] max_upload_megapixels). A 49 MP phone photo decodes to
+    ~150 MB of RGB and costs ~1 GB on the way through detection: refused, with its size, before
+    any pixel is decoded."""
+    return config.api.max_photo_pixels
+
+
+def read_photo(path: Path, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray[np.uint8]:
     """Read and decode a photo file; every failure becomes a RefusedError naming the file."""
     try:
         data = path.read_bytes()
@@ -70,7 +78,7 @@ def read_photo(path: Path) -> npt.NDArray[np.uint8]:
     except OSError as exc:
         raise RefusedError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     try:
-        return decode_image(data)
+        return decode_image(data, max_pixels=max_pixels)
     except ImageError as exc:
         raise RefusedError(f"{path}: {exc}") from None
 
@@ -304,7 +312,7 @@ class Station:
         checks = []
         for path in photos:
             try:
-                rgb = read_photo(path)
+                rgb = read_photo(path, max_pixels=photo_pixel_limit(self.config))
             except RefusedError as exc:
                 checks.append(PhotoCheck(str(path), None, {}, str(exc).split(": ", 1)[-1]))
                 continue
@@ -576,15 +584,18 @@ class Station:
             return {
                 "public_keys": qr_store.public_keys(session),
                 "revoked_kids": qr_store.revoked_kids(session),
-                "revoked_nonces": qr_store.revoked_nonces(session, now),
+                "revoked_nonces": qr_store.revoked_nonces(
+                    session, now, skew_s=self.config.qr.max_clock_skew_s
+                ),
                 "members": members,
             }
 
-    def check_qr_text(self, text: str) -> QrResult:
-        return self.qr_checker.check(text, now=time.time(), **self._qr_state())
+    def check_qr_text(self, text: str, *, spend: bool = True) -> QrResult:
+        """Check a pass; `spend=False` (the CLI's check) never uses up a single-use pass."""
+        return self.qr_checker.check(text, now=time.time(), spend=spend, **self._qr_state())
 
-    def check_qr_image(self, rgb: npt.NDArray[np.uint8]) -> QrResult | None:
-        return self.qr_checker.check_image(rgb, now=time.time(), **self._qr_state())
+    def check_qr_image(self, rgb: npt.NDArray[np.uint8], *, spend: bool = True) -> QrResult | None:
+        return self.qr_checker.check_image(rgb, now=time.time(), spend=spend, **self._qr_state())
 
     def revoke_qr(self, text: str, reason: str) -> str:
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,8 +49,46 @@ def _step_2_template_model(conn: Connection) -> None:
     )
 
 
+#: station_state key listing member ids that already differed only by case when step 3 ran.
+CASE_CONFLICTS_KEY = "member_id_case_conflicts"
+#: Member ids that equal each other ignoring case, one row per group (ids joined by U+001F).
+CASE_CONFLICTS_SQL = (
+    "SELECT group_concat(member_id, char(31)) FROM members GROUP BY lower(member_id) HAVING count(*) > 1"
+)
+
+
+def case_conflict_groups(rows: Any) -> list[list[str]]:
+    """The rows of CASE_CONFLICTS_SQL as sorted groups of ids."""
+    return sorted(sorted(str(row[0]).split("\x1f")) for row in rows)
+
+
+def _step_3_member_ids_unique_ignoring_case(conn: Connection) -> None:
+    """Member ids become unique ignoring case (`W-0001` and `w-0001` are one id on paper and on a
+    phone keyboard, and a QR pass names one of them).
+
+    Existing rows are never renamed or deleted: their ids are printed on passes and known to the
+    centre. Ids that already collide are left out of the unique index (a partial index names them,
+    so every *other* id is still held to the rule by the database) and listed under the
+    station_state key `member_id_case_conflicts` for `yizhan doctor` to report; `add_member`
+    refuses any new id that equals an existing one ignoring case.
+    """
+    groups = case_conflict_groups(conn.exec_driver_sql(CASE_CONFLICTS_SQL))
+    where = ""
+    if groups:
+        ids = sorted(member_id for group in groups for member_id in group)
+        quoted = ", ".join("'" + member_id.replace("'", "''") + "'" for member_id in ids)
+        where = f" WHERE member_id NOT IN ({quoted})"
+        conn.exec_driver_sql(
+            "INSERT OR REPLACE INTO station_state (key, value) VALUES (?, ?)",
+            (CASE_CONFLICTS_KEY, json_dumps(groups)),
+        )
+    conn.exec_driver_sql(
+        "CREATE UNIQUE INDEX ux_members_member_id_nocase ON members (member_id COLLATE NOCASE)" + where
+    )
+
+
 # STEPS[i] upgrades a database from version i + 1 to version i + 2. Version 1 is the initial schema.
-STEPS: list[MigrationStep] = [_step_2_template_model]
+STEPS: list[MigrationStep] = [_step_2_template_model, _step_3_member_ids_unique_ignoring_case]
 
 SCHEMA_VERSION: int = 1 + len(STEPS)
 """The schema version this code writes and expects."""

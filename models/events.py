@@ -120,16 +120,27 @@ def record_event(
 
 def set_latency(session: Session, event_id: str, latency_ms: float) -> bool:
     """Fill an event's frame-to-relay latency once (the only update events allow), and its pending
-    outbox payload. Flushed, not committed. False if the event is unknown or already has one."""
+    outbox payload. Flushed, not committed. False if the event is unknown or already has one.
+
+    The UPDATE is the transaction's first statement on purpose: in WAL mode a transaction that read
+    first cannot become a writer once another connection has committed in between, and fails at once
+    with "database is locked" instead of waiting (the door thread commits events all the time). A
+    transaction that starts by writing waits for the write lock (busy_timeout) like any writer.
+    """
     value = _finite(latency_ms, "latency_ms", minimum=0.0)
-    event = session.get(Event, event_id)
-    if event is None or event.latency_ms is not None:
+    result = session.execute(
+        update(Event)
+        .where(Event.id == event_id, Event.latency_ms.is_(None))
+        .values(latency_ms=value)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(result, "rowcount", 0) or 0) != 1:
         return False
-    event.latency_ms = value
     for item in session.scalars(
         select(OutboxItem).where(OutboxItem.event_id == event_id, OutboxItem.sent_at.is_(None))
     ):
         item.payload = {**item.payload, "latency_ms": value}
+    session.get(Event, event_id, populate_existing=True)  # an identity-mapped row shows the new value
     session.flush()
     return True
 

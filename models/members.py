@@ -240,8 +240,14 @@ def add_member(
         )
     }
     _check_period(values["valid_from"], values["valid_until"])
-    if session.get(Member, member_id) is not None:
+    same = session.scalar(select(Member.member_id).where(func.lower(Member.member_id) == member_id.lower()))
+    if same == member_id:
         raise DuplicateMemberError(f"member {member_id!r} already exists")
+    if same is not None:
+        raise DuplicateMemberError(
+            f"member {same!r} already exists: member ids are compared ignoring case, so "
+            f"{member_id!r} is the same id; use {same!r} or another id"
+        )
     now = utc_now()
     member = Member(
         member_id=member_id,

@@ -128,15 +128,20 @@ def revoke_token(
     return row
 
 
-def revoked_nonces(session: Session, now: int) -> frozenset[str]:
-    """Nonces of revoked tokens that have not yet expired at `now`."""
-    query = select(QrRevocation.nonce_hex).where(QrRevocation.expires_at >= now)
+def revoked_nonces(session: Session, now: int, *, skew_s: int) -> frozenset[str]:
+    """Nonces of revoked tokens that a checker could still accept at `now`.
+
+    A checker accepts a token until its expiry *plus* the clock-skew tolerance, so a revocation
+    must be honoured just as long: pass the checker's `skew_s` ([qr] max_clock_skew_s). Without it
+    a revoked pass worked again for the skew window right after its expiry.
+    """
+    query = select(QrRevocation.nonce_hex).where(QrRevocation.expires_at >= now - skew_s)
     return frozenset(session.scalars(query))
 
 
-def prune_revocations(session: Session, now: int) -> int:
-    """Delete revocations of tokens that expired before `now`; returns how many."""
-    result = session.execute(delete(QrRevocation).where(QrRevocation.expires_at < now))
+def prune_revocations(session: Session, now: int, *, skew_s: int) -> int:
+    """Delete revocations of tokens no checker with this `skew_s` can accept any more."""
+    result = session.execute(delete(QrRevocation).where(QrRevocation.expires_at < now - skew_s))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -203,6 +208,17 @@ class SqlReplayGuard:
             except SQLAlchemyError:
                 log.warning("pruning expired QR nonces failed; will retry later", exc_info=True)
         return fresh
+
+    def was_used(self, kid: str, nonce_hex: str) -> bool:
+        """Whether (kid, nonce) was claimed already; a read, so a dry-run check spends nothing."""
+        try:
+            kid = validate_identifier(kid, "kid")
+            nonce = _validate_nonce(nonce_hex)
+            with self._sessions() as session:
+                row = session.get(QrNonce, (kid, nonce))
+        except (StoreError, SQLAlchemyError) as exc:
+            raise self._error_factory(f"replay guard could not look up nonce of key {kid!r}: {exc}") from exc
+        return row is not None
 
     def prune(self, now: int) -> int:
         """Delete nonces that expired more than the grace period before `now`; returns how many."""

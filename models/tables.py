@@ -77,6 +77,15 @@ class Member(Base):
         return f"Member(member_id={self.member_id!r}, status={self.status!r})"
 
 
+# Member ids are unique ignoring case (`W-0001` is `w-0001`); migration step 3 adds the same index
+# to older databases, leaving out ids that already collided (models.database).
+event.listen(
+    Member.__table__,
+    "after_create",
+    DDL("CREATE UNIQUE INDEX ux_members_member_id_nocase ON members (member_id COLLATE NOCASE)"),  # type: ignore[no-untyped-call]
+)
+
+
 class FaceTemplate(Base):
     """One encrypted face encoding of a member; the plaintext vector never touches the file.
 

@@ -21,6 +21,10 @@ RgbImage = npt.NDArray[np.uint8]
 #: refused before its pixels are allocated.
 MAX_PIXELS = 50_000_000
 MAX_BYTES = 40 * 1024 * 1024
+#: A photo of a face or of a QR code is never a strip: a 1x200000 or 30000x10 "image" passes the
+#: pixel limit but scales to zero pixels on one side, which crashes OpenCV's resize. Refused first.
+MIN_SIDE = 16
+MAX_ASPECT = 10.0
 
 
 class ImageError(ValueError):
@@ -45,6 +49,7 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
                 width, height = img.size
                 if width < 1 or height < 1:
                     raise ImageError("the image has no pixels")
+                _check_shape(width, height)
                 if width * height > max_pixels:
                     raise ImageError(
                         f"the image is {width}x{height} pixels, more than the {max_pixels} pixel limit"
@@ -62,4 +67,20 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> RgbImage:
         # PIL reports truncated or malformed files through these.
         raise ImageError(f"the image is damaged or truncated: {exc}") from exc
     array = np.asarray(rgb, dtype=np.uint8)
+    # EXIF rotation only swaps the sides; checked again on what is returned all the same.
+    _check_shape(int(array.shape[1]), int(array.shape[0]))
     return np.ascontiguousarray(array)
+
+
+def _check_shape(width: int, height: int) -> None:
+    """Refuse strips and specks: too thin to hold a face or a QR code, and a crash in cv2.resize."""
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"the image is {width}x{height} pixels: a side under {MIN_SIDE} pixels cannot hold a face "
+            "or a QR code"
+        )
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageError(
+            f"the image is {width}x{height} pixels: more than {MAX_ASPECT:g} times longer than wide, "
+            "not a photo of a face or a QR code"
+        )

@@ -71,6 +71,13 @@ class ReplayGuard(Protocol):
         """
         ...
 
+    def was_used(self, kid: str, nonce_hex: str) -> bool:
+        """Whether (kid, nonce_hex) was already claimed, without claiming it (a dry run).
+
+        Raises ReplayGuardError, never another exception, when the guard cannot answer.
+        """
+        ...
+
 
 class MemoryReplayGuard:
     """In-process ReplayGuard: a dict of used nonces plus a heap ordered by when each may go.
@@ -108,6 +115,11 @@ class MemoryReplayGuard:
             self._used[key] = expires_at
             heapq.heappush(self._by_expiry, (expires_at, key))
             return True
+
+    def was_used(self, kid: str, nonce_hex: str) -> bool:
+        """See ReplayGuard.was_used."""
+        with self._lock:
+            return (kid, nonce_hex) in self._used
 
     def _prune(self, now: int) -> None:
         while self._by_expiry and self._by_expiry[0][0] < now:
@@ -168,8 +180,12 @@ class QrChecker:
         revoked_nonces: frozenset[str],
         members: Mapping[str, MemberInfo],
         now: float,
+        spend: bool = True,
     ) -> QrResult:
         """Decide on one payload. Never raises because of `text`.
+
+        `spend=False` is a dry run (an installer checking a pass before printing it): a single-use
+        token is only looked up in the replay guard, never claimed, so it still opens the door once.
 
         Order: token (malformed, unsupported_version, unknown_key, bad_signature, bad_validity,
         not_yet_valid, expired), key_revoked, token_revoked, wrong_station, unknown_member, the
@@ -179,7 +195,7 @@ class QrChecker:
         token's contents are the attacker's words. Timing "verify" covers the whole check.
         """
         started = time.perf_counter()
-        outcome = self._evaluate(text, public_keys, revoked_kids, revoked_nonces, members, now)
+        outcome = self._evaluate(text, public_keys, revoked_kids, revoked_nonces, members, now, spend)
         timings = {"verify": (time.perf_counter() - started) * 1000.0}
         if isinstance(outcome, _Refusal):
             claims = outcome.claims
@@ -190,6 +206,7 @@ class QrChecker:
                 key_id=outcome.kid,
                 expires_at=claims.expires_at if claims else None,
                 timings_ms=timings,
+                single_use=claims.single_use if claims else None,
             )
         return QrResult(
             decision=Decision.QR_OK,
@@ -197,6 +214,7 @@ class QrChecker:
             key_id=outcome.kid,
             expires_at=outcome.expires_at,
             timings_ms=timings,
+            single_use=outcome.single_use,
         )
 
     def check_image(
@@ -208,6 +226,7 @@ class QrChecker:
         revoked_nonces: frozenset[str],
         members: Mapping[str, MemberInfo],
         now: float,
+        spend: bool = True,
     ) -> QrResult | None:
         """Find a QR code in a frame and `check` it; None when the frame holds no QR code.
 
@@ -226,6 +245,7 @@ class QrChecker:
             revoked_nonces=revoked_nonces,
             members=members,
             now=now,
+            spend=spend,
         )
         return dataclasses.replace(result, timings_ms={"decode": decode_ms, **result.timings_ms})
 
@@ -237,6 +257,7 @@ class QrChecker:
         revoked_nonces: frozenset[str],
         members: Mapping[str, MemberInfo],
         now: float,
+        spend: bool,
     ) -> TokenClaims | _Refusal:
         now_s = math.floor(now)
         skew = self.policy.max_clock_skew_s
@@ -265,7 +286,11 @@ class QrChecker:
             return _Refusal(WRONG_GROUP, kid, claims)
         if claims.single_use:
             try:
-                first_use = self.replay_guard.claim(kid, claims.nonce_hex, claims.expires_at + skew, now_s)
+                if spend:
+                    last_second = claims.expires_at + skew
+                    first_use = self.replay_guard.claim(kid, claims.nonce_hex, last_second, now_s)
+                else:
+                    first_use = not self.replay_guard.was_used(kid, claims.nonce_hex)
             except ReplayGuardError as exc:
                 return _Refusal(exc.reason, kid, claims)
             if not first_use:

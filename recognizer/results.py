@@ -67,6 +67,8 @@ class QrResult:
     key_id: str | None = None
     expires_at: int | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: Whether the token is single-use (None when its signature did not verify).
+    single_use: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class QrResult:
             "reason": self.reason,
             "key_id": self.key_id,
             "expires_at": self.expires_at,
+            "single_use": self.single_use,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }
 

@@ -64,13 +64,30 @@ def test_exif_rotation_is_applied() -> None:
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "I;16", "CMYK"])
 def test_unusual_modes_become_rgb(mode: str) -> None:
-    img = Image.new(mode, (16, 8))
+    img = Image.new(mode, (32, 16))
     buf = io.BytesIO()
     img.save(buf, format="TIFF" if mode in ("I;16", "CMYK") else "PNG")
     out = decode_image(buf.getvalue())
-    assert out.dtype == np.uint8 and out.shape == (8, 16, 3) and out.flags["C_CONTIGUOUS"]
+    assert out.dtype == np.uint8 and out.shape == (16, 32, 3) and out.flags["C_CONTIGUOUS"]
 
 
 def test_fixture_decodes(fixtures: Path) -> None:
     out = decode_image((fixtures / "obama_1.jpg").read_bytes())
     assert out.shape == (1137, 910, 3)
+
+
+def _png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 200_000), (30_000, 10), (2000, 100), (10, 10)])
+def test_strips_and_specks_are_refused_before_opencv_sees_them(width: int, height: int) -> None:
+    """They pass the pixel limit, but scaled for detection one side becomes 0 and cv2.resize crashes."""
+    with pytest.raises(ImageError, match=rf"{width}x{height} pixels"):
+        decode_image(_png(width, height))
+
+
+def test_a_long_but_plausible_photo_is_kept() -> None:
+    assert decode_image(_png(1000, 100)).shape == (100, 1000, 3)

@@ -715,10 +715,10 @@ def test_token_revocation(sessions: sessionmaker[Session]) -> None:
             with pytest.raises(ValidationError, match=field):
                 qr_store.revoke_token(s, **args)
     with sessions() as s, s.begin():
-        assert qr_store.revoked_nonces(s, 0) == frozenset({"aabbccdd", "11223344"})
-        assert qr_store.revoked_nonces(s, 1500) == frozenset({"aabbccdd"})  # extended to 2000
-        assert qr_store.prune_revocations(s, 1500) == 1
-        assert qr_store.revoked_nonces(s, 0) == frozenset({"aabbccdd"})
+        assert qr_store.revoked_nonces(s, 0, skew_s=0) == frozenset({"aabbccdd", "11223344"})
+        assert qr_store.revoked_nonces(s, 1500, skew_s=0) == frozenset({"aabbccdd"})  # extended to 2000
+        assert qr_store.prune_revocations(s, 1500, skew_s=0) == 1
+        assert qr_store.revoked_nonces(s, 0, skew_s=0) == frozenset({"aabbccdd"})
 
 
 def test_replay_guard_first_and_second_claim_persist(db_path: Path, engine: Engine) -> None:

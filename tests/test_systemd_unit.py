@@ -23,7 +23,8 @@ def load() -> configparser.ConfigParser:
 def test_unit_has_the_required_settings() -> None:
     unit = load()
     service = unit["Service"]
-    assert service["Type"] == "notify" and service["Restart"] == "on-failure"
+    assert service["Type"] == "notify" and service["Restart"] == "always"
+    assert service["RestartPreventExitStatus"].split() == ["2", "3"]
     assert int(service["WatchdogSec"]) > 0
     assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "yes"
     assert service["StateDirectory"] == "yizhan" and service["DevicePolicy"] == "closed"

@@ -13,7 +13,7 @@ from common.asgi import BodyLimit
 from edge.api.context import ApiContext
 from edge.api.errors import install_error_handlers
 from edge.api.middleware import AuthGate, RequestLog
-from edge.api.routers import auth, camera, door, enrol, events, health, members, page, schedule
+from edge.api.routers import auth, camera, door, enrol, events, health, lockouts, members, page, schedule
 from edge.api.routers.page import STATIC_DIR
 from edge.api.services import StationServices
 from recognizer.encoder import FaceModel
@@ -48,6 +48,7 @@ def create_app(services: StationServices, *, face_model: FaceModel | None = None
         events.router,
         camera.router,
         door.router,
+        lockouts.router,
         schedule.router,
         health.public,
         health.router,

@@ -69,3 +69,8 @@ class ApiConfig(AuthSettings):
         description="Photos captured or uploaded for review are forgotten after this long (seconds) "
         "unless enrolled; they are kept in memory only.",
     )
+
+    @property
+    def max_photo_pixels(self) -> int:
+        """`max_upload_megapixels` in pixels: the one photo limit of the station (page and CLI)."""
+        return int(self.max_upload_megapixels * 1_000_000)

@@ -96,7 +96,7 @@ class ApiContext:
     def decode(self, data: bytes) -> npt.NDArray[np.uint8]:
         """`decode_image` with the upload pixel limit, a few at a time."""
         with self.decode_slots:
-            return decode_image(data, max_pixels=int(self.settings.max_upload_megapixels * 1_000_000))
+            return decode_image(data, max_pixels=self.settings.max_photo_pixels)
 
     def refresh_roster(self) -> None:
         """Rebuild the door's roster now, on this (API) thread rather than on the decide thread.

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +30,56 @@ from recognizer.images import ImageError
 log = logging.getLogger(__name__)
 
 
+class ErrorItem(BaseModel):
+    """One field a request was refused for."""
+
+    field: str = Field(description="Where: a body field, a query or path parameter.")
+    message: str
+    type: str = Field(description="pydantic's error type (missing, string_too_long, json_invalid, ...).")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a sentence, a stable code, and per-case extras (all optional)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str = Field(description="What went wrong, in English (for logs and scripts).")
+    code: str = Field(description="Stable word the page translates (invalid_request, bad_json, ...).")
+    errors: list[ErrorItem] | None = Field(None, description="Request validation: one entry per field.")
+    problems: list[Any] | None = Field(None, description="An enrolment refusal: the reasons, per photo.")
+
+
+def document_error_bodies(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the error body the API really sends.
+
+    FastAPI documents every 422 as `HTTPValidationError` (`{"detail": [ ... ]}`), but the handlers
+    below answer `ErrorBody` (`{"detail": "...", "code": "...", "errors": [...]}`): a client
+    generated from the schema, or schemathesis' conformance check, would reject every refusal.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components["ErrorBody"] = body
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {}).get("application/json", {})
+                    if str(content.get("schema", {}).get("$ref", "")).endswith("/HTTPValidationError"):
+                        content["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _respond(
     status: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
@@ -41,6 +92,8 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    document_error_bodies(app)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _respond(exc.status, exc.detail, exc.code, exc.headers, **exc.extra)

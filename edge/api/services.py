@@ -13,9 +13,11 @@ from typing import Any, Protocol
 
 from contract.schedule import ScheduleConfig
 from door.controller import DoorController
+from edge.access import AccessDecider
 from edge.camera import CameraSource, Frame
 from edge.config import Config
 from edge.decide_loop import DecideLoop
+from edge.lockouts import LockoutInfo
 from edge.recorder import EventRecorder
 from edge.snapshot_writer import SnapshotWriter
 from edge.station import Station
@@ -50,6 +52,9 @@ class StationServices(Protocol):
     @property
     def sync(self) -> Any: ...
 
+    @property
+    def decider(self) -> AccessDecider | None: ...
+
     def remote_open(
         self,
         *,
@@ -66,6 +71,14 @@ class StationServices(Protocol):
     def reload_roster(self) -> int: ...
 
     def health(self) -> dict[str, Any]: ...
+
+    def lockouts(self) -> list[LockoutInfo]: ...
+
+    def clear_lockouts(
+        self, lock_id: str | None = None, *, by: str
+    ) -> tuple[list[LockoutInfo], dict[str, Any] | None]: ...
+
+    def note_enrolment(self, *, done: bool = False) -> None: ...
 
 
 def sync_status(services: StationServices) -> dict[str, Any]:

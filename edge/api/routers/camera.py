@@ -102,5 +102,9 @@ def frame_jpeg(ctx: ContextDep) -> Response:
 @router.get("/analysis")
 def analysis(ctx: ContextDep) -> dict[str, Any]:
     """Face boxes (frame pixels) and one hint for the person at the camera: ok, move_closer,
-    too_dark, too_bright, hold_still, head_straight, face_camera, one_person, no_face, no_camera."""
+    too_dark, too_bright, hold_still, head_straight, face_camera, one_person, no_face, no_camera.
+
+    Asked for by the enrolment screen only: while it is open, the door's refusals of the person
+    being enrolled do not count toward lockouts."""
+    ctx.services.note_enrolment()
     return ctx.faces.analyse_live()

@@ -158,6 +158,7 @@ def capture_from_camera(ctx: ContextDep, installer: CurrentInstaller) -> Capture
         raise ApiError(
             503, "the camera has sent no new frame for a while (down or reconnecting)", "no_camera"
         )
+    ctx.services.note_enrolment()  # the door's refusals of this person do not count toward lockouts
     bgr = np.array(frame.image, dtype=np.uint8, copy=True)
     rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     return _store(ctx, installer.username, "camera", png(bgr), bgr, rgb)
@@ -297,6 +298,7 @@ def enrol(
         },
     )
     ctx.refresh_roster()
+    ctx.services.note_enrolment(done=True)  # the person at the door is a member now: no lockout
     member = station.get_member(member_id)
     assert member is not None
     return EnrolmentOut(
