@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES ?= $(abspath ../shared/data/faces)
 
-.PHONY: install test demo bench lint clean eval-model
+.PHONY: install test demo bench lint clean eval-model vendor
 
 install: $(STAMP)
 
@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m pytest -q
 
+# The whole system: centre, broker (mosquitto), two stations, dashboard (demo/; without mosquitto
+# the station runs alone and says so). `yizhan demo` is the single station.
 demo: $(STAMP)
-	$(BIN)/yizhan demo
+	$(BIN)/python -m demo
 
 # Speed and accuracy, written to docs/BENCHMARKS.md (run on a quiet machine: they time things).
 bench: $(STAMP)
@@ -41,7 +43,12 @@ eval-model:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy contract common recognizer models edge central
+	$(BIN)/mypy contract common recognizer models edge central demo
+
+# The dashboard's front-end libraries, from the npm registry with their licences (needs node/npm;
+# the files are committed, so nobody needs this to run or test the centre).
+vendor: $(STAMP)
+	$(BIN)/python tools/vendor_frontend.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache

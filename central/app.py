@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,10 +21,14 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.alarms.worker import AlarmWorker
 from central.config import CentralConfig
 from central.data_key import DataKey
+from central.ingest.parts import MqttSide
 from central.live import LiveBus
-from central.store.database import open_engine, session_factory, upgrade
+from central.metrics import CentreMetrics
+from central.signing import MessageSigner
+from central.store.database import open_engine, read_session_factory, session_factory, upgrade
 from central.web.app import create_app
 from central.web.context import WebContext
 
@@ -57,6 +62,9 @@ class CentralApp:
     web: FastAPI | None = None
     revision: str | None = None
     live: LiveBus = field(default_factory=LiveBus)
+    metrics: CentreMetrics = field(default_factory=CentreMetrics)
+    signer: MessageSigner | None = None
+    mqtt: MqttSide | None = None
     _stops: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -67,7 +75,22 @@ class CentralApp:
             self._stops.append(("database", self.engine.dispose))
             self.revision = upgrade(self.engine)
             self.db = session_factory(self.engine)
-            self.web = create_app(WebContext.build(self.config, self.db, self.data_key, self.live))
+            reads = read_session_factory(self.engine)
+            self.signer = MessageSigner(reads, self.data_key)
+            if self.config.mqtt.enabled:  # objects only: they connect when started below
+                self.mqtt = MqttSide.build(
+                    self.config,
+                    self.db,
+                    self.data_key,
+                    self.live,
+                    self.metrics,
+                    signer=self.signer,
+                    reads=reads,
+                )
+            context = WebContext.build(self.config, self.db, self.data_key, self.live)
+            context.metrics, context.signer = self.metrics, self.signer
+            context.down = self.mqtt.down if self.mqtt is not None else None
+            self.web = create_app(context)
             # Later steps, one line each: ingest workers ([mqtt] enabled), roster fan-out, alarms.
             for name, worker in self.workers():
                 worker.start()
@@ -83,8 +106,13 @@ class CentralApp:
         )
 
     def workers(self) -> list[tuple[str, Worker]]:
-        """The background workers to start, in order (none yet: ingest, roster and alarms come next)."""
-        return []
+        """The background workers to start, in order."""
+        assert self.db is not None
+        # Alarms first: an alarm raised from the sweep of what ingest stored while it was down.
+        return [
+            ("alarms", AlarmWorker.build(self.config, self.db, self.live)),
+            *(self.mqtt.workers() if self.mqtt is not None else []),  # down, roster, ingest, housekeeping
+        ]
 
     @property
     def db_label(self) -> str:
@@ -105,6 +133,9 @@ class CentralApp:
                 proxy_headers=bool(web.forwarded_allow_ips),
                 forwarded_allow_ips=list(web.forwarded_allow_ips) or None,
                 server_header=False,
+                # Open dashboards hold server-sent-event streams: without a bound, a stop would
+                # wait for every browser to go away.
+                timeout_graceful_shutdown=3,
             )
         )
         log.info("serving", extra={"fields": {"event": "web_listening", "host": web.host, "port": web.port}})
@@ -116,6 +147,22 @@ class CentralApp:
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def wait(self) -> None:
+        """Without the web server (`yizhan-central ingest`): block until SIGTERM or SIGINT."""
+        stop = threading.Event()
+
+        def _stop(signum: int, _frame: object) -> None:
+            log.info("stopping", extra={"fields": {"event": "centre_stopping", "signal": signum}})
+            stop.set()
+
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop.wait(1.0):
+                pass
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -240,6 +240,7 @@ def cmd_poster(args: argparse.Namespace, config: CentralConfig) -> int:
 
 
 def cmd_members(args: argparse.Namespace, config: CentralConfig) -> int:
+    from central import roster
     from central.store import audit
     from central.store import members as member_store
 
@@ -259,6 +260,7 @@ def cmd_members(args: argparse.Namespace, config: CentralConfig) -> int:
             audit.record(
                 db, actor=CLI_ACTOR, action="member_added", target_type="member", target_id=member.member_id
             )
+            roster.member_changed(db, member.member_id)  # every station it may enter hears of it
             _emit(
                 args, {"member_id": member.member_id, "name": member.name}, f"added member {member.member_id}"
             )
@@ -326,6 +328,7 @@ def cmd_events(args: argparse.Namespace, config: CentralConfig) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, config: CentralConfig) -> int:
+    from central import roster
     from central.data_key import DataKey
     from central.store import audit, signing_keys
 
@@ -341,6 +344,8 @@ def cmd_keys(args: argparse.Namespace, config: CentralConfig) -> int:
                 overlap=_overlap(config, args.purpose),
                 label=args.label,
             )
+            if args.purpose == "qr":
+                roster.keys_changed(db, now=now)  # add_qr_key to every station (the old one stays)
             audit.record(
                 db,
                 actor=CLI_ACTOR,
@@ -385,6 +390,87 @@ def cmd_keys(args: argparse.Namespace, config: CentralConfig) -> int:
     return EXIT_OK
 
 
+def cmd_alarms(args: argparse.Namespace, config: CentralConfig) -> int:
+    """`alarms list` / `alarms ack ID --note N` / `alarms test` (a test message to every target)."""
+    from central.store import alarms as alarm_store
+    from central.store import audit
+
+    if args.alarms_cmd == "test":
+        return _alarms_test(args, config)
+    now = dt.datetime.now(dt.UTC)
+    with _database(config) as db:
+        if args.alarms_cmd == "ack":
+            change = alarm_store.acknowledge(
+                db, alarm_id=args.alarm_id, staff_id=None, note=args.note, now=now
+            )
+            audit.record(
+                db,
+                actor=f"{CLI_ACTOR}:{args.by}" if args.by else CLI_ACTOR,
+                action="alarm_acknowledged",
+                target_type="alarm",
+                target_id=str(args.alarm_id),
+                district_id=change.district_id,
+                details={"kind": change.data["kind"], "station_id": change.station_id, "note": args.note},
+            )
+            if config.alarms.notify_acknowledged:
+                alarm_store.queue_fanout(db, alarm_id=args.alarm_id, purpose="acknowledged", now=now)
+            _emit(args, change.data, f"alarm {args.alarm_id} acknowledged")
+            return EXIT_OK
+        rows = [
+            alarm_store.public(a) for a in alarm_store.list_alarms(db, state=args.state, limit=args.limit)
+        ]
+    _emit(
+        args,
+        rows,
+        lambda: (
+            "\n".join(
+                f"#{a['id']:<6} {a['state']:<12} {a['severity']:<9} {a['kind']:<18} "
+                f"{a['station_id'] or '-':<16} {a['raised_at']}"
+                for a in rows
+            )
+            or "no alarms"
+        ),
+    )
+    return EXIT_OK
+
+
+def _alarms_test(args: argparse.Namespace, config: CentralConfig) -> int:
+    from central.alarms.messages import AlarmView, compose
+    from central.alarms.notifier import Sender
+    from central.alarms.targets import load_targets
+
+    targets = [
+        t
+        for t in load_targets(config.alarms)
+        if (args.district is None or t.district in (args.district, "*"))
+        and (args.target is None or t.label == args.target)
+    ]
+    if not targets:
+        raise CliRefusal("no [[alarms.webhooks]] or [[alarms.email]] target matches")
+    view = AlarmView(
+        id=0, kind="station_offline", severity="warning", state="open", station_id=None, station_name=None,
+        district_id=args.district, address=None, contact_phone=None, raised_at=dt.datetime.now(dt.UTC),
+    )  # fmt: skip
+    notice = compose(
+        view, "test", language=config.alarms.language, timezone=config.alarms.timezone,
+        dashboard_url=config.web.public_url,
+    )  # fmt: skip
+    sender = Sender(config.alarms, targets)
+    try:
+        results = [(t, sender.deliver(t, notice)) for t in targets]
+    finally:
+        sender.close()
+    value = [{"target": t.label, "channel": t.channel, "ok": o.ok, "error": o.error} for t, o in results]
+    _emit(
+        args,
+        value,
+        lambda: "\n".join(
+            f"{t.label} ({t.channel}): " + ("ok" if o.ok else f"FAILED: {o.error}") for t, o in results
+        ),
+    )
+    return EXIT_OK if all(o.ok for _, o in results) else EXIT_BUG
+
+
 def cmd_run(args: argparse.Namespace, config: CentralConfig) -> int:
     from central.app import CentralApp
 
@@ -392,6 +478,22 @@ def cmd_run(args: argparse.Namespace, config: CentralConfig) -> int:
     app.start()
     try:
         app.serve()
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace, config: CentralConfig) -> int:
+    """The MQTT side only (ingest workers, roster fan-out, housekeeping), no web server: for more
+    ingest processes on this or other hosts (each with its own `[mqtt] client_id`)."""
+    from central.app import CentralApp
+
+    if not config.mqtt.enabled:
+        raise CliRefusal("[mqtt] enabled = false: there is nothing to ingest")
+    app = CentralApp(config)
+    app.start()
+    try:
+        app.wait()
     finally:
         app.close()
     return EXIT_OK
@@ -511,8 +613,35 @@ def build_parser() -> argparse.ArgumentParser:
     klist.add_argument("--json", action="store_true")
     klist.set_defaults(handler=cmd_keys)
 
-    run = sub.add_parser("run", help="serve the dashboard and the API (and, as they land, ingest and alarms)")
+    alarms = sub.add_parser(
+        "alarms", help="alarms: list, acknowledge, test the notifications"
+    ).add_subparsers(dest="alarms_cmd", required=True)
+    alist = alarms.add_parser("list", help="newest first")
+    alist.add_argument("--state", choices=("open", "acknowledged"))
+    alist.add_argument("--limit", type=_limit, default=100)
+    alist.add_argument("--json", action="store_true")
+    alist.set_defaults(handler=cmd_alarms)
+    aack = alarms.add_parser("ack", help="acknowledge an alarm with a note (what was done)")
+    aack.add_argument("alarm_id", type=int)
+    aack.add_argument("--note", required=True)
+    aack.add_argument("--by", help="who (recorded in the audit log)")
+    aack.add_argument("--json", action="store_true")
+    aack.set_defaults(handler=cmd_alarms)
+    atest = alarms.add_parser(
+        "test", help="send a test message to every configured target now; exit 1 if one failed"
+    )
+    atest.add_argument("--district", help="only the targets of this district (and the '*' ones)")
+    atest.add_argument("--target", help="only the target with this label")
+    atest.add_argument("--json", action="store_true")
+    atest.set_defaults(handler=cmd_alarms)
+
+    run = sub.add_parser("run", help="serve the dashboard and the API, ingest, raise and send alarms")
     run.set_defaults(handler=cmd_run)
+    ingest = sub.add_parser(
+        "ingest",
+        help="ingest only, no web server (more workers on this or other hosts: own [mqtt] client_id)",
+    )
+    ingest.set_defaults(handler=cmd_ingest)
     return parser
 
 
@@ -529,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.debug("configuration loaded", extra={"fields": {"source": source}})
     try:
         return int(args.handler(args, config))
-    except (CliRefusal, CredentialError) as exc:
+    except (CliRefusal, CredentialError, ConfigError) as exc:
         sys.stderr.write(f"yizhan-central {args.command}: {exc}\n")
         return EXIT_REFUSED
     except OperationalError as exc:

@@ -13,6 +13,7 @@ already, small and bounded, so their keys are part of one documented file from t
 from __future__ import annotations
 
 import socket
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -153,6 +154,34 @@ class MqttConfig(BrokerConnection):
         "the stations' messages, and any of them can die.",
     )
     workers: int = Field(1, ge=1, le=32, description="Ingest workers `run` starts.")
+    receive_maximum: int = Field(
+        2000,
+        ge=10,
+        le=65_535,
+        description="Messages the broker may have in flight to one worker before its PUBACKs (which "
+        "wait for the database commit): the window that lets batches fill.",
+    )
+    batch_max: int = Field(
+        500, ge=1, le=10_000, description="A worker commits after this many messages, or after batch_ms."
+    )
+    batch_ms: int = Field(
+        50, ge=1, le=10_000, description="...or this long after the first message of a batch arrived."
+    )
+    queue_mb: int = Field(
+        256,
+        ge=8,
+        le=65_536,
+        description="Bytes of received, not yet stored messages one worker holds before it stops reading "
+        "from the broker (back-pressure: the broker keeps the rest).",
+    )
+    snapshot_park_s: float = Field(
+        10.0,
+        ge=0.0,
+        le=300.0,
+        allow_inf_nan=False,
+        description="A snapshot whose event is not stored yet waits this long for it (the event may be in "
+        "another worker's batch); then it is refused and not acknowledged, and the station sends it again.",
+    )
     max_payload_bytes: int = Field(
         8 * 1024 * 1024,
         ge=64 * 1024,
@@ -208,12 +237,27 @@ class WebConfig(AuthSettings):
     )
 
 
+AlarmSeverity = Literal["warning", "critical", "emergency"]
+
+
 class WebhookTarget(Section):
     """One group robot of a messaging tool that a union office watches."""
 
     district: str = Field(
         ANY_DISTRICT, pattern=rf"{DISTRICT_PATTERN}|^\*$", description='District, or "*" for every district.'
     )
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Label in logs and the notification log (default: format, district, URL hash).",
+    )
+    min_severity: AlarmSeverity = Field("warning", description="Less severe alarms are not sent here.")
+    escalation: bool = Field(
+        False,
+        description="An escalation list: only reminders of an emergency nobody acknowledged, from the "
+        "[alarms] escalate_after_reminders-th on.",
+    )
+    mention_all: bool = Field(True, description="Mention everyone in the group (@all) for emergencies.")
     format: Literal["wecom", "dingtalk", "feishu"] = Field(description="The robot's JSON format.")
     url: str | None = Field(
         None,
@@ -245,11 +289,17 @@ class SmtpConfig(Section):
         None, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$", description="From address."
     )
     timeout_s: float = Field(10.0, ge=1.0, le=120.0, allow_inf_nan=False)
+    ca_file: Path | None = Field(
+        None, description="CA certificate(s) (PEM) of the SMTP server's certificate; default: system CAs."
+    )
 
 
 class EmailTarget(Section):
     district: str = Field(ANY_DISTRICT, pattern=rf"{DISTRICT_PATTERN}|^\*$")
     to: list[str] = Field(min_length=1, max_length=50, description="Recipients of this district's alarms.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Label in logs.")
+    min_severity: AlarmSeverity = Field("warning", description="Alarms below this severity are not sent.")
+    escalation: bool = Field(False, description="Only reminders of unacknowledged emergencies.")
 
     @field_validator("to")
     @classmethod
@@ -269,6 +319,47 @@ class AlarmsConfig(Section):
     emergency_resend_s: int = Field(
         300, ge=30, le=86_400, description="An unacknowledged emergency is sent again this often."
     )
+    emergency_resend_max: int = Field(
+        12, ge=0, le=1000, description="... at most this many times (0: never sent again)."
+    )
+    escalate_after_reminders: int = Field(
+        2,
+        ge=1,
+        le=1000,
+        description="From this reminder of an unacknowledged emergency on, escalation targets get it too.",
+    )
+    notify_cleared: bool = Field(True, description="Tell the groups when a condition clears (station back).")
+    notify_acknowledged: bool = Field(
+        True, description="Tell the groups who acknowledged an alarm, with the note."
+    )
+    retry_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts per message and target before it is given up (logged)."
+    )
+    retry_base_s: float = Field(
+        2.0, ge=0.1, le=3600.0, allow_inf_nan=False, description="Wait after the first failed attempt."
+    )
+    retry_max_s: float = Field(
+        300.0, ge=1.0, le=86_400.0, allow_inf_nan=False, description="The wait doubles up to this."
+    )
+    sweep_interval_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=600.0,
+        allow_inf_nan=False,
+        description="How often the database is swept for alarm events the live bus missed and for "
+        "stations whose heartbeat is overdue.",
+    )
+    sweep_lookback_s: int = Field(
+        86_400,
+        ge=600,
+        le=30 * 86_400,
+        description="At start, events received this far back are checked for alarms not yet raised.",
+    )
+    timezone: str = Field("Asia/Shanghai", max_length=64, description="Times in notifications.")
+    language: Literal["zh-CN", "en"] = Field("zh-CN", description="Language of notifications.")
+    notify_threads: int = Field(
+        4, ge=1, le=64, description="Messages sent at once (a slow group robot must not hold up others)."
+    )
     clock_skew_max_s: int = Field(
         120, ge=5, le=86_400, description="A station clock further off than this raises clock_wrong."
     )
@@ -284,7 +375,18 @@ class AlarmsConfig(Section):
     def _email_needs_smtp(self) -> Self:
         if self.email and (self.smtp.host is None or self.smtp.sender is None):
             raise ValueError("[[alarms.email]] needs [alarms.smtp] host and sender")
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError("retry_max_s must be at least retry_base_s")
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from None
+        return value
 
 
 class SnapshotsConfig(Section):
@@ -426,6 +528,80 @@ class PhoneConfig(Section):
     )
 
 
+_TILE_URL = r"^(/tiles/|https?://[^\s/?#]+/)[^\s]*$"
+
+
+class DashboardConfig(Section):
+    """The staff dashboard: where its map tiles come from, how its live feed learns of new rows.
+
+    The map draws stations with Leaflet (vendored, no CDN). Tiles come from the server configured
+    here and from nowhere else (the page's Content-Security-Policy allows only that origin): by
+    default none at all, so the dashboard works offline and in China without a foreign tile server;
+    stations are then drawn on a plain grid. `tiles_dir` serves a local tile set (z/x/y.png) at
+    /tiles/; an online server (e.g. AMap, whose tiles use GCJ-02: set `tile_datum = "gcj02"`) is
+    one URL template.
+    """
+
+    tile_url: str = Field(
+        "",
+        max_length=500,
+        pattern=rf"{_TILE_URL}|^$",
+        description='Tile URL template with {z} {x} {y} (and {s}), e.g. "/tiles/{z}/{x}/{y}.png" for '
+        "tiles_dir, or an https:// server. Empty: no tiles (offline).",
+    )
+    tile_subdomains: str = Field("abc", pattern=r"^[A-Za-z0-9]{1,8}$", description="Values of {s}.")
+    tile_attribution: str = Field("", max_length=300, description="Credit line the tile provider asks for.")
+    tile_datum: Literal["wgs84", "gcj02"] = Field(
+        "wgs84",
+        description='Datum of the tiles: "gcj02" for Chinese providers (AMap, Tencent); stations are '
+        "stored in WGS-84 and shifted for display.",
+    )
+    tile_max_zoom: int = Field(18, ge=1, le=22)
+    tiles_dir: Path | None = Field(None, description="Folder served at /tiles/ (a local tile set).")
+    map_center: list[float] = Field(
+        default_factory=lambda: [39.9042, 116.4074],
+        min_length=2,
+        max_length=2,
+        description="Map centre [latitude, longitude] before stations are known.",
+    )
+    map_zoom: int = Field(10, ge=1, le=22)
+    live_poll_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=60.0,
+        allow_inf_nan=False,
+        description="The live feed reads new events, snapshots and alarms from the database this often "
+        "(0: off). Needed when ingest runs in other processes: the live bus is per process.",
+    )
+    export_max_days: int = Field(400, ge=1, le=3660, description="Longest period of one visits export.")
+
+    @field_validator("tile_url")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        if value and not all(p in value for p in ("{z}", "{x}", "{y}")):
+            raise ValueError("a tile URL needs the {z}, {x} and {y} placeholders")
+        return value
+
+    @field_validator("map_center")
+    @classmethod
+    def _center(cls, value: list[float]) -> list[float]:
+        if not (-90 <= value[0] <= 90 and -180 <= value[1] <= 180):
+            raise ValueError("map_center is [latitude, longitude] in degrees")
+        return value
+
+    @property
+    def tile_origin(self) -> str | None:
+        """The origin the page may load tiles from (for the CSP), `{s}` as a wildcard label."""
+        if not self.tile_url.startswith(("http://", "https://")):
+            return None
+        scheme, _, rest = self.tile_url.partition("://")
+        host = rest.split("/", 1)[0]
+        labels = ["*" if "{" in label else label for label in host.split(".")]
+        if "*" in labels:
+            labels = ["*", *labels[labels.index("*") + 1 :]]
+        return f"{scheme}://{'.'.join(labels)}"
+
+
 class CentralConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -436,6 +612,7 @@ class CentralConfig(Section):
     qr: QrConfig = Field(default_factory=QrConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
     phone: PhoneConfig = Field(default_factory=PhoneConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property
@@ -458,7 +635,7 @@ def _rebase(config: CentralConfig, base: Path) -> CentralConfig:
     alarms = config.alarms.model_copy(
         update={
             "webhooks": [files(w, "url_file", "secret_file") for w in config.alarms.webhooks],
-            "smtp": files(config.alarms.smtp, "password_file"),
+            "smtp": files(config.alarms.smtp, "password_file", "ca_file"),
         }
     )
     return config.model_copy(
@@ -469,6 +646,7 @@ def _rebase(config: CentralConfig, base: Path) -> CentralConfig:
             "alarms": alarms,
             "sms": files(config.sms, "token_file"),
             "phone": files(config.phone, "poster_font_file"),
+            "dashboard": files(config.dashboard, "tiles_dir"),
         }
     )
 

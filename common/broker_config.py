@@ -9,8 +9,10 @@ the config file's folder (`rebased`).
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 from pydantic import Field, model_validator
 
@@ -73,3 +75,34 @@ class BrokerConnection(Section):
             key: rebased(getattr(self, key), base) for key in FILE_KEYS if getattr(self, key) is not None
         }
         return self.model_copy(update=changes)
+
+
+class TlsFiles(Protocol):
+    """The TLS keys of a broker connection (the centre's `[mqtt]` and the station's have them all)."""
+
+    @property
+    def ca_file(self) -> Path | None: ...
+    @property
+    def cert_file(self) -> Path | None: ...
+    @property
+    def key_file(self) -> Path | None: ...
+    @property
+    def key_password_file(self) -> Path | None: ...
+
+
+def ssl_context(settings: TlsFiles, read_secret: Callable[[Path, str], str]) -> ssl.SSLContext:
+    """The TLS context both sides connect with: the broker's certificate verified against `ca_file`
+    (default: the system CAs) with its host name checked, TLS 1.2 or newer, and the client
+    certificate for mutual TLS (its key's passphrase read by `read_secret` from
+    `key_password_file`). Raises OSError, ssl.SSLError or ValueError for files that cannot be used."""
+    cafile = str(settings.ca_file) if settings.ca_file is not None else None
+    context = ssl.create_default_context(cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.cert_file is not None and settings.key_file is not None:
+        password = (
+            read_secret(settings.key_password_file, "TLS key passphrase")
+            if settings.key_password_file is not None
+            else None
+        )
+        context.load_cert_chain(str(settings.cert_file), str(settings.key_file), password=password)
+    return context

@@ -87,6 +87,12 @@ class SessionStore:
             session.last_seen = now
             return session
 
+    def is_live(self, session: Session) -> bool:
+        """Whether `session` is still open (not revoked, not expired), without marking it used: a
+        long-lived stream checks its login with this and does not keep an idle login alive."""
+        with self._lock:
+            return self._sessions.get(session.key) is session and not self._expired(session, self._clock())
+
     def revoke(self, session: Session) -> None:
         with self._lock:
             self._sessions.pop(session.key, None)

@@ -97,3 +97,38 @@ class StationTopics:
     @property
     def ack(self) -> str:
         return f"{self.base}/down/{DOWN_ACK}"
+
+
+#: What a station may publish under `up/` (docs/mqtt.md, "Topics").
+UP_KINDS = frozenset({UP_EVENT, UP_SNAPSHOT, UP_ENROLMENT, UP_RESULT, UP_STATUS, UP_ROSTER_REQUEST})
+_UP_RE = re.compile(r"yz/v1/station/([^/]{1,64})/up/([^/]{1,64})(?:/([^/]{1,64}))?")
+
+
+@dataclass(frozen=True, slots=True)
+class UpTopic:
+    """An upward topic taken apart: the sending station, the message kind, the snapshot's event."""
+
+    station_id: str
+    kind: str
+    event_id: str | None = None
+
+
+def parse_up(topic: str) -> UpTopic | None:
+    """`yz/v1/station/<sid>/up/<kind>` (or `.../up/snapshot/<event_id>`), or None for anything else.
+
+    The centre reads the sender from the topic: the broker's ACL lets a station's login write only
+    under its own id (docs/mosquitto/acl), so the topic names who sent it and the payload's own
+    `station_id` must agree with it."""
+    match = _UP_RE.fullmatch(topic)
+    if match is None:
+        return None
+    station_id, kind, rest = match.groups()
+    if not _STATION_ID.fullmatch(station_id) or station_id in {".", ".."} or kind not in UP_KINDS:
+        return None
+    if kind == UP_SNAPSHOT:
+        if rest is None or not _EVENT_ID.fullmatch(rest):
+            return None
+        return UpTopic(station_id, kind, rest)
+    if rest is not None:
+        return None
+    return UpTopic(station_id, kind)

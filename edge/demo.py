@@ -47,7 +47,9 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-def _bgr_face(station: Station, name: str) -> np.ndarray:
+def bgr_face(station: Station, name: str) -> np.ndarray:
+    """A fixture photo's face cropped as the door camera would frame it (BGR); the fleet demo
+    (demo/) builds its stations' videos with it too."""
     rgb = read_photo(FIXTURES / name)
     detections = station.photo_pipeline.detect(rgb)
     if not detections:
@@ -62,7 +64,7 @@ def build_run_demo_video(station: Station) -> Path:
         empty = Scene("empty", None, 1.0)
         scenes = [empty]
         for name in ("obama_2.jpg", "eileen_collins.png", "biden_1.jpg"):
-            scenes += [Scene("face", _bgr_face(station, name), 3.0, name), empty]
+            scenes += [Scene("face", bgr_face(station, name), 3.0, name), empty]
         write_video(path, scenes)
     return path
 
@@ -75,9 +77,9 @@ def _demo_scenes(station: Station, tokens: dict[str, str]) -> list[Scene]:
 
     return [
         empty,
-        Scene("face", _bgr_face(station, "obama_2.jpg"), 3.0, "member m-obama walks up (a different photo)"),
+        Scene("face", bgr_face(station, "obama_2.jpg"), 3.0, "member m-obama walks up (a different photo)"),
         empty,
-        Scene("face", _bgr_face(station, "eileen_collins.png"), 3.0, "a stranger"),
+        Scene("face", bgr_face(station, "eileen_collins.png"), 3.0, "a stranger"),
         empty,
         Scene("qr", card(tokens["zhang"]), 2.0, "m-zhang (张三, no face enrolled) shows a QR code"),
         empty,
@@ -85,7 +87,7 @@ def _demo_scenes(station: Station, tokens: dict[str, str]) -> list[Scene]:
         empty,
         Scene("qr", card(tokens["expired"]), 2.0, "an expired QR code"),
         empty,
-        Scene("face", _bgr_face(station, "biden_1.jpg"), 3.0, "member m-biden walks up"),
+        Scene("face", bgr_face(station, "biden_1.jpg"), 3.0, "member m-biden walks up"),
         empty,
     ]
 

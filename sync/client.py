@@ -33,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from common.broker_config import ssl_context
 from sync.config import MqttConfig
 
 log = logging.getLogger(__name__)
@@ -176,22 +177,10 @@ class MqttLink:
         return client
 
     def _tls_context(self) -> ssl.SSLContext:
-        config = self.config
         try:
-            context = ssl.create_default_context(
-                cafile=str(config.ca_file) if config.ca_file is not None else None
-            )
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            if config.cert_file is not None and config.key_file is not None:
-                password = (
-                    read_secret(config.key_password_file, "TLS key passphrase")
-                    if config.key_password_file is not None
-                    else None
-                )
-                context.load_cert_chain(str(config.cert_file), str(config.key_file), password=password)
+            return ssl_context(self.config, read_secret)
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise LinkConfigError(f"TLS settings cannot be used: {exc}") from None
-        return context
 
     # -- running --------------------------------------------------------------------------------
 

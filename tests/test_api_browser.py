@@ -8,8 +8,6 @@ Chromium missing: skipped with the reason locally, a failure under CI.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import chromium
 from test_api_support import RELAY_PIN, USERNAME, face_video, make_config, running_daemon, wait_for
 
 from edge.api.auth import InstallerStore
@@ -25,15 +24,6 @@ from edge.station import Station
 from models import events as event_store
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-PHONE = {"width": 390, "height": 844, "pixelRatio": 2.0}
-MOBILE_UA = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0 Mobile Safari/537.36"
-)
-
-
-def _binary(name: str, default: str) -> str | None:
-    return default if Path(default).exists() else shutil.which(name)
 
 
 @dataclass
@@ -47,34 +37,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    chromium = _binary("chromium", "/usr/bin/chromium")
-    driver_path = _binary("chromedriver", "/usr/bin/chromedriver")
-    if chromium is None or driver_path is None:
-        message = "headless browser test needs Debian's chromium and chromedriver (/usr/bin/...)"
-        if os.environ.get("CI"):
-            pytest.fail(message + ": CI must run it")
-        pytest.skip(message)
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--lang=zh-CN",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(argument)
-    options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE, "userAgent": MOBILE_UA})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"), phone=True)
     try:
         yield driver
     finally:

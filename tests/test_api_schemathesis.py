@@ -7,24 +7,17 @@ password change (they would end the run's own login; both are tested in test_api
 
 from __future__ import annotations
 
-import json
-import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
+from schemathesis_support import fuzz
 from test_api_support import ApiEnv, api_env
 
 EXAMPLES_PER_OPERATION = 30
 EXCLUDED = {"/api/v1/camera/preview.mjpg", "/api/v1/auth/logout", "/api/v1/auth/password"}
 BUDGET_S = 150.0
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -34,57 +27,13 @@ def env(tmp_path_factory: pytest.TempPathFactory, face_model: Any, fixtures: Pat
 
 
 def test_no_operation_answers_5xx(env: ApiEnv) -> None:
-    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", env.app, headers=env.auth)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    operations = [op for op in operations if op.path not in EXCLUDED]
-    assert len(operations) >= 20
-    statuses: Counter[int] = Counter()
-    failures: list[str] = []
-    unsatisfiable: list[str] = []
-    started = time.monotonic()
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=EXAMPLES_PER_OPERATION // 2,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.generate],  # no shrinking: failures are collected, not raised
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                response = case.call(headers=env.auth)
-                statuses[response.status_code] += 1
-                if response.status_code >= 500 and len(failures) < 10:
-                    failures.append(
-                        f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}"
-                    )
-
-            try:
-                run()
-            except Unsatisfiable:
-                assert mode == GenerationMode.NEGATIVE  # nothing to violate (no parameters, no body)
-                unsatisfiable.append(f"{operation.method.upper()} {operation.path}")
-    elapsed = time.monotonic() - started
-    calls = sum(statuses.values())
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "schemathesis-summary.json").write_text(
-        json.dumps(
-            {
-                "operations": len(operations),
-                "calls": calls,
-                "seconds": round(elapsed, 1),
-                "statuses": dict(sorted(statuses.items())),
-                "no_negative_cases": unsatisfiable,
-                "server_errors": failures,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
+    run = fuzz(
+        env.app, env.auth, excluded=EXCLUDED, examples=EXAMPLES_PER_OPERATION, summary="schemathesis-summary"
     )
-    assert not failures, "\n".join(failures)
-    assert calls >= 10 * len(operations), statuses
-    assert set(statuses) & {200, 201} and set(statuses) & {404, 422}, statuses  # both sides exercised
-    assert elapsed < BUDGET_S, f"{calls} calls in {elapsed:.0f} s"
+    assert run.operations >= 20
+    assert not run.failures, "\n".join(run.failures)
+    assert run.calls >= 10 * run.operations, run.statuses
+    assert set(run.statuses) & {200, 201} and set(run.statuses) & {404, 422}, (
+        run.statuses
+    )  # both sides exercised
+    assert run.seconds < BUDGET_S, f"{run.calls} calls in {run.seconds:.0f} s"

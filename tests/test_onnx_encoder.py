@@ -387,6 +387,7 @@ def test_database_from_before_models_were_named_upgrades_to_dlib_templates(tmp_p
     engine.dispose()
     conn = sqlite3.connect(path)  # back to schema 1 as it was written before this change
     conn.execute("ALTER TABLE face_templates DROP COLUMN model")
+    conn.execute("DROP INDEX ux_members_member_id_nocase")  # step 3's, also newer than schema 1
     conn.execute("UPDATE schema_version SET version = 1")
     conn.commit()
     conn.close()

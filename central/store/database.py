@@ -100,6 +100,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 
+def read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reading only. On SQLite they begin with a plain (deferred) BEGIN: a read then
+    neither waits for nor blocks a writer (WAL), and a thread already inside a write transaction
+    can still read through one (with BEGIN IMMEDIATE it would wait on its own lock)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
 # -- migrations ------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +23,12 @@ from central.store import checks
 from central.store.tables import MEMBER_KINDS, FaceTemplate, Member, Station
 from common.db_types import utc_now
 from common.errors import ValidationError
-from common.template_cipher import TemplateCipher
+from common.template_cipher import TemplateCipher, as_template_vector
+from contract.messages import check_model_dim
 
 TEMPLATE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # the contract's FaceModelName
 DEFAULT_MODEL = "dlib_resnet_v1"
-#: Models whose templates the centre can store now, with their dimension. Other encoders (ONNX,
-#: 512-d) arrive with the model-aware cipher of the rec-onnx branch (`TemplateCipher(..., model=)`).
-MODEL_DIMS = {DEFAULT_MODEL: 128}
 
 
 class MemberExistsError(ValidationError):
@@ -114,9 +113,19 @@ class MemberRow:
 
 
 def list_members(
-    session: Session, *, search: str | None = None, limit: int = 1000, offset: int = 0
+    session: Session,
+    *,
+    search: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+    home_station_ids: Collection[str] | None = None,
+    status: str | None = None,
 ) -> list[MemberRow]:
-    """Members by id with their template counts; `search` matches id, name or phone (substring)."""
+    """Members by id with their template counts; `search` matches id, name or phone (substring).
+
+    `home_station_ids` limits them to members enrolled at those stations (a district's staff);
+    `status` to one status.
+    """
     counts = (
         select(FaceTemplate.member_id, func.count().label("n")).group_by(FaceTemplate.member_id).subquery()
     )
@@ -127,6 +136,10 @@ def list_members(
         .limit(limit)
         .offset(offset)
     )
+    if home_station_ids is not None:
+        query = query.where(Member.home_station_id.in_(list(home_station_ids)))
+    if status is not None:
+        query = query.where(Member.status == status)
     if search:
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
@@ -149,7 +162,9 @@ def add_template(
     model: str = DEFAULT_MODEL,
     origin_station_id: str | None = None,
 ) -> FaceTemplate:
-    """Store one encrypted template. Needs face consent; its scope follows cross-station consent.
+    """Store one encrypted template of face model `model` (its name bound into the encryption; a
+    known model's vectors must have its length). Needs face consent; its scope follows
+    cross-station consent.
 
     Adding a template id that exists for the same member does nothing (a station re-uploading an
     enrolment never duplicates it); for another member it is refused.
@@ -170,16 +185,22 @@ def add_template(
     scope = "fleet" if member.consent_cross_station else "station"
     if scope == "station" and origin_station_id is None:
         raise ValidationError("a template without cross-station consent needs the station it stays on")
-    if model not in MODEL_DIMS:
-        raise ValidationError(f"face model {model!r} is not supported here yet ({', '.join(MODEL_DIMS)})")
-    dim = MODEL_DIMS[model]
+    if not isinstance(model, str) or not MODEL_RE.fullmatch(model):
+        raise ValidationError(
+            f"face model name {str(model)[:80]!r} is not one (e.g. dlib_resnet_v1, onnx-1a2b3c4d)"
+        )
+    arr = as_template_vector(vector, dim=None)
+    try:
+        check_model_dim(model, int(arr.shape[0]))  # a known model's vectors have its length
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
     template = FaceTemplate(
         template_id=template_id,
         member_id=member_id,
         model=model,
-        dim=dim,
+        dim=int(arr.shape[0]),
         key_fingerprint=cipher.fingerprint,
-        ciphertext=cipher.encrypt(member_id, template_id, vector),
+        ciphertext=cipher.encrypt(member_id, template_id, arr, model=model),
         scope=scope,
         origin_station_id=origin_station_id,
     )
@@ -195,4 +216,138 @@ def member_templates(
     rows: Sequence[FaceTemplate] = session.scalars(
         select(FaceTemplate).where(FaceTemplate.member_id == member_id).order_by(FaceTemplate.created_at)
     ).all()
-    return [(t, cipher.decrypt(t.member_id, t.template_id, t.key_fingerprint, t.ciphertext)) for t in rows]
+    return [
+        (
+            t,
+            cipher.decrypt(
+                t.member_id, t.template_id, t.key_fingerprint, t.ciphertext, model=t.model, dim=t.dim
+            ),
+        )
+        for t in rows
+    ]
+
+
+#: What staff may change on a member (`update_member`); the rest is the roster's or ingest's.
+EDITABLE_FIELDS = (
+    "name",
+    "phone",
+    "kind",
+    "employer",
+    "groups",
+    "valid_from",
+    "valid_until",
+    "consent_face",
+    "consent_cross_station",
+    "home_station_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUpdate:
+    changed: list[str]
+    templates_widened: int
+
+
+def update_member(session: Session, *, member: Member, changes: Mapping[str, object]) -> MemberUpdate:
+    """Apply staff edits (keys of EDITABLE_FIELDS; None clears an optional field) with the same
+    checks as `add_member`. A consent withdrawal is not an edit: it goes through
+    `central.roster.withdraw_consent` (which deletes the face data everywhere and records the
+    erasure), so it is refused here. Granted cross-station consent widens the member's templates to
+    the fleet. The caller tells the roster.
+    """
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
+    new = {field: getattr(member, field) for field in EDITABLE_FIELDS}
+    for field, value in changes.items():
+        if field == "name":
+            new[field] = checks.text(value, "name", 100)
+        elif field == "phone":
+            new[field] = checks.text(value, "phone", 32, optional=True)
+        elif field == "employer":
+            new[field] = checks.text(value, "employer", 200, optional=True)
+        elif field == "kind":
+            if value is not None and value not in MEMBER_KINDS:
+                raise ValidationError(f"kind must be one of {', '.join(MEMBER_KINDS)}")
+            new[field] = value
+        elif field == "groups":
+            if not isinstance(value, list | tuple):
+                raise ValidationError("groups must be a list")
+            new[field] = checks.names(value, "groups")
+        elif field in ("valid_from", "valid_until"):
+            if value is not None and not isinstance(value, dt.datetime):
+                raise ValidationError(f"{field} must be a date and time")
+            new[field] = _aware(value, field)
+        elif field in ("consent_face", "consent_cross_station"):
+            if not isinstance(value, bool):
+                raise ValidationError(f"{field} must be true or false")
+            new[field] = value
+        elif field == "home_station_id":
+            if value is not None and session.get(Station, checks.identifier(value, "home station")) is None:
+                raise ValidationError(f"home station {value!r} does not exist")
+            new[field] = value
+    if new["consent_cross_station"] and not new["consent_face"]:
+        raise ValidationError("cross-station consent needs face consent")
+    if new["valid_from"] and new["valid_until"] and new["valid_until"] <= new["valid_from"]:
+        raise ValidationError("valid_until must be after valid_from")
+    for consent in ("consent_face", "consent_cross_station"):
+        if getattr(member, consent) and not new[consent]:
+            raise ValueError(f"{consent} is withdrawn with central.roster.withdraw_consent, not edited")
+    changed = [f for f in EDITABLE_FIELDS if new[f] != getattr(member, f)]
+    now = utc_now()
+    widened = 0
+    for field in changed:
+        setattr(member, field, new[field])
+    if "consent_face" in changed:
+        member.consent_face_at = now
+    if "consent_cross_station" in changed:
+        member.consent_cross_station_at = now
+        templates: Sequence[FaceTemplate] = session.scalars(
+            select(FaceTemplate).where(
+                FaceTemplate.member_id == member.member_id, FaceTemplate.scope == "station"
+            )
+        ).all()
+        for template in templates:
+            if template.ciphertext:  # a withdrawn placeholder (no data) stays where it is
+                template.scope = "fleet"
+                widened += 1
+    session.flush()
+    return MemberUpdate(changed, widened)
+
+
+def set_status(session: Session, *, member: Member, status: str) -> bool:
+    """Suspend or re-activate a member (a pending one is activated by approval). True if changed."""
+    if status not in ("active", "suspended"):
+        raise ValidationError("status must be active or suspended")
+    if member.status == status:
+        return False
+    member.status = status
+    session.flush()
+    return True
+
+
+def template_count(session: Session, *, member_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(FaceTemplate).where(FaceTemplate.member_id == member_id)
+        )
+        or 0
+    )
+
+
+def member_names(session: Session, *, member_ids: Collection[str]) -> dict[str, str]:
+    """{member id: name} for the ids that exist (events keep ids of erased members)."""
+    ids = [i for i in set(member_ids) if i]
+    if not ids:
+        return {}
+    rows = session.execute(select(Member.member_id, Member.name).where(Member.member_id.in_(ids)))
+    return {member_id: name for member_id, name in rows}
+
+
+def member_district(session: Session, member: Member) -> str | None:
+    """The district of the member's home station (None without one): audit entries about the
+    member are scoped to it, so district staff see them."""
+    if member.home_station_id is None:
+        return None
+    station = session.get(Station, member.home_station_id)
+    return station.district_id if station is not None else None

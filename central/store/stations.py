@@ -99,6 +99,60 @@ def add_station(
     return station
 
 
+#: What staff may change on a station (`update_station`); health and versions are ingest's.
+EDITABLE_FIELDS = (
+    "name",
+    "district_id",
+    "address",
+    "latitude",
+    "longitude",
+    "schedule",
+    "services",
+    "contact_name",
+    "contact_phone",
+    "allowed_groups",
+    "active",
+)
+
+
+def update_station(session: Session, *, station: Station, changes: dict[str, Any]) -> list[str]:
+    """Apply staff edits (keys of EDITABLE_FIELDS) with the checks of `add_station`; returns the
+    fields that changed. Coordinates are given together (both None removes them)."""
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
+    new: dict[str, Any] = {}
+    if "latitude" in changes or "longitude" in changes:
+        new["latitude"], new["longitude"] = _coordinates(
+            changes.get("latitude", station.latitude), changes.get("longitude", station.longitude)
+        )
+    for field, value in changes.items():
+        if field == "name":
+            new[field] = checks.text(value, "name", 200)
+        elif field == "district_id":
+            new[field] = ensure_district(session, district_id=value).district_id
+        elif field == "address":
+            new[field] = checks.text(value, "address", 300, optional=True)
+        elif field == "schedule":
+            new[field] = parse_schedule(value if value is not None else {}).model_dump(mode="json")
+        elif field == "services":
+            new[field] = checks.names(value or (), "services", max_items=MAX_SERVICES)
+        elif field == "allowed_groups":
+            new[field] = checks.names(value or (), "allowed groups")
+        elif field in ("contact_name", "contact_phone"):
+            new[field] = checks.text(value, field.replace("_", " "), 100 if field == "contact_name" else 32,
+                                     optional=True)  # fmt: skip
+        elif field == "active":
+            if not isinstance(value, bool):
+                raise ValidationError("active must be true or false")
+            new[field] = value
+    changed = [f for f in EDITABLE_FIELDS if f in new and new[f] != getattr(station, f)]
+    for field in changed:
+        setattr(station, field, new[field])
+    session.flush()
+    return changed
+
+
 def get_station(session: Session, *, station_id: str) -> Station | None:
     return session.get(Station, station_id)
 

@@ -60,6 +60,22 @@ COMMAND_STATES = ("pending", "sent", "ok", "failed", "expired")
 REGISTRATION_STATES = ("code_sent", "awaiting_staff", "approved", "rejected", "expired")
 CODE_PURPOSES = ("register", "login")
 PHONE_OPEN_OUTCOMES = ("sent", "opened", "refused", "no_answer", "offline", "denied")
+ALARM_CHANNELS = ("wecom", "dingtalk", "feishu", "email")
+DELIVERY_PURPOSES = ("raised", "again", "escalated", "cleared", "acknowledged", "reminder")
+DELIVERY_OUTCOMES = ("sent", "failed", "skipped")
+#: The station's event kinds the alarm rules read (central.alarms.rules.EVENT_KINDS plus refusals;
+#: a test keeps the two lists equal). Changing it needs a migration of the partial index.
+ALARM_EVENT_KINDS = (
+    "camera_down",
+    "camera_up",
+    "door_closed_after_held",
+    "door_forced",
+    "door_held_open",
+    "emergency",
+    "lockout",
+    "refused",
+    "tamper",
+)
 
 # Constraint names follow one convention, so Alembic revisions can name them on both databases.
 NAMING = {
@@ -73,6 +89,9 @@ NAMING = {
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+ALARM_EVENT_KINDS_SQL = _in("kind", ALARM_EVENT_KINDS)
 
 
 class Base(DeclarativeBase):
@@ -105,6 +124,10 @@ class Station(Base):
     in place) so the dashboard's fleet view is one indexed read; the history is in `station_status`.
     `issued_version` is the last roster change version the centre numbered for this station
     (incremented in the same transaction that writes the change, so versions have no gaps).
+    `face_model` is the model the station announced in its last roster request (it gets only
+    templates of that model); `roster_basis` is what decided which members it holds when its roster
+    was last changed (groups admitted, model, active), so a station edit can be turned into the
+    exact ops that follow from it (central/roster).
     """
 
     __tablename__ = "stations"
@@ -131,6 +154,8 @@ class Station(Base):
     last_status_at: Mapped[dt.datetime | None] = mapped_column()
     last_health: Mapped[dict[str, Any] | None] = mapped_column(Json)
     last_ack_seq: Mapped[int | None] = mapped_column(BigInteger)
+    face_model: Mapped[str | None] = mapped_column(String(64))
+    roster_basis: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
@@ -246,6 +271,24 @@ class FaceTemplate(Base):
     )
 
 
+class RosterPublished(Base):
+    """A member as the stations were last told (one row per member, not per station).
+
+    `state` holds the member's fields and template list (ids, model, scope, origin: never
+    vectors) as of the last fan-out. A change to the member is turned into roster ops per station
+    by comparing what this state and the current one make that station hold (central/roster),
+    so the centre needs no per-station copy of the roster (2,000 stations x 100,000 members would
+    be 200 million rows). Written in the same transaction as the member change and its
+    `roster_changes` rows.
+    """
+
+    __tablename__ = "roster_published"
+
+    member_id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
 class SigningKey(Base):
     """An Ed25519 key of the centre. Only the centre holds private keys (sealed with the data key).
 
@@ -351,6 +394,17 @@ class Event(Base):
         Index("ix_events_ts", "ts"),
         Index("ix_events_station_ts", "station_id", "ts"),
         Index("ix_events_member_ts", "member_id", "ts"),
+        # What arrived since a moment, whatever the station's clock said: the dashboard's live
+        # feed polls it (ingest may run in another process) and replays it after a reconnect.
+        Index("ix_events_received_at", "received_at"),
+        # The alarm engine's sweep reads recently *received* events of the kinds that raise alarms
+        # (a partial index: a few rows per thousand, whatever the fleet's volume of entries).
+        Index(
+            "ix_events_alarm_kinds_received",
+            "received_at",
+            sqlite_where=text(ALARM_EVENT_KINDS_SQL),
+            postgresql_where=text(ALARM_EVENT_KINDS_SQL),
+        ),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 
@@ -392,7 +446,12 @@ class Enrolment(Base):
 
 
 class Command(Base):
-    """A command sent to a station (`down/command`), who ordered it and why; its answer is a result."""
+    """A command sent to a station (`down/command`), who ordered it and why; its answer is a result.
+
+    `state`: pending (written, not yet taken by the broker), sent, ok / failed (the station's
+    answer, or `error = 'station_offline'` when it was never sent), expired (no answer before
+    `expires_at`). `error` / `message` / `result` copy the station's `up/result`.
+    """
 
     __tablename__ = "commands"
 
@@ -407,9 +466,14 @@ class Command(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     sent_at: Mapped[dt.datetime | None] = mapped_column()
     state: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(String(500))
+    result: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
 
     __table_args__ = (
         Index("ix_commands_station_issued", "station_id", "issued_at"),
+        Index("ix_commands_state_expires", "state", "expires_at"),
         CheckConstraint(_in("state", COMMAND_STATES), name="state"),
     )
 
@@ -501,8 +565,68 @@ class AlarmNotification(Base):
 
     alarm: Mapped[Alarm] = relationship(back_populates="notifications")
 
+    __table_args__ = (CheckConstraint(_in("channel", ALARM_CHANNELS), name="channel"),)
+
+
+class AlarmEvent(Base):
+    """The station events the alarm engine has handled, and the alarm each raised or counted on.
+
+    The engine sees an event on the live bus and again in its database sweep (which exists for the
+    event committed just before a crash, never published); this row, written in the same
+    transaction as the alarm change, makes the second time a no-op, also across several centre
+    processes. Only events of alarm kinds get a row; rows older than the sweep's look-back are
+    pruned.
+    """
+
+    __tablename__ = "alarm_events"
+
+    station_id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), primary_key=True)
+    alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id", ondelete="SET NULL"), index=True)
+    handled_at: Mapped[dt.datetime] = mapped_column(default=utc_now, index=True)
+
+
+class AlarmDelivery(Base):
+    """The notifier's durable queue: one message due about one alarm.
+
+    `channel = 'fanout'` rows say "tell everyone concerned" (`purpose`: raised, again, escalated,
+    cleared, acknowledged, reminder); the notifier expands each into one row per configured target
+    (a group robot or an e-mail list, `target` is its label, never its URL) in one transaction.
+    A row is claimed (`claimed_until`) before it is sent, so several centre processes never send
+    it twice at once and a process that dies mid-send leaves it to be retried; a failed attempt
+    moves `due_at` later (back-off) until `[alarms] retry_attempts`. Every attempt is also a row of
+    `alarm_notifications`. Reminders of an unacknowledged emergency are `reminder` fan-outs with
+    their `round`, each scheduling the next.
+    """
+
+    __tablename__ = "alarm_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    due_at: Mapped[dt.datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    done_at: Mapped[dt.datetime | None] = mapped_column()
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+
     __table_args__ = (
-        CheckConstraint(_in("channel", ("wecom", "dingtalk", "feishu", "email")), name="channel"),
+        Index(
+            "ix_alarm_deliveries_pending",
+            "due_at",
+            sqlite_where=text("done_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
+        ),
+        CheckConstraint(_in("purpose", DELIVERY_PURPOSES), name="purpose"),
+        CheckConstraint(_in("channel", (*ALARM_CHANNELS, "fanout")), name="channel"),
+        CheckConstraint(f"outcome IS NULL OR {_in('outcome', DELIVERY_OUTCOMES)}", name="outcome"),
+        CheckConstraint("(done_at IS NULL) = (outcome IS NULL)", name="done"),
+        CheckConstraint("round >= 0 AND attempts >= 0", name="counts"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central.config import CentralConfig
 from central.data_key import DataKey
+from central.ingest.downlink import DownLink
 from central.live import LiveBus
+from central.metrics import CentreMetrics
+from central.signing import MessageSigner
 from central.web.auth import StaffAuth
+from central.web.live_feed import LiveFeed
+from central.web.snapshot_files import Thumbnails
 
 
 def _utc_now() -> dt.datetime:
@@ -30,6 +36,27 @@ class WebContext:
     #: The phone pages' link to the roster and the doors (`central.phone.fleet.Fleet`); None: not
     #: running in this process (the phone routes that need it answer 503).
     fleet: Any = None
+    metrics: CentreMetrics | None = None
+    #: Signs what goes to stations (commands); `down` publishes it (None when [mqtt] is disabled).
+    signer: MessageSigner | None = None
+    down: DownLink | None = None
+    thumbnails: Thumbnails = field(default_factory=Thumbnails)
+    _feed: LiveFeed | None = field(default=None, init=False, repr=False)
+    _feed_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def feed(self) -> LiveFeed:
+        """The dashboard's live feed (built on first use; its thread starts with the first viewer)."""
+        with self._feed_lock:
+            if self._feed is None:
+                self._feed = LiveFeed(self.live, self.db, poll_s=self.config.dashboard.live_poll_s)
+            return self._feed
+
+    def close(self) -> None:
+        """Stop what the web app started (the live feed's thread)."""
+        with self._feed_lock:
+            feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
 
     @classmethod
     def build(

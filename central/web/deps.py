@@ -17,9 +17,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from central.store import members as member_store
 from central.store import staff as staff_store
 from central.store import stations as station_store
-from central.store.tables import Station
+from central.store.tables import Member, Station
 from central.web.auth import StaffIdentity
 from central.web.context import WebContext
 from central.web.errors import ApiError
@@ -103,6 +104,29 @@ def station_in_scope(db: Session, staff: StaffIdentity, station_id: str) -> Stat
     if station is None or (scope is not None and station.district_id not in scope):
         raise ApiError(404, f"no station {station_id!r}", "station_not_found")
     return station
+
+
+def scoped_station_ids(db: Session, staff: StaffIdentity) -> list[str] | None:
+    """Ids of the stations `staff` may see (None: all of them)."""
+    return None if district_scope(staff) is None else [s.station_id for s in scoped_stations(db, staff)]
+
+
+def member_in_scope(db: Session, staff: StaffIdentity, member_id: str) -> Member:
+    """The member, if `staff` may see them: district staff see the members enrolled at (whose home
+    station is) one of their district's stations. 404 otherwise, as for stations."""
+    member = member_store.get_member(db, member_id=member_id)
+    scope = district_scope(staff)
+    if member is not None and scope is not None:
+        home = (
+            station_store.get_station(db, station_id=member.home_station_id)
+            if member.home_station_id
+            else None
+        )
+        if home is None or home.district_id not in scope:
+            member = None
+    if member is None:
+        raise ApiError(404, f"no member {member_id!r}", "member_not_found")
+    return member
 
 
 def client_address(request: Request) -> str:

@@ -22,6 +22,18 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+def content_security_policy(img_origins: tuple[str, ...] = ()) -> str:
+    """The CSP, with extra image origins (the dashboard map's configured tile server) if any."""
+    if not img_origins:
+        return CONTENT_SECURITY_POLICY
+    extra = " ".join(img_origins)
+    return CONTENT_SECURITY_POLICY.replace(
+        "img-src 'self' blob: data:", f"img-src 'self' blob: data: {extra}"
+    )
+
+
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="yizhan-central"'}
 
 
@@ -74,8 +86,9 @@ class StaffGate:
 class SecurityHeaders:
     """No sniffing, no framing, no referrer, a strict CSP; API answers are never cached."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, img_origins: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.csp = content_security_policy(img_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +102,7 @@ class SecurityHeaders:
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers.setdefault("Content-Security-Policy", self.csp)
                 if path.startswith("/api/") and not path.startswith("/api/public/"):
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)

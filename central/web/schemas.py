@@ -8,8 +8,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from central.phone.geo import Point, distance_m, navigation_links, wgs84_to_bd09, wgs84_to_gcj02
+from central.snapshot_files import SNAPSHOT_URL
 from central.store import stations as station_store
 from central.store.tables import Event, Member, Station
+from central.store.visits import station_timezone
 
 
 class Contact(BaseModel):
@@ -84,6 +86,97 @@ class DirectoryStation(PublicStation):
         )
 
 
+def _pick(health: Any, *path: str) -> Any:
+    """health[path...] when every step is a JSON object, else None (station data is untrusted)."""
+    value = health
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _text(value: Any, limit: int = 200) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return float(value)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+class StationHealth(BaseModel):
+    """The station's last heartbeat, summarised (docs/mqtt.md "status"); None where it said nothing.
+
+    `clock_skew_s` is the station's clock minus the centre's when the heartbeat arrived (positive:
+    the station is ahead). `roster_behind` is how many roster versions the station has not applied.
+    """
+
+    heartbeat_age_s: float | None
+    camera: str | None
+    camera_fps: float | None
+    disk: str | None
+    disk_detail: str | None
+    clock: str | None
+    clock_skew_s: float | None
+    outbox_depth: int | None
+    outbox_oldest_age_s: float | None
+    door_open: bool | None
+    door_alarm: bool | None
+    tampered: bool | None
+    roster_version: int | None
+    roster_behind: int | None
+    face_model: str | None
+
+    @classmethod
+    def of(cls, station: Station, now: dt.datetime) -> StationHealth:
+        health = station.last_health if isinstance(station.last_health, dict) else {}
+        station_time = _parse_time(_pick(health, "clock", "station_time"))
+        skew = (
+            (station_time - station.last_status_at).total_seconds()
+            if station_time is not None and station.last_status_at is not None
+            else None
+        )
+        depth = _number(health.get("outbox_depth"))
+        applied = station.applied_version
+        door = _pick(health, "door")
+
+        def flag(key: str) -> bool | None:
+            value = _pick(door, key)
+            return value if isinstance(value, bool) else None
+
+        return cls(
+            heartbeat_age_s=(
+                round((now - station.last_seen_at).total_seconds(), 1) if station.last_seen_at else None
+            ),
+            camera=_text(_pick(health, "camera", "state"), 16),
+            camera_fps=_number(_pick(health, "camera", "fps")),
+            disk=_text(_pick(health, "disk", "status"), 16),
+            disk_detail=_text(_pick(health, "disk", "detail")),
+            clock=_text(_pick(health, "clock", "status"), 16),
+            clock_skew_s=round(skew, 1) if skew is not None else None,
+            outbox_depth=int(depth) if depth is not None else None,
+            outbox_oldest_age_s=_number(health.get("outbox_oldest_age_s")),
+            door_open=flag("door_open"),
+            door_alarm=flag("alarm"),
+            tampered=flag("tampered"),
+            roster_version=applied,
+            roster_behind=(station.issued_version - applied) if applied is not None else None,
+            face_model=_text(_pick(health, "face_model", "name"), 64),
+        )
+
+
 class StationOut(PublicStation):
     """A station as staff see it: the directory entry plus groups and health."""
 
@@ -93,6 +186,8 @@ class StationOut(PublicStation):
     last_seen_at: dt.datetime | None
     applied_version: int | None
     issued_version: int
+    timezone: str
+    health: StationHealth
 
     @classmethod
     def of(cls, station: Station, now: dt.datetime) -> StationOut:
@@ -104,6 +199,8 @@ class StationOut(PublicStation):
             last_seen_at=station.last_seen_at,
             applied_version=station.applied_version,
             issued_version=station.issued_version,
+            timezone=station_timezone(station),
+            health=StationHealth.of(station, now),
         )
 
 
@@ -167,3 +264,24 @@ class EventOut(BaseModel):
             snapshot=event.snapshot,
             details=event.details,
         )
+
+
+class EventView(EventOut):
+    """An event as the dashboard shows it: with the station's and member's names, whether the door
+    opened, and where its snapshot is (`snapshot_state`: none / pending (the station has one, it
+    has not arrived) / ok / expired (retention removed it))."""
+
+    district_id: str | None
+    station_name: str | None
+    member_name: str | None
+    granted: bool
+    received_at: dt.datetime | None
+    snapshot_state: str
+    snapshot_url: str | None
+
+
+GRANTED_KINDS = frozenset({"entry", "exit"})
+
+
+def snapshot_url(event_id: str) -> str:
+    return SNAPSHOT_URL.format(event_id=event_id)

@@ -4,7 +4,7 @@ See central/store/tables.py (Registration, PhoneCode, PhoneLogin, PhoneOpen) and
 Every row that holds a phone number or a login dies with its member (ON DELETE CASCADE).
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005"
-down_revision: str | None = "0001"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,73 @@
+"""`down/ack`: telling each station which of its outbox `seq`s the centre has committed.
+
+The contract (docs/mqtt.md, "acknowledgement"): after the commit, about every second while
+messages flow, a signed message listing inclusive `[first, last]` ranges of **stored** seqs only,
+consecutive ones merged, never across a gap (a missing seq may be a snapshot still to come, or a
+message we refused), at most 1,000 ranges per message. A station delivers by these acks, so an ack
+for a seq we did not commit would lose that message for good; an ack we fail to send costs only a
+re-send, which we store once.
+
+`AckBook` is pure bookkeeping (no I/O): the ingest worker adds the seqs of each committed batch and
+takes the due acks every `ack_interval_s`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from contract.messages import MAX_ACK_RANGES
+
+
+def ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """Sorted, de-duplicated seqs as inclusive ranges, merged only where consecutive."""
+    out: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1][1] = seq
+        elif not out or seq > out[-1][1]:
+            out.append([seq, seq])
+    return out
+
+
+def ack_messages(station_id: str, seqs: Iterable[int]) -> list[dict[str, Any]]:
+    """The (unsigned) ack messages covering `seqs`, 1,000 ranges each."""
+    spans = ranges(seqs)
+    return [
+        {
+            "v": 1,
+            "type": "ack",
+            "id": f"a-{uuid.uuid4().hex[:16]}",
+            "station_id": station_id,
+            "stored": spans[start : start + MAX_ACK_RANGES],
+        }
+        for start in range(0, len(spans), MAX_ACK_RANGES)
+    ]
+
+
+class AckBook:
+    """Seqs committed but not yet acknowledged, per station. Not thread-safe: one worker thread."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, set[int]] = {}
+        self.highest: dict[str, int] = {}
+
+    def add(self, station_id: str, seqs: Iterable[int]) -> None:
+        bucket = self._pending.setdefault(station_id, set())
+        bucket.update(seqs)
+        if bucket:
+            self.highest[station_id] = max(self.highest.get(station_id, 0), max(bucket))
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._pending.values())
+
+    def take(self) -> dict[str, list[int]]:
+        """Everything pending, by station (and forget it)."""
+        taken = {station: sorted(seqs) for station, seqs in self._pending.items() if seqs}
+        self._pending = {}
+        return taken
+
+    def put_back(self, station_id: str, seqs: Iterable[int]) -> None:
+        """Acks that could not be published (the link is down): try again next time."""
+        self._pending.setdefault(station_id, set()).update(seqs)
