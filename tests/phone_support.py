@@ -25,6 +25,10 @@ from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
 from central.data_key import DataKey
+from central.phone.fleet import CentreFleet
+from central.phone.web.context import read_sessions
+from central.signing import MessageSigner
+from central.store import ingest as ingest_store
 from central.store import signing_keys
 from central.store import staff as staff_store
 from central.store import stations as station_store
@@ -32,6 +36,7 @@ from central.store.tables import District, Member, Station
 from central.web.app import create_app
 from central.web.auth import StaffAuth
 from central.web.context import WebContext
+from common.db_types import utc_now
 from common.passwords import Passwords
 
 
@@ -100,10 +105,30 @@ def sms_receiver() -> Iterator[SmsReceiver]:
 
 
 @dataclass
+class RecordingLink:
+    """The broker side of `central.commands.send_command` for tests without a broker: it takes every
+    publish (PUBACK at once) and keeps the topic and the signed payload."""
+
+    published: list[tuple[str, bytes]] = field(default_factory=list)
+    connected: bool = True
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> int:
+        self.published.append((topic, payload))
+        return len(self.published)
+
+    def wait_all(self, infos: list[Any], timeout: float) -> bool:
+        return True
+
+
+@dataclass
 class RecordingFleet:
+    """Roster calls recorded (the roster's own tests cover what they write); doors asked through the
+    real `central.commands.send_command` (recorded, audited, signed) onto a `RecordingLink`."""
+
     changed: list[str] = field(default_factory=list)
     withdrawn: list[tuple[str, str, bool, bool]] = field(default_factory=list)
     opens: list[dict[str, Any]] = field(default_factory=list)
+    web: WebContext | None = None
 
     def member_changed(self, db: Session, member_id: str) -> None:
         self.changed.append(member_id)
@@ -114,9 +139,20 @@ class RecordingFleet:
         self.withdrawn.append((member_id, actor, face, cross_station))
 
     def send_open(
-        self, db: Session, *, station_id: str, member_id: str, by: str, reason: str, ttl_s: int
+        self,
+        db: Session,
+        *,
+        station_id: str,
+        member_id: str,
+        by: str,
+        reason: str,
+        ttl_s: int,
+        client: str | None = None,
     ) -> str:
-        command_id = f"c-test-{len(self.opens) + 1}"
+        assert self.web is not None, "phone_env binds the fleet to its web context"
+        command_id = CentreFleet(self.web).send_open(
+            db, station_id=station_id, member_id=member_id, by=by, reason=reason, ttl_s=ttl_s, client=client
+        )
         self.opens.append(
             {
                 "command_id": command_id,
@@ -127,6 +163,34 @@ class RecordingFleet:
             }
         )
         return command_id
+
+
+def answer(
+    env: Env, command_id: str, *, ok: bool, error: str | None = None, message: str | None = None
+) -> None:
+    """A station's `up/result` as ingest handles it: the answer on the command row, then the bus."""
+    with env.db.sessions.begin() as session:
+        command = ingest_store.answer_command(
+            session,
+            station_id=_station_of(env, command_id),
+            command_id=command_id,
+            ok=ok,
+            error=error,
+            message=message,
+            data={"kind": "entry"} if ok else {},
+            at=utc_now(),
+        )
+        assert command is not None, f"no open command {command_id} to answer"
+        station_id = command.station_id
+    env.ctx.live.publish(
+        "result",
+        {"ref": command_id, "ok": ok, "code": error, "message": message, "command_id": command_id},
+        station_id=station_id,
+    )
+
+
+def _station_of(env: Env, command_id: str) -> str:
+    return next(o["station_id"] for o in env.fleet.opens if o["command_id"] == command_id)
 
 
 # -- a real browser at a phone's size, and a real server for it ---------------------------------------
@@ -404,5 +468,10 @@ def phone_env(
                     db, FAST, username=name, role=role, district_id=district, password=PASSWORD
                 )
             signing_keys.rotate_key(db, data_key, purpose="qr", now=clock(), overlap=dt.timedelta(days=1))
+            signing_keys.rotate_key(db, data_key, purpose="messages", now=clock(), overlap=dt.timedelta(1))
+        ctx.signer = MessageSigner(read_sessions(central_db.sessions), data_key)
+        ctx.down = RecordingLink()  # type: ignore[assignment]
+        if isinstance(fleet, RecordingFleet):
+            fleet.web = ctx
         app = create_app(ctx)
         yield Env(app, ctx, fleet, sms, clock, central_db)

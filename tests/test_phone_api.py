@@ -6,19 +6,21 @@ registration floods, another member's ids."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from central_fixtures import CentralDb
 from fastapi.testclient import TestClient
-from phone_support import PHONE, Env, Phone, phone_env
+from phone_support import PHONE, Env, Phone, answer, phone_env
 from sqlalchemy import select
 
 from central.config import CentralConfig
 from central.store import signing_keys
 from central.store.events import store_event
-from central.store.tables import Erasure, Member, PhoneCode, PhoneLogin, Result, Station
+from central.store.tables import AuditEntry, Command, Erasure, Member, PhoneCode, PhoneLogin, Station
+from contract.topics import StationTopics
 from recognizer.qr_token import public_key_map, verify_token
 
 
@@ -365,15 +367,25 @@ def test_open_sends_a_signed_command_and_replays_are_refused(env: Env) -> None:
     rid = "3c9e6c1e-0d0b-4c8e-a4d5-8a3e2b1c0d9f"
     sent = phone.post("/api/m/stations/hd-1/open", {"request_id": rid})
     assert sent.status_code == 202 and sent.json()["state"] == "sent"
-    assert env.fleet.opens == [
-        {
-            "command_id": "c-test-1",
-            "station_id": "hd-1",
-            "member_id": member_id,
-            "by": f"phone:{member_id}",
-            "ttl_s": 15,
-        }
-    ]
+    [opened] = env.fleet.opens
+    assert opened["command_id"].startswith("c-") and opened == {
+        "command_id": opened["command_id"],
+        "station_id": "hd-1",
+        "member_id": member_id,
+        "by": f"phone:{member_id}",
+        "ttl_s": 15,
+    }
+    # central.commands.send_command recorded, audited and published it, signed, for this station only
+    with env.db.sessions() as session:
+        command = session.get(Command, opened["command_id"])
+        assert command is not None and command.name == "open" and command.issued_by == f"phone:{member_id}"
+        assert command.params["member_id"] == member_id and command.state == "sent"
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "remote_open")).all()
+        assert entry.actor == f"phone:{member_id}" and entry.target_id == "hd-1"
+    [(topic, payload)] = env.ctx.down.published  # type: ignore[union-attr]
+    assert topic == StationTopics("hd-1").command
+    signed = json.loads(payload)
+    assert signed["name"] == "open" and signed["member_id"] == member_id and "sig" in signed
     env.clock.advance(60)
     replay = phone.post("/api/m/stations/hd-1/open", {"request_id": rid})
     assert replay.status_code == 409 and replay.json()["code"] == "replayed" and len(env.fleet.opens) == 1
@@ -385,36 +397,13 @@ def test_the_door_answers(env: Env) -> None:
     rid = "7d1e6c1e-0d0b-4c8e-a4d5-8a3e2b1c0d9f"
     assert phone.post("/api/m/stations/hd-1/open", {"request_id": rid}).status_code == 202
     assert phone.get(f"/api/m/opens/{rid}").json()["state"] == "sent"
-    with env.db.sessions.begin() as session:  # ingest stores the station's up/result, then announces it
-        session.add(
-            Result(
-                station_id="hd-1",
-                ref="c-test-1",
-                ref_type="command",
-                ok=True,
-                data={"kind": "entry"},
-                ts=env.clock(),
-            )
-        )
-    env.ctx.live.publish("result", {"ref": "c-test-1", "ok": True}, station_id="hd-1")
+    answer(env, env.fleet.opens[0]["command_id"], ok=True)  # as ingest handles the station's up/result
     assert phone.get(f"/api/m/opens/{rid}?wait=2").json()["state"] == "opened"
 
     env.clock.advance(30)
     rid2 = "8e2e6c1e-0d0b-4c8e-a4d5-8a3e2b1c0d9f"
     phone.post("/api/m/stations/hd-1/open", {"request_id": rid2})
-    with env.db.sessions.begin() as session:
-        session.add(
-            Result(
-                station_id="hd-1",
-                ref="c-test-2",
-                ref_type="command",
-                ok=False,
-                error="refused",
-                message="door_fault",
-                data={},
-                ts=env.clock(),
-            )
-        )
+    answer(env, env.fleet.opens[1]["command_id"], ok=False, error="refused", message="door_fault")
     refused = phone.get(f"/api/m/opens/{rid2}?wait=1").json()
     assert (refused["state"], refused["reason"], refused["message"]) == ("refused", "refused", "door_fault")
 

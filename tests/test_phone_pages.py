@@ -26,6 +26,7 @@ from phone_support import (
     Env,
     RecordingFleet,
     allow_location,
+    answer,
     phone_browser,
     phone_env,
     serve,
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from central.config import CentralConfig
 from central.store import signing_keys
-from central.store.tables import Erasure, Result
+from central.store.tables import Erasure
 from common.db_types import utc_now
 from recognizer.qr_token import public_key_map, verify_token
 
@@ -69,20 +70,7 @@ def answer_opens(env: Env, stop: threading.Event) -> None:
         while answered < len(env.fleet.opens):
             command = env.fleet.opens[answered]
             time.sleep(0.2)
-            with env.db.sessions.begin() as session:
-                session.add(
-                    Result(
-                        station_id=command["station_id"],
-                        ref=command["command_id"],
-                        ref_type="command",
-                        ok=True,
-                        data={"kind": "entry"},
-                        ts=utc_now(),
-                    )
-                )
-            env.ctx.live.publish(
-                "result", {"ref": command["command_id"], "ok": True}, station_id=command["station_id"]
-            )
+            answer(env, command["command_id"], ok=True)
             answered += 1
         stop.wait(0.05)
 

@@ -2,15 +2,20 @@
 the phone code has exactly one place where it reaches into `central.roster` and `central.commands`.
 
 * `member_changed(db, member_id)`: a member became active, changed consents, ...: the roster
-  writes the versioned changes for every station concerned, in the caller's transaction; its
-  fan-out worker delivers them (signed) after the commit.
-* `withdraw_consent(db, member_id, actor, face=..., cross_station=...)`: a consent withdrawn:
-  face consent: the member's templates are deleted at the centre and at every station that holds
-  them; cross-station consent: they stay only where they were enrolled (the erasure path, recorded
-  in `erasures` with reason `consent_withdrawn`); `face_erasure` reports how far that got.
-* `send_open(...)`: a signed `open` command for one member at one station (`central.commands`);
-  the answer is the station's `up/result`, which ingest stores in `results` and announces on the
-  live bus (topic `result`, `ref` = the command id). `DoorAnswers.wait` listens for it.
+  (`central.web.roster_link`, seam 4) writes the versioned changes for every station concerned, in
+  the caller's transaction; its fan-out worker delivers them (signed) after the commit.
+* `withdraw_consent(db, member_id, actor, face=..., cross_station=...)`: a consent withdrawn
+  (`central.roster.withdraw_consent` through `roster_link`): face consent: the member's
+  templates are deleted at the centre and at every station that holds them; cross-station
+  consent: they stay only where they were enrolled (recorded in `erasures` with reason `consent_withdrawn`); `face_erasure` reports
+  how far that got.
+* `send_open(...)`: a signed `open` command for one member at one station through
+  `central.commands.send_command` (seam 3: recorded, audited, published signed after the commit).
+  The answer is the station's `up/result`, which ingest stores on the command row and announces on
+  the live bus (topic `result`, `ref` = the command id). `DoorAnswers.wait` listens for it.
+
+`CentreFleet` is the real link (built from the web app's context); the tests of the phone API
+alone pass a recording stand-in through `WebContext.fleet`.
 """
 
 from __future__ import annotations
@@ -19,14 +24,19 @@ import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from central.commands import CommandError, Requester, StationNotFound, send_command
 from central.live import RESULT, LiveBus
-from central.store.tables import Erasure, Result
+from central.store.tables import Command, Erasure
+from central.web import roster_link
 from common.asgi import ApiError
+
+if TYPE_CHECKING:
+    from central.web.context import WebContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +65,69 @@ class Fleet(Protocol):
     ) -> None: ...
 
     def send_open(
-        self, db: Session, *, station_id: str, member_id: str, by: str, reason: str, ttl_s: int
+        self,
+        db: Session,
+        *,
+        station_id: str,
+        member_id: str,
+        by: str,
+        reason: str,
+        ttl_s: int,
+        client: str | None = None,
     ) -> str: ...
+
+
+class CentreFleet:
+    """The phone pages' link to the centre's roster master and its signed commands.
+
+    The signer and the publisher are read from the web context on every call: the composition root
+    sets them after the web app is built, and a centre without `[mqtt]` has no publisher (the
+    command is then recorded as failed with `mqtt_disabled`, and the page shows the pass)."""
+
+    def __init__(self, web: WebContext) -> None:
+        self._web = web
+
+    def member_changed(self, db: Session, member_id: str) -> None:
+        roster_link.member_changed(db, member_id)
+
+    def withdraw_consent(
+        self, db: Session, member_id: str, actor: str, *, face: bool, cross_station: bool
+    ) -> None:
+        roster_link.withdraw_consent(
+            db, member_id, actor, face=face, cross_station=cross_station, client=None
+        )
+
+    def send_open(
+        self,
+        db: Session,
+        *,
+        station_id: str,
+        member_id: str,
+        by: str,
+        reason: str,
+        ttl_s: int,
+        client: str | None = None,
+    ) -> str:
+        signer, link = self._web.signer, self._web.down
+        if signer is None:
+            link = None  # nothing can be signed: recorded as not sent, never sent unsigned
+        try:
+            return send_command(
+                db,
+                signer,  # type: ignore[arg-type]  # only used with a link, which needs the signer
+                link,
+                station_id=station_id,
+                name="open",
+                args={"member_id": member_id},
+                staff=Requester(by),
+                reason=reason,
+                ttl_s=ttl_s,
+                client=client,
+            )
+        except StationNotFound as exc:
+            raise ApiError(404, str(exc), "not_found") from None
+        except CommandError as exc:
+            raise ApiError(422, str(exc), "invalid_value") from None
 
 
 def face_erasure(db: Session, member_id: str) -> ErasureProgress | None:
@@ -102,15 +173,13 @@ class DoorAnswers:
                     return _answer(message.data)
 
     def stored(self, station_id: str, command_id: str) -> DoorAnswer | None:
+        """The command's outcome as recorded: the station's answer (`ok` / `failed` with its code),
+        or the centre's own failure to send it (`station_offline`, `broker_unreachable`, ...)."""
         with self._db() as session:
-            row = session.scalars(
-                select(Result).where(
-                    Result.station_id == station_id, Result.ref == command_id, Result.ref_type == "command"
-                )
-            ).first()
-            if row is None:
+            row = session.get(Command, command_id)
+            if row is None or row.station_id != station_id or row.state not in ("ok", "failed"):
                 return None
-            return DoorAnswer(row.ok, row.error, row.message, dict(row.data or {}))
+            return DoorAnswer(row.state == "ok", row.error, row.message, dict(row.result or {}))
 
 
 def _answer(data: Mapping[str, Any]) -> DoorAnswer:
@@ -121,24 +190,3 @@ def _answer(data: Mapping[str, Any]) -> DoorAnswer:
         message=data.get("message"),
         data=raw if isinstance(raw, Mapping) else {},
     )
-
-
-class UnwiredFleet:
-    """Stands in until the composition root passes the real fleet (`WebContext.fleet`): every call
-    is refused with 503, so nothing pretends a member reached the stations or a door was asked."""
-
-    def _refuse(self) -> ApiError:
-        return ApiError(503, "the roster and door link are not running in this process", "fleet_unavailable")
-
-    def member_changed(self, db: Session, member_id: str) -> None:
-        raise self._refuse()
-
-    def withdraw_consent(
-        self, db: Session, member_id: str, actor: str, *, face: bool, cross_station: bool
-    ) -> None:
-        raise self._refuse()
-
-    def send_open(
-        self, db: Session, *, station_id: str, member_id: str, by: str, reason: str, ttl_s: int
-    ) -> str:
-        raise self._refuse()

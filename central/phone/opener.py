@@ -1,8 +1,9 @@
 """Opening a door from a phone: gather the facts, decide (`open_rules`), send, and hear the door.
 
 One tap = one `request_id` chosen by the page. `request` decides and, when allowed, sends the
-station a signed `open` command for the member (through `Fleet.send_open`, short expiry) and
-records a `phone_opens` row, all in the request's transaction. `answer` then waits (outside any
+station a signed `open` command for the member (through `Fleet.send_open`, i.e.
+`central.commands.send_command`, short expiry) and records a `phone_opens` row, all in the
+request's transaction. `answer` then waits (outside any
 transaction) for the station's `up/result`: `ok` is "门已开", anything else is the door's own
 reason. No answer within `[phone] answer_timeout_s` of the tap is `no_answer`: the page says so
 and shows the pass, which the station checks offline. A late answer still updates the row.
@@ -22,7 +23,6 @@ from central.config import PhoneConfig
 from central.phone.fleet import DoorAnswer, DoorAnswers, Fleet
 from central.phone.geo import Point
 from central.phone.open_rules import RATE_LIMITED, STATION_OFFLINE, OpenFacts, decide_open
-from central.store import audit
 from central.store import phone as phone_store
 from central.store import stations as station_store
 from central.store.tables import Member, PhoneOpen, Station
@@ -158,6 +158,8 @@ class Opener:
         # The request id is claimed first (its SAVEPOINT is released before any command exists: a
         # command is published after the commit, and a SAVEPOINT release counts as one).
         row = self._record(session, **values, outcome="sent")
+        # The command (central.commands.send_command) is recorded and audited as `remote_open` by
+        # `phone:<member>` with this client address, in this transaction.
         row.command_id = self.fleet.send_open(
             session,
             station_id=station.station_id,
@@ -165,18 +167,9 @@ class Opener:
             by=f"phone:{member.member_id}",
             reason="opened from the member's phone",
             ttl_s=self.config.open_command_ttl_s,
+            client=client,
         )
         command_id = row.command_id
-        audit.record(
-            session,
-            actor=f"phone:{member.member_id}",
-            action="phone_open",
-            target_type="station",
-            target_id=station.station_id,
-            district_id=station.district_id,
-            client=client,
-            details={"command_id": command_id, "request_id": request_id},
-        )
         log.info(
             "phone open sent",
             extra={

@@ -33,8 +33,9 @@ class WebContext:
     data_key: DataKey
     live: LiveBus = field(default_factory=LiveBus)
     now: Callable[[], dt.datetime] = field(default=_utc_now)
-    #: The phone pages' link to the roster and the doors (`central.phone.fleet.Fleet`); None: not
-    #: running in this process (the phone routes that need it answer 503).
+    #: The phone pages' link to the roster and the doors (`central.phone.fleet.Fleet`); None: the
+    #: real one (`CentreFleet`: central.roster and central.commands). Tests of the phone API alone
+    #: pass a recording stand-in.
     fleet: Any = None
     metrics: CentreMetrics | None = None
     #: Signs what goes to stations (commands); `down` publishes it (None when [mqtt] is disabled).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from central.phone.fleet import Fleet, UnwiredFleet
+from central.phone.fleet import CentreFleet, Fleet
 from central.phone.sms import SmsSender
 from central.phone.web.context import PhoneContext
 from central.phone.web.gate import PhoneGate
@@ -17,7 +17,7 @@ def install(
     app: FastAPI, ctx: WebContext, *, fleet: Fleet | None = None, sms: SmsSender | None = None
 ) -> None:
     """Routes `/api/m/...`, pages `/m/...`, their static files and the CSRF gate."""
-    phone = PhoneContext.build(ctx, fleet or ctx.fleet or UnwiredFleet(), sms)
+    phone = PhoneContext.build(ctx, fleet or ctx.fleet or CentreFleet(ctx), sms)
     app.state.phone = phone
     app.include_router(router)
     app.include_router(pages)
