@@ -7,8 +7,8 @@ the phone code has exactly one place where it reaches into `central.roster` and 
 * `withdraw_consent(db, member_id, actor, face=..., cross_station=...)`: a consent withdrawn
   (`central.roster.withdraw_consent` through `roster_link`): face consent: the member's
   templates are deleted at the centre and at every station that holds them; cross-station
-  consent: they stay only where they were enrolled (recorded in `erasures` with reason `consent_withdrawn`); `face_erasure` reports
-  how far that got.
+  consent: they stay only where they were enrolled (recorded in `erasures` with reason
+  `consent_withdrawn`); `face_erasure` reports how far that got.
 * `send_open(...)`: a signed `open` command for one member at one station through
   `central.commands.send_command` (seam 3: recorded, audited, published signed after the commit).
   The answer is the station's `up/result`, which ingest stores on the command row and announces on
