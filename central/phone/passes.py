@@ -1,8 +1,9 @@
 """我的通行码: the pass a worker's phone shows at the door camera.
 
-It is the station's own QR token (`recognizer.qr_token`: Ed25519, checked offline against the
-public keys the roster gave the station), signed with the centre's active `qr` key, valid for
-`[phone] pass_ttl_s` (minutes, not the year a printed card gets). The page draws a fresh one every
+It is the centre's member pass (`central.passes.issue_pass`: the station's own Ed25519 QR token,
+signed with the active `qr` key, cut to the member's validity and `[qr] max_pass_ttl_s`), valid for
+`[phone] pass_ttl_s` (minutes, not the year a printed card gets). What this module adds is the
+drawing for a phone screen. The page draws a fresh one every
 `pass_refresh_s`, so a screenshot sent to a friend stops opening doors within minutes while the
 station itself needs no network to check it. Only active members get one.
 """
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 import segno
 from sqlalchemy.orm import Session
 
+from central import passes
 from central.data_key import DataKey
-from central.store import signing_keys
+from central.store.tables import Member
 from common.asgi import ApiError
-from recognizer.qr_token import issue_token
+from common.errors import ValidationError
 
 #: A phone screen is not a scuffed card: error correction L keeps the symbol at version 6 (41
 #: modules) where M needs version 7-8, so each module is larger on the same screen, and a 2-module
@@ -40,19 +42,23 @@ class Pass:
     modules: int
 
 
-def issue_pass(db: Session, data_key: DataKey, *, member_id: str, now: dt.datetime, ttl_s: int) -> Pass:
-    key = signing_keys.active_key(db, purpose="qr")
-    if key is None:
-        raise ApiError(503, "the centre has no pass signing key yet (yizhan-central init)", "no_qr_key")
-    issued = int(now.timestamp())
-    token = issue_token(signing_keys.private_key(key, data_key), member_id, now=issued, ttl_s=ttl_s)
-    qr = segno.make_qr(token, error=PASS_ERROR, mode="alphanumeric")
+def issue_pass(
+    db: Session, data_key: DataKey, *, member: Member, now: dt.datetime, ttl_s: int, max_ttl_s: int
+) -> Pass:
+    try:
+        issued = passes.issue_pass(db, data_key, member=member, now=now, ttl_s=ttl_s, max_ttl_s=max_ttl_s)
+    except passes.NoQrKeyError:
+        message = "the centre has no pass signing key yet (yizhan-central init)"
+        raise ApiError(503, message, "no_qr_key") from None
+    except ValidationError as exc:
+        raise ApiError(403, str(exc), "no_pass") from None
+    qr = segno.make_qr(issued.token, error=PASS_ERROR, mode="alphanumeric")
     svg = qr.svg_data_uri(scale=1, border=PASS_BORDER, dark="#000", light="#fff", omitsize=True)
     return Pass(
-        token=token,
-        kid=key.kid,
-        issued_at=dt.datetime.fromtimestamp(issued, dt.UTC),
-        expires_at=dt.datetime.fromtimestamp(issued + ttl_s, dt.UTC),
+        token=issued.token,
+        kid=issued.kid,
+        issued_at=issued.issued_at,
+        expires_at=issued.expires_at,
         svg=svg,
         modules=int(qr.symbol_size(border=0)[0]),
     )

@@ -550,9 +550,10 @@ def my_pass(me: Me, phone: PhoneDep) -> PassOut:
         issued = issue_pass(
             session,
             phone.web.data_key,
-            member_id=member.member_id,
+            member=member,
             now=phone.web.now(),
             ttl_s=config.pass_ttl_s,
+            max_ttl_s=phone.web.config.qr.max_pass_ttl_s,
         )
     return PassOut(
         token=issued.token,
