@@ -232,3 +232,78 @@ def test_in_wechat_the_map_links_are_web_pages(
         # a scan without a login shows the registration form here as well
         driver.get(f"{url}/m/s/hd-3")
         WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "st-register").is_displayed())
+
+
+def test_without_a_gateway_staff_approve_on_the_dashboard_and_print_the_poster(
+    central_db: CentralDb, central_config: CentralConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No SMS gateway: the registration waits; district staff approve it on the dashboard's
+    registrations page; the phone then gets its open button. The station page offers the poster."""
+    from browser_support import chromium
+    from phone_support import PASSWORD, Clock
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    now = dt.datetime.now(dt.UTC)
+    with phone_env(central_db, central_config, {"no_sms": True}, clock=Clock(now)) as env:
+        env.ctx.now = lambda: dt.datetime.now(dt.UTC)
+        with (
+            serve(env.app) as url,
+            phone_browser(tmp_path_factory.mktemp("phone")) as driver,
+        ):
+            desk = chromium(tmp_path_factory.mktemp("desk"), phone=False)
+            try:
+
+                def el(d: Any, selector: str) -> Any:
+                    return d.find_element(By.CSS_SELECTOR, selector)
+
+                def wait(d: Any, condition: Any, timeout: float = 15.0) -> Any:
+                    return WebDriverWait(d, timeout, poll_frequency=0.1).until(lambda _: condition())
+
+                driver.get(f"{url}/m/s/hd-1")
+                wait(driver, lambda: el(driver, "#st-register").is_displayed())
+                el(driver, "#reg-name").send_keys("李师傅")
+                el(driver, "#reg-phone").send_keys(PHONE)
+                Select(el(driver, "#reg-kind")).select_by_value("sanitation")
+                el(driver, "#reg-agree").click()
+                el(driver, "#reg-submit").click()
+                wait(driver, lambda: el(driver, "#st-pending").is_displayed())
+                assert env.sms.messages == [] and env.fleet.changed == []
+
+                desk.get(url + "/")
+                wait(desk, lambda: el(desk, "#view-login").is_displayed())
+                el(desk, "#login-user").send_keys("hd.staff")
+                el(desk, "#login-pass").send_keys(PASSWORD)
+                el(desk, "#login-submit").click()
+                wait(desk, lambda: el(desk, "#view").is_displayed())
+                el(desk, "[data-route=registrations]").click()
+                wait(desk, lambda: desk.find_elements(By.CSS_SELECTOR, "#registration-table [data-approve]"))
+                row = el(desk, "#registration-table tbody tr")
+                assert "李师傅" in row.text and "环卫工人" in row.text and "未验证" in row.text
+                desk.save_screenshot(str(ARTIFACTS / "dashboard-registrations.png"))
+                el(desk, "#registration-table [data-approve]").click()
+                wait(desk, lambda: el(desk, "#dialog-ok").is_displayed())
+                el(desk, "#dialog-ok").click()
+                wait(desk, lambda: el(desk, "#registration-count").text == "没有待审核的注册")
+                assert len(env.fleet.changed) == 1  # the roster was told: the member reaches the stations
+
+                driver.get(f"{url}/m/s/hd-1")
+                wait(
+                    driver,
+                    lambda: el(driver, "#st-open").is_displayed() and el(driver, "#open-button").is_enabled(),
+                )
+
+                # The station page offers the door poster to download.
+                desk.get(url + "/#/stations/hd-1")
+                wait(desk, lambda: desk.find_elements(By.CSS_SELECTOR, "#poster-pdf"))
+                href = el(desk, "#poster-png").get_attribute("href")
+                assert href.endswith("/api/v1/stations/hd-1/poster.png")
+                png = desk.execute_async_script(
+                    "const done = arguments[1]; fetch(arguments[0]).then(r => r.arrayBuffer())"
+                    ".then(b => done(Array.from(new Uint8Array(b).slice(0, 8))));",
+                    href,
+                )
+                assert bytes(png) == b"\x89PNG\r\n\x1a\n"
+            finally:
+                desk.get("about:blank")
+                desk.quit()
