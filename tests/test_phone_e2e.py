@@ -6,7 +6,9 @@ The worker scans the poster, registers with the SMS code the local gateway stub 
 the station through the roster (no installer), taps "open": the centre sends a signed command, the
 station's relay pulses, the page says "门已开" from the door's own answer, and the entry with the
 member's id appears live on the dashboard. The pass the phone then shows is accepted by the
-station from what the roster gave it over MQTT (the centre's QR key, the member), offline.
+station from what the roster gave it over MQTT (the centre's QR key, the member), offline. A face
+enrolled on site with cross-station consent reaches the centre; "delete my face data" on the phone
+then reaches the station through the roster's erasure path and the page says when it is done.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from sqlalchemy import select
 
 from bench.phone_open import door_rig, until
 from central.store import staff as staff_store
-from central.store.tables import Member
+from central.store.tables import FaceTemplate, Member
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+FIXTURES = Path(__file__).parent / "fixtures"
 PASS_DRAWN = "return document.getElementById('pass-img').naturalWidth > 0"
 
 
@@ -78,6 +81,7 @@ def test_a_phone_registers_opens_a_real_station_and_the_dashboard_sees_it(
                 el("#reg-name").send_keys("王师傅")
                 el("#reg-phone").send_keys(PHONE)
                 Select(el("#reg-kind")).select_by_value("rider")
+                el("#reg-cross").click()  # face at this station and at the others (ticks both)
                 el("#reg-agree").click()
                 el("#reg-submit").click()
                 wait(lambda: el("#st-code").is_displayed())
@@ -129,7 +133,43 @@ def test_a_phone_registers_opens_a_real_station_and_the_dashboard_sees_it(
                 [code] = [b.text for b in zxingcpp.read_barcodes(screen)]
                 checked = until(lambda: station.check_qr_text(code, spend=False).member_id == member_id, 20)
                 assert checked, station.check_qr_text(code, spend=False)
+
+                # An installer enrols the worker's face at the station; with cross-station consent
+                # it goes to the centre. "Delete my face data" on the phone then reaches the
+                # station through the roster's erasure path, and the page says when it is done.
+                photo = FIXTURES / "eileen_collins.png"
+                outcome = station.enroll(member_id=member_id, name="王师傅", photos=[photo],
+                                         consent_face=True, consent_cross_station=True)  # fmt: skip
+                assert outcome.template_ids
+                assert until(lambda: centre_templates(rig, member_id), 30), (
+                    "the enrolment never reached the centre"
+                )
+                phone.get(f"{rig.url}/m/me")
+                wait(lambda: el("#me-face").is_selected())
+                el("#face-delete").click()
+                wait(lambda: el("#face-confirm").is_displayed())
+                el("#face-confirm-yes").click()
+                wait(lambda: el("#face-status").get_attribute("data-state") == "done", 40)
+                assert "已在所有驿站删除" in el("#face-status").text
+                assert centre_templates(rig, member_id) == 0
+                assert until(lambda: station_templates(station, member_id) == 0, 10)
+                phone.save_screenshot(str(ARTIFACTS / "phone-e2e-face-deleted.png"))
                 assert not severe_console_errors(phone, allowed=("favicon",)), severe_console_errors(phone)
         finally:
             desk.get("about:blank")  # close the live stream before the server stops
             desk.quit()
+
+
+def centre_templates(rig: Any, member_id: str) -> int:
+    with rig.centre.db() as db:
+        rows = db.scalars(select(FaceTemplate).where(FaceTemplate.member_id == member_id)).all()
+        return sum(1 for row in rows if row.ciphertext)
+
+
+def station_templates(station: Any, member_id: str) -> int:
+    from models.tables import FaceTemplate as StationTemplate
+
+    with station.sessions() as session:
+        return len(
+            session.scalars(select(StationTemplate).where(StationTemplate.member_id == member_id)).all()
+        )
