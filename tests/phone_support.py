@@ -240,49 +240,11 @@ def serve(app: Any) -> Iterator[str]:
 
 @contextmanager
 def phone_browser(profile: Any, user_agent: str = ANDROID_UA) -> Iterator[Any]:
-    """Headless Chromium emulating a phone (Debian's chromium + chromedriver). Missing: skipped
-    with the reason locally, a failure under CI."""
-    import os
-    import shutil
-    from pathlib import Path
+    """Headless Chromium emulating a 360 px phone (browser_support: skipped locally without
+    chromium, a failure under CI)."""
+    from browser_support import chromium
 
-    import pytest
-
-    def binary(name: str, default: str) -> str | None:
-        return default if Path(default).exists() else shutil.which(name)
-
-    chromium, driver_path = (
-        binary("chromium", "/usr/bin/chromium"),
-        binary("chromedriver", "/usr/bin/chromedriver"),
-    )
-    if chromium is None or driver_path is None:
-        message = "the phone page tests need Debian's chromium and chromedriver (/usr/bin/...)"
-        if os.environ.get("CI"):
-            pytest.fail(message + ": CI must run them")
-        pytest.skip(message)
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--lang=zh-CN",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(argument)
-    options.add_experimental_option(
-        "mobileEmulation", {"deviceMetrics": PHONE_SCREEN, "userAgent": user_agent}
-    )
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
+    driver = chromium(profile, phone=True, screen=PHONE_SCREEN, user_agent=user_agent)
     try:
         yield driver
     finally:
