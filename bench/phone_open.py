@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,19 +37,11 @@ from bench.report import write_section
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the tests' server helpers (mosquitto, the SMS stub, uvicorn)
+from mqtt_broker import wait as until  # noqa: E402  (the tests' poll helper: value or None)
+
 START, END = "<!-- bench.phone_open:start -->", "<!-- bench.phone_open:end -->"
 STATION_ID = "hd-1"
 PHONE = "13800138000"
-
-
-def until(predicate: Callable[[], Any], timeout: float, interval: float = 0.005) -> Any:
-    """Poll until truthy; None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @dataclass
@@ -75,7 +67,7 @@ class Rig:
         """The monotonic time the relay was energised after `clear_states()` at `since`."""
         at = since
         for state in self.relay.states[1:]:
-            at += state.timestamp
+            at += float(state.timestamp)
             if state.state:
                 return at
         return None
@@ -219,7 +211,7 @@ def measure(rig: Rig, phone: PhoneClient, opens: int) -> dict[str, Any]:
     to_answer: list[float] = []
     failures: list[str] = []
     for _ in range(opens):
-        until(lambda: not rig.relay.state, 5)  # the door has closed again
+        until(lambda: not rig.relay.state, 5, 0.005)  # the door has closed again
         time.sleep(0.2)
         rig.relay.clear_states()
         cleared = time.monotonic()
@@ -233,7 +225,7 @@ def measure(rig: Rig, phone: PhoneClient, opens: int) -> dict[str, Any]:
         while state == "sent":
             state = phone.http.get(f"/api/m/opens/{request_id}", params={"wait": 2}).json()["state"]
         answered = time.monotonic()
-        rose = until(lambda since=cleared: rig.relay_rose_at(since), 5)
+        rose = until(lambda since=cleared: rig.relay_rose_at(since), 5, 0.005)
         if state != "opened" or rose is None:
             failures.append(f"state {state}, relay {'pulsed' if rose else 'did not pulse'}")
             continue

@@ -22,11 +22,12 @@ import pytest
 import zxingcpp
 from browser_support import chromium
 from mqtt_broker import mosquitto_path
+from mqtt_broker import wait as until
 from phone_support import FAST, PASSWORD, PHONE, phone_browser, severe_console_errors
 from PIL import Image
 from sqlalchemy import select
 
-from bench.phone_open import door_rig, until
+from bench.phone_open import door_rig
 from central.store import staff as staff_store
 from central.store.tables import FaceTemplate, Member
 
