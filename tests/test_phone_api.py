@@ -414,6 +414,19 @@ def test_the_door_answers(env: Env) -> None:
     assert phone.get(f"/api/m/opens/{rid3}?wait=1").json()["state"] == "no_answer"
 
 
+def test_a_door_the_centre_cannot_reach_shows_the_pass_at_once(env: Env) -> None:
+    """The broker does not take the command (central.commands marks it `broker_unreachable`):
+    the page is told at once that no answer will come, not that the door refused."""
+    phone = env.phone()
+    env.register(phone)
+    env.ctx.down.connected = False  # type: ignore[union-attr]
+    rid = "5a1e6c1e-0d0b-4c8e-a4d5-8a3e2b1c0d9f"
+    assert phone.post("/api/m/stations/hd-1/open", {"request_id": rid}).status_code == 202
+    state = phone.get(f"/api/m/opens/{rid}?wait=1").json()
+    assert (state["state"], state["reason"]) == ("no_answer", "broker_unreachable")
+    assert env.ctx.down.published == []  # type: ignore[union-attr]
+
+
 def test_every_check_before_the_door_is_asked(env: Env) -> None:
     phone = env.phone()
     member_id = env.register(phone)["member_id"]

@@ -32,6 +32,9 @@ from contract.schedule import OpeningHours
 log = logging.getLogger(__name__)
 
 WINDOW = dt.timedelta(minutes=10)
+#: Command failures recorded by the centre itself (the station never saw the command) and what the
+#: page is told: the station is offline, or the door could not be asked; both show the pass.
+NOT_SENT = {"station_offline": "offline", "broker_unreachable": "no_answer", "mqtt_disabled": "no_answer"}
 PURGE_EVERY = 200
 
 
@@ -224,6 +227,10 @@ class Opener:
             if answer is None:
                 if row.outcome == "sent":
                     row.outcome = "no_answer"
+            elif not answer.ok and answer.code in NOT_SENT:
+                # The centre never reached the door (central.commands): the page shows the pass.
+                row.outcome = NOT_SENT[answer.code]
+                row.reason, row.message = answer.code, (answer.message or "")[:500] or None
             else:
                 row.outcome = "opened" if answer.ok else "refused"
                 row.reason = None if answer.ok else (answer.code or "refused")[:64]
