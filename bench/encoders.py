@@ -9,8 +9,8 @@ What it measures, on ../shared/data/faces and ../shared/data/faces-ea (people/ a
   the door pays for the embedding once the landmarks are known (dlib: chip + ResNet; ONNX:
   five-point alignment + the model + L2 normalisation), `landmarks` the shape predictor (dlib's
   5-point model; 68 points for the ONNX model).
-- **The provisional operating point of the evaluation model**, and the same procedure on dlib for
-  comparison. The rule is the door's without the cohort ratio: nearest member within `max_distance`
+- **A plain operating point for each encoder** (the same procedure on both, for comparison). The
+  rule is the old door rule without the cohort ratio: nearest member within `max_distance`
   and ahead of the next member by `min_margin` (one enrolment photo per member, every member of both
   sets on the roster). Genuine trials: each other photo of a member. Impostor trials: every
   unknown/ face, and every photo of each member against the roster without that member.
@@ -23,8 +23,8 @@ What it measures, on ../shared/data/faces and ../shared/data/faces-ea (people/ a
   impostor, each probe judged with the threshold chosen without its identity and without the
   roster's members.
 
-These presets are provisional: the rule is being redesigned (the cohort ratio, several frames,
-the pass on demand) and its measured presets will replace these (`yizhan calibrate`).
+This plain threshold + margin rule is a comparison of the encoders' raw separation only; the door's
+rule (zones over fused frames) and both models' shipped presets are measured by bench.quality.
 """
 
 from __future__ import annotations
@@ -504,8 +504,8 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         )
     lines += [
         "",
-        "The evaluation model's preset in `recognizer/scoring.py` is PROVISIONAL: it takes the threshold "
-        "above and is replaced by the measured presets of the redesigned rule.",
+        "This compares the encoders on a plain threshold + margin rule; the door's rule and both models' "
+        "shipped presets are measured by bench.quality (\"Recognition quality\").",
         MARK_END,
     ]
     return "\n".join(lines) + "\n"

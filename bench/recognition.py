@@ -999,9 +999,10 @@ def render_markdown(result: Mapping[str, Any], command: str) -> str:
         "",
         f"### Accuracy (same probes, same {s['face_roster_rows']:,}-row roster)",
         "",
-        f"yizhan: the `{s['match_policy']['preset']}` scoring preset (max distance "
-        f"{s['match_policy']['max_distance']}, margin {s['match_policy']['min_margin']}, ratio "
-        f"{s['match_policy']['max_ratio']}) on the largest face. Naive: nearest known face "
+        f"yizhan: the `{s['match_policy']['preset']}` scoring preset judging one frame (accept distance "
+        f"{s['match_policy']['accept_distance']}, grey {s['match_policy']['grey_distance']}; the door "
+        f"itself fuses {s['match_policy']['min_frames']} frames) on the largest face; a face in the grey "
+        "zone is not a true accept here. Naive: nearest known face "
         f"within tolerance {s['naive_tolerance']}, any face in the image. A false accept is a genuine "
         "probe accepted as someone else or an impostor accepted as anyone.",
         "",

@@ -52,7 +52,11 @@ neither count nor extend it. Refusals while an enrolment is under way at the doo
 
 Exception: a two-factor "face_mismatch" (a verified QR code, but the face is someone else's) counts
 even though the code names a member: that is someone trying a colleague's code, so the pass is
-locked (its owner's face still works where a face alone admits).
+locked (its owner's face still works where a face alone admits). And a face in the grey zone
+("show_pass": the door asks for the pass) does not count although it names nobody, nor as a near
+miss of the member it resembles: the door did not refuse a stranger, it asked for the second factor
+(half of the members are asked at times, docs/RECOGNITION.md; counting them would lock them out).
+An unknown face is beyond the grey zone, far from every member: it counts against its appearance.
 
 Face results that are not attempts: `Credential.from_face` returns None for "no_face" and
 "poor_quality" frames. The daemon keeps looking instead of recording a refusal for every blurry
@@ -74,6 +78,7 @@ from edge.access_config import AccessConfig
 from edge.lockouts import LockKey, LockoutInfo, Lockouts, Scope
 from recognizer.results import Decision, FaceResult, QrResult
 from recognizer.roster import MemberInfo
+from recognizer.scoring import OVER_THRESHOLD
 
 Method: TypeAlias = Literal["face", "qr", "qr_face", "remote", "exit_button"]
 Direction: TypeAlias = Literal["in", "out"]
@@ -84,9 +89,12 @@ DIRECTIONS: Final[frozenset[str]] = frozenset(get_args(Direction))
 
 #: Refusals that count toward lockout although the credential names a member.
 PROBING_REASONS: Final[frozenset[str]] = frozenset({"face_mismatch"})
+#: Refusals of an unidentified credential that do not count: the door asked for more (the pass).
+NOT_PROBING_REASONS: Final[frozenset[str]] = frozenset({"show_pass"})
 
 # Stable reason words (events, logs and the screen key on them).
 UNKNOWN_FACE: Final = "unknown_face"
+SHOW_PASS: Final = "show_pass"
 UNKNOWN_MEMBER: Final = "unknown_member"
 MEMBER_INVALID: Final = "member_invalid"
 NOT_ALLOWED_HERE: Final = "not_allowed_here"
@@ -159,9 +167,11 @@ class Credential:
         """The credential a face result amounts to, or None when the frame is not an attempt.
 
         MATCH -> accepted for its member. UNKNOWN -> refused "unknown_face", the matcher's own
-        reason (over_threshold, low_margin, empty_roster) kept in details["matcher_reason"] and no
-        member id (an unmatched face is nobody). NO_FACE and POOR_QUALITY -> None: the daemon keeps
-        looking; a blurry frame is not someone being refused.
+        reason (over_threshold, empty_roster) kept in details["matcher_reason"] and no member id
+        (an unmatched face is nobody). SHOW_PASS -> refused "show_pass" (the face rule was not sure:
+        the door asks for the pass; not counted toward lockout; the gate that held it back in
+        details["matcher_reason"]). NO_FACE, POOR_QUALITY and PENDING -> None: the daemon keeps
+        looking.
         """
         numbers = _numbers(
             distance=result.distance,
@@ -177,7 +187,10 @@ class Credential:
             if near is not None:
                 numbers["near_member"] = near
             return cls("face", None, False, UNKNOWN_FACE, numbers, direction)
-        if result.decision in (Decision.NO_FACE, Decision.POOR_QUALITY):
+        if result.decision == Decision.SHOW_PASS:
+            numbers["matcher_reason"] = result.reason
+            return cls("face", None, False, SHOW_PASS, numbers, direction)
+        if result.decision in (Decision.NO_FACE, Decision.POOR_QUALITY, Decision.PENDING):
             return None
         raise ValueError(f"not a face decision: {result.decision.value!r}")
 
@@ -394,7 +407,7 @@ class AccessDecider:
             return self._refuse(c, LOCKOUT, now, extra=lockout)
         if not c.ok:
             reason = c.reason or UNKNOWN_FACE
-            counted = c.member_id is None or reason in PROBING_REASONS
+            counted = (c.member_id is None and reason not in NOT_PROBING_REASONS) or reason in PROBING_REASONS
             paused = c.method == "face" and now < self._counting_paused_until
             keys = _count_keys(c, reason) if counted and not paused else []
             return self._refuse(c, reason, now, count_keys=keys)
@@ -536,13 +549,16 @@ class AccessDecider:
 
 def _near_member(result: FaceResult) -> str | None:
     """The member an unknown face came close to: within the distance cap, refused only by the margin
-    or the crowd ratio (the lookalike probe). None for a face far from everyone (over_threshold)."""
+    or the crowd ratio (the lookalike probe). None for a face far from everyone (over_threshold).
+
+    With the zone rule (`recognizer.scoring`) every unknown face is over_threshold: faces refused
+    on margin or ratio are asked for the pass instead (show_pass, never counted)."""
     scores = result.scores or {}
     subject = scores.get("subject_id")
     failed = scores.get("failed")
     if not isinstance(subject, str) or not subject or not isinstance(failed, list | tuple):
         return None
-    return None if not failed or "distance" in failed else subject
+    return None if not failed or OVER_THRESHOLD in failed else subject
 
 
 def _lock_keys(c: Credential) -> list[LockKey]:

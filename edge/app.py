@@ -202,6 +202,7 @@ class StationDaemon:
                 window_s=config.recognition.two_factor_window_s,
                 max_attempts=daemon.max_retries,
                 retry_interval_s=daemon.retry_interval_s,
+                min_frames=station.scoring_policy.min_frames,
             ),
         )
         recorder.record(

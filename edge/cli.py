@@ -68,11 +68,17 @@ def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
             kind=args.kind,
             phone=args.phone,
             consent_cross_station=args.consent_cross_station,
-            force=args.force,
+            confirm_same_person=args.confirm_same_person,
+            confirm_different_person=args.confirm_different_person,
+            enrolled_by=_cli_user(),
         )
     except RefusedError as exc:
         if args.json:
-            _emit(args, {"ok": False, "error": str(exc), "problems": exc.problems}, "")
+            _emit(
+                args,
+                {"ok": False, "error": str(exc), "problems": exc.problems, "findings": exc.findings},
+                "",
+            )
         sys.stderr.write(f"yizhan enroll: {exc}\n" + "".join(f"  - {p}\n" for p in exc.problems))
         return EXIT_REFUSED
     finally:
@@ -82,7 +88,9 @@ def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
         "member_id": outcome.member_id,
         "created": outcome.created,
         "templates_added": len(outcome.template_ids),
-        "lookalikes": [look.to_json() for look in outcome.plan.lookalikes],
+        "template_ids": outcome.template_ids,
+        "findings": [f.to_json() for f in outcome.plan.findings],
+        "requires_pass": outcome.requires_pass,
         "quality": [p.quality for p in outcome.plan.photos],
         "kept": [p.source for p in outcome.plan.kept()],
         "selection": outcome.plan.selection.to_json() if outcome.plan.selection else None,
@@ -91,8 +99,54 @@ def cmd_enroll(args: argparse.Namespace, config: Config) -> int:
         f"enrolled {outcome.member_id} ({'new member' if outcome.created else 'existing member'}): "
         f"{len(outcome.template_ids)} photo(s)"
     ]
-    lines += [f"  warning: {look.describe()}" for look in outcome.plan.lookalikes]
+    lines += [f"  confirmed: {finding.describe()}" for finding in outcome.plan.findings]
+    if outcome.requires_pass:
+        lines.append(f"  the door now requires the pass for: {', '.join(outcome.requires_pass)}")
     _emit(args, value, "\n".join(lines))
+    return EXIT_OK
+
+
+def _cli_user() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _template_text(t: dict[str, Any]) -> str:
+    quality = " ".join(f"{k}={v}" for k, v in t["quality"].items())
+    flags = ", ".join(f"{f['kind']} {f['member_id']} {f['distance']}" for f in t["findings"])
+    return (
+        f"{t['template_id']}  {t['created_at']}  {t['origin'] or '-':<7} {t['enrolled_by'] or '-':<16} "
+        f"{t['source'] or '-'}  {quality}" + (f"  [{flags}]" if flags else "")
+    )
+
+
+def cmd_templates(args: argparse.Namespace, config: Config) -> int:
+    """`templates list MEMBER_ID` / `templates remove TEMPLATE_ID`: one template at a time."""
+    from edge.station import Station
+
+    station = Station(config)
+    try:
+        if args.templates_cmd == "list":
+            if station.get_member(args.member_id) is None:
+                raise CliRefusal(f"no member {args.member_id!r}")
+            rows = station.list_templates(args.member_id)
+            _emit(args, rows, lambda: "\n".join(_template_text(t) for t in rows) or "(no templates)")
+        else:
+            removed = station.remove_template(args.template_id)
+            if removed is None:
+                raise CliRefusal(f"no template {args.template_id!r}")
+            _emit(
+                args,
+                removed,
+                f"removed template {removed['template_id']} of {removed['member_id']} "
+                f"({removed['templates_left']} left)",
+            )
+    finally:
+        station.close()
     return EXIT_OK
 
 
@@ -162,6 +216,12 @@ def cmd_members(args: argparse.Namespace, config: Config) -> int:
             _emit(
                 args, {"removed": args.member_id}, f"removed member {args.member_id} and their face templates"
             )
+        elif args.members_cmd == "require-pass":
+            if station.get_member(args.member_id) is None:
+                raise CliRefusal(f"no member {args.member_id!r}")
+            member = station.update_member(args.member_id, requires_pass=not args.off)
+            state = "no longer requires" if args.off else "now requires"
+            _emit(args, member, f"member {args.member_id} {state} the pass at the door")
         elif args.members_cmd == "prune-templates":
             removed = station.prune_other_model_templates()
             total = sum(removed.values())
@@ -192,7 +252,8 @@ def _members_text(rows: list[dict[str, Any]]) -> str:
         return "(no members)"
     lines = []
     for m in rows:
-        line = f"{m['member_id']:<20} {m['status']:<9} templates={m['templates']:<2} {m['name']}"
+        flag = "requires-pass " if m.get("requires_pass") else ""
+        line = f"{m['member_id']:<20} {m['status']:<9} templates={m['templates']:<2} {flag}{m['name']}"
         if m.get("needs_reenrolment"):
             other = ", ".join(f"{n} {model}" for model, n in sorted(m["templates_by_model"].items()))
             line += f"  [no template for {m['face_model']}: re-enrol (has {other})]"
@@ -388,6 +449,57 @@ def cmd_events(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _say_encoded(name: str) -> None:
+    sys.stderr.write(f"  encoded {name}\n")
+
+
+def cmd_calibrate(args: argparse.Namespace, config: Config) -> int:
+    """`calibrate --faces DIR`: choose and measure the operating point on the station's own faces."""
+    from edge.calibrate import (
+        CalibrationError,
+        calibrate,
+        config_snippet,
+        operating_point_json,
+        summary_lines,
+        write_operating_point,
+    )
+    from edge.faceset import FaceSetError, encode
+    from edge.station import Station
+    from recognizer.calibration import PRESET_SETTINGS
+
+    faces = Path(args.faces).resolve()
+    station = Station(config)
+    try:
+        try:
+            samples, stats = encode(
+                faces,
+                station.photo_pipeline,
+                station.pipeline,
+                frames=PRESET_SETTINGS[args.preset].min_frames,
+                progress=_say_encoded if args.verbose else None,
+            )
+            result = calibrate(samples, model=station.face_model_name, preset=args.preset)
+        except (FaceSetError, CalibrationError) as exc:
+            raise CliRefusal(str(exc)) from None
+        out = Path(args.out).resolve() if args.out else (station.data_dir / "operating_point.json").resolve()
+    finally:
+        station.close()
+    document = operating_point_json(result, faces=faces, photos=stats.photos)
+    document["unusable"] = stats.missing
+    write_operating_point(out, document)
+    snippet = config_snippet(out)
+    _emit(
+        args,
+        {**document, "path": str(out), "config": snippet},
+        lambda: "\n".join(
+            summary_lines(document)
+            + [f"  not usable: {m}" for m in stats.missing]
+            + [f"written to {out}; to use it, add to the station's config:", snippet.rstrip()]
+        ),
+    )
+    return EXIT_OK
+
+
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     """`sync flush|pull|trust`: deliver the outbox, bring the roster up to date, pin centre keys."""
     from edge.sync_port import sync_tool
@@ -518,7 +630,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the member agreed in writing that their face template may go to other stations",
     )
     enroll.add_argument(
-        "--force", action="store_true", help="enrol although the face resembles another member"
+        "--confirm-different-person",
+        "--force",
+        dest="confirm_different_person",
+        action="store_true",
+        help="checked: the face near another member is a different person (lookalikes then both "
+        "need the pass at the door); never overrides 'same person'",
+    )
+    enroll.add_argument(
+        "--confirm-same-person",
+        action="store_true",
+        help="checked: the photos added to this existing member show them",
     )
     enroll.add_argument("photos", nargs="+", metavar="PHOTO")
 
@@ -548,12 +670,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("remove", "remove a member and their face templates"),
         ("suspend", "refuse a member until re-activated"),
         ("activate", "re-activate a member"),
+        ("require-pass", "never let this member in by face alone (the pass names them, the face confirms)"),
     ):
         mp = msub.add_parser(name, help=help_text)
         if name != "list":
             mp.add_argument("member_id", metavar="ID")
+        if name == "require-pass":
+            mp.add_argument("--off", action="store_true", help="let the face alone admit them again")
     for mp in msub.choices.values():
         mp.add_argument("--json", action="store_true", help="print one JSON value")
+
+    templates = sub.add_parser("templates", help="a member's face templates, one at a time")
+    templates.set_defaults(handler=cmd_templates)
+    tsub = templates.add_subparsers(dest="templates_cmd", required=True)
+    tlist = tsub.add_parser("list", help="when, how, quality and by whom each template was enrolled")
+    tlist.add_argument("member_id", metavar="MEMBER_ID")
+    tremove = tsub.add_parser("remove", help="delete one template (e.g. a wrong photo)")
+    tremove.add_argument("template_id", metavar="TEMPLATE_ID")
+    for tp in tsub.choices.values():
+        tp.add_argument("--json", action="store_true", help="print one JSON value")
 
     keys = sub.add_parser("keys", help="QR signing keys")
     keys.set_defaults(handler=cmd_keys)
@@ -626,6 +761,21 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--remove", metavar="KID", help="stop trusting this key id")
     trust.add_argument("--list", action="store_true", help="list the keys and whether they are trusted")
     trust.add_argument("--json", action="store_true", help="with --list: print JSON")
+    calibrate = add(
+        "calibrate",
+        cmd_calibrate,
+        "measure false accepts and rejects on labelled faces (people/<id>/*, unknown/*) and write "
+        "the operating point this station should use",
+    )
+    calibrate.add_argument(
+        "--faces", required=True, metavar="DIR", help="people/<id>/<photo> and unknown/<photo>"
+    )
+    calibrate.add_argument(
+        "--preset", choices=["strict", "balanced", "convenient"], default="balanced",
+        help="which preset's procedure settings to calibrate (default balanced)",
+    )
+    calibrate.add_argument("--out", help="operating point file (default <data_dir>/operating_point.json)")
+    calibrate.add_argument("--verbose", action="store_true", help="name each photo as it is encoded")
     installer = sub.add_parser("installer", help="installer accounts for the local page")
     installer.set_defaults(handler=cmd_installer)
     isub = installer.add_subparsers(dest="installer_cmd", required=True)
@@ -691,6 +841,9 @@ def _loaded(module: str, name: str) -> type[BaseException]:
 
 
 def _exit_code(args: argparse.Namespace, exc: Exception) -> int:
+    if isinstance(exc, _loaded("edge.calibrate", "OperatingPointError")):  # a bad operating point file
+        sys.stderr.write(f"yizhan {args.command}: {exc}\n")
+        return EXIT_REFUSED
     if isinstance(exc, CliRefusal | _loaded("edge.station", "RefusedError")):
         problems = getattr(exc, "problems", [])
         sys.stderr.write(f"yizhan {args.command}: {exc}\n" + "".join(f"  - {p}\n" for p in problems))

@@ -97,17 +97,22 @@ class RecognitionConfig(_Section):
         "balanced",
         description="Measured operating point (docs/RECOGNITION.md); balanced: no stranger let in.",
     )
+    operating_point: Path | None = Field(
+        None,
+        description="An operating point file written by `yizhan calibrate` (used instead of the preset; "
+        "relative: from this file's folder).",
+    )
     threshold: float | None = Field(
         None,
         gt=0.0,
         lt=2.0,
-        description="Override the preset's largest distance to a member (unmeasured: '*').",
+        description="Override the accept distance (face alone opens under it; unmeasured: '*').",
     )
     min_margin: float | None = Field(
         None, ge=0.0, lt=0.5, description="Override the preset's margin to the best other member."
     )
     max_ratio: float | None = Field(
-        None, gt=0.0, le=1.0, description="Override the preset's distance / crowd-distance limit."
+        None, gt=0.0, le=1.5, description="Override the cohort ratio limit (rosters of 20+ members)."
     )
     two_factor: bool = Field(
         False, description="Everyone: a QR code names the member and the face confirms it."
@@ -243,7 +248,10 @@ def _rebase(config: Config, base: Path) -> Config:
                 }
             ),
             "recognition": recognition.model_copy(
-                update={"onnx_model": rebased(recognition.onnx_model, base)}
+                update={
+                    "onnx_model": rebased(recognition.onnx_model, base),
+                    "operating_point": rebased(recognition.operating_point, base),
+                }
             ),
             "qr": qr.model_copy(update={"signing_key_file": rebased(qr.signing_key_file, base)}),
             "mqtt": config.mqtt.rebased(base),

@@ -5,7 +5,10 @@ One thread runs `DecideLoop.run`. Per frame, cheapest first (docs/ARCHITECTURE.m
 2. the change / brightness check (~0.4 ms);
 3. face detection only when something changed, a face is being tracked, or `idle_detect_s` passed
    (someone standing perfectly still), and never in darkness;
-4. the tracker decides whether this appearance still needs an encoding (one per appearance);
+4. the tracker decides whether this appearance still needs an encoding; an appearance is judged on
+   `min_frames` encodings together (`recognizer.scoring.score`): accepted, asked for the pass
+   (`show_pass`: the door waits for a pass the face then confirms 1:1, `edge.two_factor`), or
+   refused as unknown;
 5. a decided appearance or QR becomes a `Credential`, the `AccessDecider` applies the rules, the
    event (+ outbox) row is committed, and only then is the relay driven; the frame-to-relay latency
    is filled in afterwards and the snapshot queued for the snapshot thread.
@@ -19,7 +22,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,13 +34,13 @@ from edge.camera import Frame, LatestFrame
 from edge.lockouts import pass_fingerprint
 from edge.motion import ChangeDetector
 from edge.recorder import EventRecorder
-from edge.tracker import FaceTracker
-from edge.two_factor import TwoFactorGate, TwoFactorVerdict
+from edge.tracker import FaceTracker, Verdict
+from edge.two_factor import Asked, TwoFactorGate, TwoFactorVerdict
 from recognizer.face_pipeline import FacePipeline
 from recognizer.qr_decode import decode_qr_payloads
 from recognizer.results import Decision, FaceResult, QrResult
 from recognizer.roster import MemberInfo, RosterSnapshot
-from recognizer.scoring import ScoringPolicy, verify_1to1
+from recognizer.scoring import ScoringPolicy, verify
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ class DecideLoop:
             self._decide_two_factor(expired, frame, None)
         if change.brightness < self.settings.min_brightness:
             self.tracker.observe(None, now)
+            self._face_verdict(self.tracker.take_ended(), frame)
             return
         waiting = self.two_factor.pending is not None
         due = (
@@ -171,19 +175,41 @@ class DecideLoop:
                 self._confirm_face(frame, rgb, detections[0])
             return
         self.tracker.observe(box, now)
+        self._face_verdict(self.tracker.take_ended(), frame)
         if box is None or not self.tracker.needs_encoding(now):
             return
         observation = self.pipeline.observe(rgb, detections[0])
-        if observation.encoding is not None:
-            self.stats.encodings += 1
+        if observation.encoding is None:
+            self.tracker.poor_look(time.monotonic())
+            return
+        self.stats.encodings += 1
         timings = {"detect": detect_ms, **observation.timings_ms}
-        result = self.pipeline.decide(observation, self.roster(), self.match_policy, timings, started)
-        verdict = self.tracker.record(result, time.monotonic())
+        roster = self.roster()
+
+        needs_pass = _NeedsPass(roster, self.needs_two_factor)
+
+        def judge(window: Sequence[np.ndarray], recheck: bool) -> FaceResult:
+            policy = self.match_policy.for_one_photo() if recheck else self.match_policy
+            result = self.pipeline.decide_frames(
+                window, observation.box, roster, policy, timings, requires_pass=needs_pass
+            )
+            timings["total"] = (time.perf_counter() - started) * 1000
+            return result
+
+        self._face_verdict(self.tracker.add(observation.encoding, time.monotonic(), judge), frame)
+
+    def _face_verdict(self, verdict: Verdict | None, frame: Frame) -> None:
+        """Act on a decided appearance: entry, refusal, or the door asking for the pass."""
         if verdict is None:
             return
         credential = Credential.from_face(verdict.result, appearance=verdict.track_id)
-        if credential is not None:
-            self._decide(credential, frame, verdict.result.box, _face_details(verdict.result, verdict.frames))
+        if credential is None:
+            return
+        details = _face_details(verdict.result, verdict.frames)
+        decision = self._decide(credential, frame, verdict.result.box, details)
+        if verdict.result.decision is Decision.SHOW_PASS and decision is not None and decision.is_event:
+            # The door asked for the pass: a pass shown in the window is confirmed by these frames.
+            self.two_factor.ask(verdict.track_id, list(verdict.encodings), details, time.monotonic())
 
     def _check_qr_codes(self, frame: Frame, grey: np.ndarray) -> None:
         payloads = decode_qr_payloads(grey)
@@ -210,9 +236,25 @@ class DecideLoop:
             if result.decision is Decision.QR_OK and result.member_id is not None:
                 snapshot = self.roster()
                 member = snapshot.members.get(result.member_id)
-                if self.needs_two_factor(member):
-                    if snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable:
-                        self.two_factor.start(result.member_id, details, now)
+                enrolled = (
+                    snapshot.position_of(result.member_id) is not None and not snapshot.faces_unavailable
+                )
+                asked = self.two_factor.take_asked(now)
+                if asked is None and enrolled:
+                    # Shown while the face at the door was still being judged, in the grey zone.
+                    claimed = self.tracker.claim_for_pass()
+                    if claimed is not None:
+                        asked = Asked(claimed.track_id, list(claimed.encodings), {}, now)
+                if self.needs_two_factor(member) or (asked is not None and enrolled):
+                    if enrolled:
+                        frames = asked.frames if asked is not None else []
+                        if asked is not None:
+                            details["asked_appearance"] = asked.appearance
+                        self.two_factor.start(
+                            result.member_id, details, now, frames=frames, on_demand=asked is not None
+                        )
+                        if len(self.two_factor.window()) >= self.match_policy.min_frames:
+                            self._verify_pending(frame, None, now)
                         return
                     # No face to confirm with: the code alone admits (a face is never the only way in).
                     details["qr_only_member"] = True
@@ -226,15 +268,30 @@ class DecideLoop:
         if observation.encoding is None:
             return  # not a usable face yet; the window keeps running
         self.stats.encodings += 1
-        now = time.monotonic()
-        result = verify_1to1(self.roster(), pending.member_id, observation.encoding, self.match_policy)
+        self.two_factor.add_frame(observation.encoding)
+        self._verify_pending(frame, observation.box, time.monotonic())
+
+    def _verify_pending(self, frame: Frame, box: tuple[int, int, int, int] | None, now: float) -> None:
+        pending = self.two_factor.pending
+        if pending is None:
+            return
+        result = verify(
+            self.roster(),
+            pending.member_id,
+            self.two_factor.window(),
+            self.match_policy,
+            on_demand=pending.on_demand
+            and not self.needs_two_factor(self.roster().members.get(pending.member_id)),
+        )
         verdict = self.two_factor.record(result, now)
         if verdict is not None:
-            self._decide_two_factor(verdict, frame, observation.box)
+            self._decide_two_factor(verdict, frame, box)
 
     def _decide_two_factor(
         self, verdict: TwoFactorVerdict, frame: Frame, box: tuple[int, int, int, int] | None
     ) -> None:
+        # The person at the door has been decided: their face is not judged 1:N again meanwhile.
+        self.tracker.adopt(box, verdict.member_id if verdict.accepted else None, time.monotonic())
         credential = Credential(
             "qr_face", verdict.member_id, verdict.accepted, verdict.reason, verdict.details
         )
@@ -308,7 +365,26 @@ class DecideLoop:
         return decision
 
 
+class _NeedsPass(Collection[str]):
+    """Members whose face alone must not open (two-factor station or group, or requires_pass), as
+    the collection `recognizer.scoring.score` asks about (only `in` is used, per candidate)."""
+
+    def __init__(self, roster: RosterSnapshot, needs: Callable[[MemberInfo | None], bool]) -> None:
+        self._roster = roster
+        self._needs = needs
+
+    def __contains__(self, member_id: object) -> bool:
+        return isinstance(member_id, str) and self._needs(self._roster.members.get(member_id))
+
+    def __iter__(self) -> Iterator[str]:
+        return (m for m in self._roster.members if self._needs(self._roster.members[m]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def _face_details(result: FaceResult, frames: int) -> dict[str, Any]:
+    """The numbers of a face decision for its event (`scores` holds all of them)."""
     return {
         "scores": result.scores,
         "distance": None if result.distance is None else round(result.distance, 4),

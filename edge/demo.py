@@ -31,7 +31,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
 # What the demo expects, in order: (kind, method, member_id, reason).
 EXPECTED = [
-    ("entry", "face", "m-obama", None),
+    ("refused", "face", None, "show_pass"),
+    ("entry", "qr_face", "m-obama", None),
     ("refused", "face", None, "unknown_face"),
     ("entry", "qr", "m-zhang", None),
     ("refused", "qr", None, "bad_signature"),
@@ -77,7 +78,13 @@ def _demo_scenes(station: Station, tokens: dict[str, str]) -> list[Scene]:
 
     return [
         empty,
-        Scene("face", bgr_face(station, "obama_2.jpg"), 3.0, "member m-obama walks up (a different photo)"),
+        Scene(
+            "face",
+            bgr_face(station, "obama_2.jpg"),
+            3.0,
+            "member m-obama walks up (another photo of him); he must show his pass: the door asks",
+        ),
+        Scene("qr", card(tokens["obama"]), 1.5, "m-obama shows his pass: pass + the face just seen"),
         empty,
         Scene("face", bgr_face(station, "eileen_collins.png"), 3.0, "a stranger"),
         empty,
@@ -132,12 +139,15 @@ def _run(station: Station, config: Config, folder: Path) -> int:
     ):
         station.enroll(member_id=member_id, name=name, photos=[FIXTURES / photo], kind="driver")
         _say(f"enrolled {member_id} ({name}) from {photo}")
+    station.update_member("m-obama", requires_pass=True)
+    _say("m-obama requires the pass (as a confirmed lookalike would): his face alone never opens")
     station.add_member(member_id="m-zhang", name="张三", kind="courier", groups=("couriers",))
     _say("added m-zhang (张三) without a face: QR only")
     private_raw = qr_token.private_key_from_pem(station.signing_key_path.read_bytes())
     good = station.issue_qr(member_id="m-zhang", ttl_s=3600)
     tokens = {
         "zhang": good,
+        "obama": station.issue_qr(member_id="m-obama", ttl_s=3600),
         "forged": good[:-8] + ("A" * 8 if not good.endswith("A" * 8) else "B" * 8),
         "expired": qr_token.issue_token(private_raw, "m-zhang", now=int(time.time()) - 7200, ttl_s=600),
     }

@@ -2,10 +2,11 @@
 
 Enrolment is where a bad template enters the roster and then misleads the door for months, so every
 photo must show exactly one good face, the photos of one call must show the same person, only the
-best few are kept, and a face that already looks like a *different* member is flagged to the
-installer with the numbers, judged by the door's own scoring rule (on East Asian faces dlib's
-distances between distinct people are small, so such "duplicates" are often two real people who look
-alike: the installer decides, `--force` records the decision).
+best few are kept, and each face is judged against the roster by absolute distances
+(`recognizer.duplicates`, numbers from the scoring policy): the same person under a new id is
+refused at any roster size; a photo added to a member must be that member 1:1, or the installer
+confirms it is; a lookalike of another member is enrolled only when the installer confirms they are
+two people, and then both require the pass at the door.
 
 This module is pure: it takes decoded images and a roster snapshot and returns a plan or a list of
 refusals. The caller stores the plan in one transaction, so a refused call stores nothing.
@@ -19,9 +20,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recognizer.duplicates import (
+    FATAL,
+    LOOKALIKE,
+    NEEDS_DIFFERENT_PERSON,
+    NEEDS_SAME_PERSON,
+    Finding,
+    check_new_faces,
+    nearest_by_member,
+)
 from recognizer.face_pipeline import FacePipeline
 from recognizer.roster import RosterSnapshot
-from recognizer.scoring import WOULD_MATCH, LookalikeFinding, ScoringPolicy, check_lookalikes
+from recognizer.scoring import ScoringPolicy
 from recognizer.templates import SelectionPolicy, TemplateCandidate, TemplateSelection, select_templates
 
 
@@ -37,12 +47,19 @@ class PhotoCheck:
 
 @dataclass(frozen=True, slots=True)
 class EnrolmentPlan:
-    """What an enrolment call amounts to: the photo checks, the templates kept, the lookalikes."""
+    """What an enrolment call amounts to: the photo checks, the templates kept, the findings.
+
+    `findings` are every `recognizer.duplicates.Finding` of the kept faces; `blocking` those that
+    refused the call (with `problems` in words); `lookalikes` member id -> distance of the confirmed
+    lookalikes (both they and the enrolled member will require the pass).
+    """
 
     photos: tuple[PhotoCheck, ...]
-    lookalikes: tuple[LookalikeFinding, ...] = ()
+    findings: tuple[Finding, ...] = ()
     problems: tuple[str, ...] = field(default=())
     selection: TemplateSelection | None = None
+    blocking: tuple[Finding, ...] = ()
+    lookalikes: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -97,15 +114,17 @@ def plan_enrolment(
     policy: ScoringPolicy,
     same_person_max_distance: float,
     max_templates: int = 3,
-    force: bool = False,
+    existing_member: bool = False,
+    confirm_same_person: bool = False,
+    confirm_different_person: bool = False,
 ) -> EnrolmentPlan:
     """Combine per-photo checks with the cross-photo and cross-member checks.
 
     Photos that do not show one person are refused (not silently dropped: the installer mixed up
-    photos). Of the good ones, the best few are kept (quality and diversity). Each kept face is
-    checked against the other members with the door's own scoring: a face the door would already
-    accept as someone else ("would_match") is refused unless forced; a "lookalike" is a warning
-    with the numbers, stored with the template.
+    photos). Of the good ones, the best few are kept (quality and diversity), and each kept face is
+    checked by `recognizer.duplicates.check_new_faces`: `same_person` refuses whatever the
+    confirmations; a lookalike or possible duplicate needs `confirm_different_person`; a photo
+    added to a member that is not certainly them needs `confirm_same_person`.
     """
     problems: list[str] = []
     good = [p for p in photos if p.encoding is not None]
@@ -129,14 +148,30 @@ def plan_enrolment(
             SelectionPolicy(max_templates=max_templates, max_spread=same_person_max_distance),
         )
     kept = [p for p in good if selection is None or p.source in set(selection.sources)]
-    findings = check_lookalikes(
-        roster, member_id, [(p.source, p.encoding) for p in kept if p.encoding is not None], policy
+    findings = check_new_faces(
+        roster,
+        member_id,
+        [(p.source, p.encoding) for p in kept if p.encoding is not None],
+        policy,
+        existing_member=existing_member,
     )
-    blocking = [f for f in findings if f.kind == WOULD_MATCH]
-    if blocking and not force:
-        problems.extend(
-            f"{finding.describe()}: possible duplicate enrolment; check it is a different person and "
-            "use --force to enrol anyway"
-            for finding in blocking
-        )
-    return EnrolmentPlan(tuple(photos), findings, tuple(problems), selection)
+    blocking = [
+        f
+        for f in findings
+        if f.kind in FATAL
+        or (f.kind in NEEDS_DIFFERENT_PERSON and not confirm_different_person)
+        or (f.kind in NEEDS_SAME_PERSON and not confirm_same_person)
+    ]
+    for finding in blocking:
+        if finding.kind in FATAL:
+            advice = "one person, one member id: add the photos to that member instead"
+        elif finding.kind in NEEDS_SAME_PERSON:
+            advice = "check it is them and confirm (--confirm-same-person), or use another photo"
+        else:
+            advice = (
+                "check they are two different people and confirm (--confirm-different-person); "
+                "lookalikes then both need the pass at the door"
+            )
+        problems.append(f"{finding.describe()}: {advice}")
+    lookalikes = nearest_by_member(findings, frozenset({LOOKALIKE})) if not blocking else {}
+    return EnrolmentPlan(tuple(photos), findings, tuple(problems), selection, tuple(blocking), lookalikes)

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -48,9 +48,13 @@ class StationError(Exception):
 class RefusedError(StationError):
     """Refused input (a bad photo, a duplicate face, an unknown member): exit code 2 in the CLI."""
 
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, problems: Sequence[str] = (), findings: Sequence[dict[str, Any]] = ()
+    ) -> None:
         super().__init__(message)
         self.problems = list(problems)
+        #: The enrolment findings that refused the call (`recognizer.duplicates.Finding.to_json`).
+        self.findings = list(findings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,8 @@ class EnrolmentOutcome:
     created: bool
     template_ids: list[str]
     plan: EnrolmentPlan
+    #: Members who now require the pass (the enrolled one and their confirmed lookalikes).
+    requires_pass: list[str] = field(default_factory=list)
 
 
 def photo_pixel_limit(config: Config) -> int:
@@ -175,18 +181,28 @@ class Station:
 
     @cached_property
     def scoring_policy(self) -> ScoringPolicy:
-        """The configured preset, with any overrides (then named '<preset>*': not the measured one)."""
+        """The configured preset (or the operating point `yizhan calibrate` wrote, when
+        `[recognition] operating_point` names one), with any overrides (then named '<name>*': not
+        the measured numbers)."""
         rec = self.config.recognition
+        if rec.operating_point is not None:
+            from edge.calibrate import load_operating_point
+
+            base = load_operating_point(rec.operating_point, model=self.face_model_name)
+        else:
+            try:
+                base = preset(rec.preset, self.face_model_name)
+            except ValueError as exc:
+                raise ConfigError(f"[recognition] preset = {rec.preset!r}: {exc}") from None
         try:
-            measured = preset(rec.preset, self.face_model_name)
+            return base.with_overrides(
+                accept_distance=rec.threshold,
+                min_margin=rec.min_margin,
+                max_ratio=rec.max_ratio,
+                same_person_max_distance=rec.same_person_max_distance,
+            )
         except ValueError as exc:
-            raise ConfigError(f"[recognition] preset = {rec.preset!r}: {exc}") from None
-        return measured.with_overrides(
-            max_distance=rec.threshold,
-            min_margin=rec.min_margin,
-            max_ratio=rec.max_ratio,
-            same_person_max_distance=rec.same_person_max_distance,
-        )
+            raise ConfigError(f"[recognition] threshold / min_margin / max_ratio: {exc}") from None
 
     @property
     def face_model_name(self) -> str:
@@ -198,11 +214,16 @@ class Station:
         return self.scoring_policy
 
     def needs_two_factor(self, member: MemberInfo | None) -> bool:
-        """Whether this member must confirm a QR code with their face ([recognition] two_factor*)."""
+        """Whether this member must confirm a QR code with their face ([recognition] two_factor*,
+        or the member requires the pass: a confirmed lookalike of another member)."""
         rec = self.config.recognition
         if member is None:
             return False
-        return rec.two_factor or bool(set(member.groups) & set(rec.two_factor_groups))
+        return (
+            rec.two_factor
+            or member.requires_pass
+            or bool(set(member.groups) & set(rec.two_factor_groups))
+        )
 
     @cached_property
     def qr_checker(self) -> QrChecker:
@@ -301,6 +322,8 @@ class Station:
             "consent_face": member.consent_face,
             "consent_cross_station": member.consent_cross_station,
             "templates": templates,
+            "requires_pass": bool(member.requires_pass),
+            "lookalikes": list(member.lookalikes or []),
             "templates_by_model": by_model,
             "face_model": active,
             "needs_reenrolment": templates == 0 and bool(by_model),
@@ -336,9 +359,20 @@ class Station:
         consent_face: bool = True,
         consent_cross_station: bool = False,
         force: bool = False,
+        confirm_same_person: bool = False,
+        confirm_different_person: bool = False,
+        origins: Mapping[str, str] | None = None,
+        enrolled_by: str | None = None,
     ) -> EnrolmentOutcome:
         """Check every photo file and decoded image (an upload or a camera capture, named), then
-        store the member (if new) and all templates in one transaction; refused: nothing stored."""
+        store the member (if new) and all templates in one transaction; refused: nothing stored.
+
+        `confirm_same_person`: the installer checked that photos added to an existing member show
+        them; `confirm_different_person` (`force`, its older name): that a face near another member
+        is someone else (lookalikes then both require the pass). `origins` maps a photo's name to
+        how it was taken ("upload", "camera"; files default to "photo"); `enrolled_by` who did it.
+        """
+        confirm_different_person = confirm_different_person or force
         count = len(photos) + len(images)
         if not count:
             raise RefusedError("no photo given")
@@ -365,10 +399,16 @@ class Station:
             policy=self.scoring_policy,
             same_person_max_distance=self.scoring_policy.same_person_max_distance,
             max_templates=rec.enrol_templates,
-            force=force,
+            existing_member=existing is not None and have > 0,
+            confirm_same_person=confirm_same_person,
+            confirm_different_person=confirm_different_person,
         )
         if not plan.ok:
-            raise RefusedError("enrolment refused, nothing was stored", plan.all_problems())
+            raise RefusedError(
+                "enrolment refused, nothing was stored",
+                plan.all_problems(),
+                [f.to_json() for f in plan.blocking],
+            )
         now = dt.datetime.now(dt.UTC)
         with self.write_sessions() as session, session.begin():
             created = member_store.get_member(session, member_id) is None
@@ -391,25 +431,47 @@ class Station:
                     changes["consent_cross_station"] = True
                 member_store.update_member(session, member_id, **changes)
             kept = plan.kept()
-            qualities = []
-            for photo in kept:
-                quality = dict(photo.quality)
-                quality["enrolled_at"] = now.isoformat()
-                quality["policy"] = self.scoring_policy.name
-                flagged = [look.to_json() for look in plan.lookalikes if look.source == photo.source]
-                if flagged:
-                    quality["lookalikes"] = flagged
-                qualities.append(quality)
-            template_ids = member_store.add_templates(
-                session,
-                self.cipher,
-                member_id=member_id,
-                encodings=[p.encoding for p in kept if p.encoding is not None],
-                qualities=qualities,
-                sources=[Path(p.source).name for p in kept],
-                model=self.model_identity.name,
-                dim=self.model_identity.dim,
-            )
+            template_ids: list[str] = []
+            for origin in dict.fromkeys(_origin(p.source, origins) for p in kept):
+                batch = [p for p in kept if _origin(p.source, origins) == origin]
+                qualities = []
+                for photo in batch:
+                    quality = dict(photo.quality)
+                    quality["enrolled_at"] = now.isoformat()
+                    quality["policy"] = self.scoring_policy.name
+                    flagged = [f.to_json() for f in plan.findings if f.source == photo.source]
+                    if flagged:
+                        quality["findings"] = flagged
+                        quality["confirmed"] = {
+                            "same_person": confirm_same_person,
+                            "different_person": confirm_different_person,
+                        }
+                    qualities.append(quality)
+                template_ids += member_store.add_templates(
+                    session,
+                    self.cipher,
+                    member_id=member_id,
+                    encodings=[p.encoding for p in batch if p.encoding is not None],
+                    qualities=qualities,
+                    sources=[Path(p.source).name for p in batch],
+                    origin=origin,
+                    enrolled_by=enrolled_by,
+                    model=self.model_identity.name,
+                    dim=self.model_identity.dim,
+                )
+            flagged_members: list[str] = []
+            for other, distance in sorted(plan.lookalikes.items()):
+                # A confirmed lookalike pair: the door asks both for the pass from now on.
+                member_store.add_lookalike(
+                    session, member_id, other=other, distance=distance, confirmed_by=enrolled_by
+                )
+                if member_store.get_member(session, other) is not None:
+                    member_store.add_lookalike(
+                        session, other, other=member_id, distance=distance, confirmed_by=enrolled_by
+                    )
+                    flagged_members.append(other)
+            if flagged_members:
+                flagged_members.insert(0, member_id)
             if self.config.mqtt.enabled:
                 # Queued for the centre in the same transaction (templates only for members with
                 # cross-station consent: sync.enrolment decides what may leave the station).
@@ -424,11 +486,37 @@ class Station:
                     "event": "enrolled",
                     "member_id": member_id,
                     "templates": len(template_ids),
-                    "forced_lookalikes": len(plan.lookalikes),
+                    "findings": len(plan.findings),
+                    "requires_pass": flagged_members,
+                    "by": enrolled_by,
                 }
             },
         )
-        return EnrolmentOutcome(member_id, created, template_ids, plan)
+        return EnrolmentOutcome(member_id, created, template_ids, plan, flagged_members)
+
+    # -- templates ------------------------------------------------------------------------------
+
+    def list_templates(self, member_id: str) -> list[dict[str, Any]]:
+        """A member's templates: when, how (photo / upload / camera / centre), quality, by whom."""
+        with self.sessions() as session:
+            return [_template_json(row) for row in member_store.list_templates(session, member_id)]
+
+    def remove_template(self, template_id: str) -> dict[str, Any] | None:
+        """Delete one template (the roster is rebuilt); None when there is no such template."""
+        with self.write_sessions() as session, session.begin():
+            row = member_store.get_template(session, template_id)
+            if row is None:
+                return None
+            removed = _template_json(row)
+            member_store.remove_template(session, template_id)
+            self._bump_roster_version(session)
+            removed["templates_left"] = member_store.template_count(session, removed["member_id"])
+        log.info(
+            "template removed",
+            extra={"fields": {"event": "template_removed", "template_id": template_id,
+                              "member_id": removed["member_id"]}},
+        )
+        return removed
 
     # -- identification -------------------------------------------------------------------------
 
@@ -611,6 +699,31 @@ class Station:
                 reason=reason,
             )
         return claims.nonce_hex
+
+
+def _origin(source: str, origins: Mapping[str, str] | None) -> str:
+    return (origins or {}).get(source, "photo")
+
+
+#: Quality numbers shown in a template listing (the full report stays in the row).
+_QUALITY_SHOWN = ("face_px", "sharpness", "brightness", "roll_deg", "yaw")
+
+
+def _template_json(row: Any) -> dict[str, Any]:
+    quality = dict(row.quality or {})
+    return {
+        "template_id": row.template_id,
+        "member_id": row.member_id,
+        "model": row.model,
+        "created_at": _iso(row.created_at),
+        "origin": member_store.template_origin(row),
+        "enrolled_by": row.enrolled_by,
+        "source": row.source,
+        "quality": {k: quality[k] for k in _QUALITY_SHOWN if k in quality},
+        "policy": quality.get("policy"),
+        "findings": quality.get("findings", []),
+        "confirmed": quality.get("confirmed"),
+    }
 
 
 def _model_config_error(path: Path | None, exc: Exception) -> str:

@@ -87,8 +87,21 @@ def _step_3_member_ids_unique_ignoring_case(conn: Connection) -> None:
     )
 
 
+def _step_4_requires_pass_and_template_origin(conn: Connection) -> None:
+    """Version 4: members.requires_pass / lookalikes (lookalikes confirmed at enrolment need the
+    pass at the door) and face_templates.origin / enrolled_by (how and by whom each template came)."""
+    conn.exec_driver_sql("ALTER TABLE members ADD COLUMN requires_pass BOOLEAN NOT NULL DEFAULT 0")
+    conn.exec_driver_sql("ALTER TABLE members ADD COLUMN lookalikes JSON NOT NULL DEFAULT '[]'")
+    conn.exec_driver_sql("ALTER TABLE face_templates ADD COLUMN origin VARCHAR(16)")
+    conn.exec_driver_sql("ALTER TABLE face_templates ADD COLUMN enrolled_by VARCHAR(100)")
+
+
 # STEPS[i] upgrades a database from version i + 1 to version i + 2. Version 1 is the initial schema.
-STEPS: list[MigrationStep] = [_step_2_template_model, _step_3_member_ids_unique_ignoring_case]
+STEPS: list[MigrationStep] = [
+    _step_2_template_model,
+    _step_3_member_ids_unique_ignoring_case,
+    _step_4_requires_pass_and_template_origin,
+]
 
 SCHEMA_VERSION: int = 1 + len(STEPS)
 """The schema version this code writes and expects."""

@@ -58,8 +58,15 @@ _UPDATABLE = frozenset(
         "status",
         "consent_face",
         "consent_cross_station",
+        "requires_pass",
     }
 )
+ORIGINS: frozenset[str] = frozenset({"photo", "upload", "camera", "centre"})
+ENROLLED_BY_MAX = 100
+
+#: `FaceTemplate.source` of a template the centre's roster put here; anything else was enrolled at
+#: this station (sync.snapshot_apply keeps those through a snapshot: the centre may never have them).
+CENTRE_SOURCE = "centre"
 
 
 class DuplicateMemberError(StoreError, ValueError):
@@ -188,7 +195,7 @@ def _validate_field(field: str, value: object) -> object:
         return _validate_datetime(value, field)
     if field == "status":
         return _validate_status(value)
-    if field in {"consent_face", "consent_cross_station"}:
+    if field in {"consent_face", "consent_cross_station", "requires_pass"}:
         return validate_bool(value, field)
     raise ValidationError(f"unknown or read-only member field {field!r}; updatable: {sorted(_UPDATABLE)}")
 
@@ -338,10 +345,15 @@ def add_templates(
     encodings: Sequence[npt.ArrayLike],
     qualities: Sequence[dict[str, Any]],
     sources: Sequence[str | None],
+    origin: str | None = None,
+    enrolled_by: str | None = None,
     model: str = MODEL_DLIB,
     dim: int = DLIB_DIM,
 ) -> list[str]:
     """Encrypt and store face encodings of face model `model` for a member; returns the new ids.
+
+    `origin` says how they were taken ("photo", "upload", "camera", "centre") and `enrolled_by` who
+    took them (an installer account, "cli:<user>"): `list_templates` shows both.
 
     All-or-nothing: every vector (`dim` finite floats), quality dict and source is checked first,
     and the rows are written in one SAVEPOINT. Refused for a member without face consent.
@@ -363,6 +375,10 @@ def add_templates(
             f"encodings, qualities and sources must have the same length "
             f"(got {len(encodings)}, {len(qualities)}, {len(sources)})"
         )
+    if origin is not None and origin not in ORIGINS:
+        raise ValidationError(f"origin must be one of {sorted(ORIGINS)} or None, got {origin!r}")
+    if enrolled_by is not None:
+        enrolled_by = validate_text(enrolled_by, "enrolled_by", max_len=ENROLLED_BY_MAX)
     existing = template_count(session, member_id)
     if existing + len(encodings) > MAX_TEMPLATES_PER_MEMBER:
         raise ValidationError(
@@ -391,6 +407,8 @@ def add_templates(
                     quality=quality_json,
                     source=source_text,
                     created_at=now,
+                    origin=origin,
+                    enrolled_by=enrolled_by,
                     model=model,
                 )
             )
@@ -405,6 +423,64 @@ def delete_templates(session: Session, member_id: str) -> int:
     with session.begin_nested():
         member.templates.clear()
     return count
+
+
+def list_templates(session: Session, member_id: str) -> list[FaceTemplate]:
+    """A member's templates, oldest first (the encrypted vector is not decrypted here)."""
+    _require_member(session, member_id)
+    query = (
+        select(FaceTemplate)
+        .where(FaceTemplate.member_id == member_id)
+        .order_by(FaceTemplate.created_at, FaceTemplate.template_id)
+    )
+    return list(session.scalars(query))
+
+
+def get_template(session: Session, template_id: str) -> FaceTemplate | None:
+    if not isinstance(template_id, str):
+        raise ValidationError(f"template_id must be a string, got {type(template_id).__name__}")
+    return session.get(FaceTemplate, template_id)
+
+
+def remove_template(session: Session, template_id: str) -> str | None:
+    """Delete one template; returns its member's id, or None if there was no such template."""
+    row = get_template(session, template_id)
+    if row is None:
+        return None
+    member_id = row.member_id
+    with session.begin_nested():
+        session.delete(row)
+    return member_id
+
+
+def template_origin(row: FaceTemplate) -> str | None:
+    """How a template was enrolled; rows from before origins were recorded: from their source."""
+    if row.origin:
+        return row.origin
+    if row.source == "centre":
+        return "centre"
+    return None
+
+
+def add_lookalike(
+    session: Session, member_id: str, *, other: str, distance: float, confirmed_by: str | None
+) -> Member:
+    """Record a confirmed lookalike of `member_id` and require the pass for them at the door."""
+    member = _require_member(session, member_id)
+    entry = json_safe(
+        {
+            "member_id": validate_identifier(other, "other"),
+            "distance": round(float(distance), 4),
+            "confirmed_by": confirmed_by,
+            "at": utc_now().isoformat(),
+        },
+        "lookalike",
+    )
+    with session.begin_nested():
+        member.lookalikes = [e for e in (member.lookalikes or []) if e.get("member_id") != other] + [entry]
+        member.requires_pass = True
+        member.updated_at = utc_now()
+    return member
 
 
 def delete_templates_not_of(session: Session, model: str) -> dict[str, int]:
@@ -466,6 +542,7 @@ def member_info(m: Member) -> MemberInfo:
         kind=m.kind,
         valid_from=m.valid_from,
         valid_until=m.valid_until,
+        requires_pass=bool(m.requires_pass),
     )
 
 

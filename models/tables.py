@@ -68,6 +68,11 @@ class Member(Base):
     consent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    #: The door never lets this member in by face alone: the pass names them and the face confirms
+    #: it (set when an installer confirmed a lookalike of another member, or by hand).
+    requires_pass: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    #: Why: [{"member_id", "distance", "confirmed_by", "at"}] for each confirmed lookalike.
+    lookalikes: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
 
     templates: Mapped[list[FaceTemplate]] = relationship(
         back_populates="member", cascade="all, delete-orphan", passive_deletes=True
@@ -105,6 +110,10 @@ class FaceTemplate(Base):
     quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    #: How it was enrolled: "photo" (CLI file), "upload" / "camera" (the installer page), "centre".
+    origin: Mapped[str | None] = mapped_column(String(16))
+    #: Who enrolled it (installer account, "cli:<user>", or the centre).
+    enrolled_by: Mapped[str | None] = mapped_column(String(100))
     model: Mapped[str] = mapped_column(String(64), default=MODEL_DLIB, server_default=MODEL_DLIB)
 
     member: Mapped[Member] = relationship(back_populates="templates")

@@ -17,6 +17,7 @@ The naive `face_recognition.face_encodings(frame)` does none of this (see bench/
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -28,7 +29,7 @@ from recognizer.matcher import MatchPolicy, match
 from recognizer.quality import QualityPolicy, QualityReport, assess
 from recognizer.results import Decision, FaceResult
 from recognizer.roster import RosterSnapshot
-from recognizer.scoring import ScoringPolicy, score
+from recognizer.scoring import ACCEPT, PENDING, SHOW_PASS, ScoringPolicy, score
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +194,47 @@ class FacePipeline:
         """Every face in the image, observed (enrolment wants them all to count and check)."""
         return [self.observe(rgb, d, encode=encode) for d in self.detect(rgb)]
 
+    def decide_frames(
+        self,
+        encodings: Sequence[npt.NDArray[np.float32]],
+        box: Box | None,
+        snapshot: RosterSnapshot,
+        policy: ScoringPolicy,
+        timings: dict[str, float] | None = None,
+        *,
+        requires_pass: Collection[str] = (),
+    ) -> FaceResult:
+        """Judge the encodings of one appearance together (`recognizer.scoring.score`)."""
+        timings = {} if timings is None else timings
+        start = time.perf_counter()
+        scored = score(snapshot, list(encodings), policy, requires_pass=requires_pass)
+        timings["match"] = _ms(start)
+        decision = {
+            ACCEPT: Decision.MATCH,
+            SHOW_PASS: Decision.SHOW_PASS,
+            PENDING: Decision.PENDING,
+        }.get(scored.zone, Decision.UNKNOWN)
+        return FaceResult(
+            decision,
+            member_id=scored.member_id,
+            distance=scored.distance,
+            margin=scored.margin,
+            reason=scored.reason if decision is not Decision.SHOW_PASS else scored.gate,
+            runner_up_id=scored.runner_up_id,
+            box=box,
+            timings_ms=timings,
+            scores=scored.to_json(),
+        )
+
     def identify(
         self, rgb: npt.NDArray[np.uint8], snapshot: RosterSnapshot, policy: MatchPolicy | ScoringPolicy
     ) -> FaceResult:
-        """Decide on the largest (nearest) face in `rgb` against `snapshot`."""
+        """Decide on the largest (nearest) face in `rgb` against `snapshot`.
+
+        One photo is one frame: a `ScoringPolicy` is applied with `min_frames` 1 (the door itself
+        waits for `min_frames` agreeing frames of an appearance)."""
+        if isinstance(policy, ScoringPolicy):
+            policy = policy.for_one_photo()
         total = time.perf_counter()
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -230,21 +268,10 @@ class FacePipeline:
             )
         start = time.perf_counter()
         if isinstance(policy, ScoringPolicy):
-            scored = score(snapshot, observation.encoding, policy)
-            timings["match"] = _ms(start)
+            result = self.decide_frames([observation.encoding], observation.box, snapshot, policy, timings)
             if started is not None:
                 timings["total"] = _ms(started)
-            return FaceResult(
-                Decision.MATCH if scored.accepted else Decision.UNKNOWN,
-                member_id=scored.member_id,
-                distance=scored.distance,
-                margin=scored.margin,
-                reason=scored.reason,
-                runner_up_id=scored.runner_up_id,
-                box=observation.box,
-                timings_ms=timings,
-                scores=scored.to_json(),
-            )
+            return result
         outcome = match(snapshot, observation.encoding, policy)
         timings["match"] = _ms(start)
         if started is not None:

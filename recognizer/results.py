@@ -17,6 +17,8 @@ class Decision(enum.StrEnum):
 
     MATCH = "match"
     UNKNOWN = "unknown"
+    SHOW_PASS = "show_pass"  # not sure enough for the face alone: the door asks for the pass
+    PENDING = "pending"  # one appearance needs more frames before it is decided
     NO_FACE = "no_face"
     POOR_QUALITY = "poor_quality"
     QR_OK = "qr_ok"

@@ -40,6 +40,8 @@ class MemberInfo:
     kind: str | None = None
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
+    #: Never by face alone: the pass names the member and the face confirms it (a confirmed lookalike).
+    requires_pass: bool = False
 
     def is_valid_at(self, when: dt.datetime) -> tuple[bool, str | None]:
         """(True, None) if the member may enter at `when`, else (False, reason)."""

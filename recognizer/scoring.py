@@ -1,39 +1,43 @@
-"""The door's face scoring rule, its named operating points, and the numbers behind every decision.
+"""The door's face rule: zones over the fused evidence of one appearance, safe at any roster size.
 
-Why not one global distance: dlib's 128-d model packs East Asian faces close together (on our
-data set 98 of 246 East Asian impostor pairs are closer than dlib's usual 0.6), so a distance that
-is a safe "same person" for one face is a lookalike's distance for another. The rule therefore
-judges the nearest member's distance *against the crowd around this probe*:
+Why zones and not one threshold: dlib's 128-d model packs East Asian faces close together. On our
+22 East Asian identities the nearest two *different* people sit 0.36-0.39 apart while half of the
+members' own door frames sit further than that from their enrolment photos. No single distance both
+keeps every stranger out and lets every member in, so the rule says which it is sure of:
 
-    d1     = distance from the probe to the nearest member (their nearest template)
-    d2     = distance to the best *other* member;   margin = d2 - d1
-    cohort = mean distance to the `cohort_size` (5) next-nearest members after the best one
-    ratio  = d1 / cohort        ("how much closer than the crowd is this member?")
+    frames  = the encodings of one appearance (several door-camera frames of one person)
+    D(M)    = distance of the frames' mean encoding to member M's nearest template
+    best    = the member with the smallest D;  D1 = D(best);  margin = D(runner-up) - D1
 
-    accept  iff  d1 <= max_distance  and  margin >= min_margin  and  ratio <= max_ratio
+    accept     (face alone opens)  iff  enough frames (min_frames), every frame's own nearest
+                                        member is `best`, D1 <= accept_distance, margin >= min_margin,
+                                        the member does not require the pass, and, on a roster of
+                                        at least `cohort_min_members` members, D1 / mean D of the
+                                        next `cohort_size` members <= max_ratio;
+    show_pass  (the door asks)     iff  not accepted but D1 <= grey_distance: the pass names the
+                                        member and the face confirms it 1:1 (`verify`);
+    unknown                        otherwise.
 
-A stranger who happens to sit 0.40 from a member sits about as close to that member's lookalikes
-too, so their ratio stays high (~0.75 and above on our data) even though their distance alone
-would pass; a genuine probe is clearly nearer to its member than to the crowd (ratio ~0.45-0.70).
-The ratio is a probe-side cohort normalisation: it costs one partial sort of the distances the
-1:N search computes anyway (~1 ms at 100k rows) and no per-member statistics at roster build.
-`max_distance` stays as an absolute cap (a roster of very different faces makes every ratio small)
-and `min_margin` as a tie guard between two enrolled lookalikes. The numbers of each preset were
-chosen from the measurement in docs/RECOGNITION.md and are model-specific: presets are keyed by the
-face model's name, so a stronger model added later brings its own measured presets and this code
-stays as it is.
+`accept_distance` is an absolute distance chosen so that no two distinct people of the labelled
+data come that close (leave-identity-out, `recognizer.calibration`): it holds whether the roster has
+one member or a thousand, which a rule judging a face against the station's *other* members (the
+cohort ratio) cannot promise on a new station with no crowd. The ratio stays as an extra gate once
+the roster is large enough to have a crowd, never as what makes a small roster safe. `grey_distance`
+is where members' own faces stop (most of them); beyond it nobody is asked for anything.
 
-Two-factor (`verify_1to1`): a QR code names the member and the face must confirm it. The same
-numbers are computed for the *claimed* member (distance, the nearest other member, the cohort
-ratio), so a lookalike holding someone else's code is still refused with the reason and numbers.
+Fusion: the frames' mean encoding is compared with each template (measured against the mean of the
+per-frame distances and the templates' centroid in bench.quality: the best at zero false accepts
+on our data, and it costs one extra 1:N product); agreement asks each frame's own nearest member.
 
-Everything here is pure: a frozen roster snapshot and an encoding in, a frozen result out.
+Every number is in the result (`ScoreResult.to_json` goes into the event). Pure: a frozen roster
+snapshot and encodings in, a frozen result out. The presets are measured per face model
+(`PRESETS[model][name]`, numbers from `recognizer.calibration.choose_operating_point`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
@@ -42,22 +46,33 @@ import numpy as np
 import numpy.typing as npt
 
 from recognizer.encoder import MODEL_DLIB
-from recognizer.matcher import MatchPolicy, as_query, nearest_members, squared_distances
+from recognizer.matcher import as_query, nearest_members, squared_distances
 from recognizer.roster import RosterSnapshot
 
-DEFAULT_PRESET: Final = "balanced"
-#: The ONNX evaluation model of `make eval-model` (bench/eval_model.py): its name is its file's hash.
+__all__ = ["MODEL_DLIB", "MODEL_EVAL_ONNX"]
+#: The evaluation model of `make eval-model` (`fr_feature.onnx`, npm `faceplugin-face-recognition-js`
+#: 0.0.1; `onnx-` + the first 12 hex of its SHA-256). Provenance unknown: evaluation only, never a
+#: default; its measured numbers ship here, its weights never do.
 MODEL_EVAL_ONNX: Final = "onnx-87aacdfe5751"
+DEFAULT_PRESET: Final = "balanced"
 
-# Stable reason words (events, logs and the screen key on them).
+# Zones (what the door does with an appearance).
+ACCEPT: Final = "accept"
+SHOW_PASS: Final = "show_pass"
+UNKNOWN: Final = "unknown"
+PENDING: Final = "pending"  # fewer frames than the rule needs: keep looking
+
+# Stable reason words (events, logs, the page and the centre key on them).
 EMPTY_ROSTER: Final = "empty_roster"
-OVER_THRESHOLD: Final = "over_threshold"
+OVER_THRESHOLD: Final = "over_threshold"  # beyond grey_distance: nobody we know
+NOT_SURE: Final = "not_sure"  # within grey_distance but over accept_distance
 LOW_MARGIN: Final = "low_margin"
 HIGH_RATIO: Final = "high_ratio"
-NOT_ENROLLED: Final = "not_enrolled"
-CLOSER_TO_OTHER_MEMBER: Final = "closer_to_other_member"
 FRAMES_DISAGREE: Final = "frames_disagree"
 TOO_FEW_FRAMES: Final = "too_few_frames"
+REQUIRES_PASS: Final = "requires_pass"
+NOT_ENROLLED: Final = "not_enrolled"
+CLOSER_TO_OTHER_MEMBER: Final = "closer_to_other_member"
 
 IDENTIFY: Final = "identify"
 VERIFY: Final = "verify"
@@ -65,71 +80,121 @@ VERIFY: Final = "verify"
 
 @dataclass(frozen=True, slots=True)
 class ScoringPolicy:
-    """One operating point of the rule in the module docstring (all distances in the model's units).
+    """One operating point of the rule in the module docstring (distances in the model's units).
 
-    `max_ratio=None` turns the cohort normalisation off (the legacy threshold + margin rule).
-    `verify_*` apply to two-factor checks, where the QR code already names the member.
-    `require_frames` is how many encodings of one appearance must agree before the door acts
-    (wired into the door's tracker). `lookalike_ratio` is where enrolment starts flagging a new face
-    as a lookalike of an existing member (see `check_lookalikes`).
-
-    `no_cohort_max_distance` replaces the distance cap when there is no other enrolled member to
-    compare with (a one-member roster): without a crowd the ratio cannot be judged, and the distance
-    alone must then be under the nearest stranger seen in our data (0.398, an East Asian stranger
-    to an East Asian member).
+    Door: `min_frames`, `accept_distance`, `grey_distance`, `verify_distance` (the 1:1 limit when
+    a pass names a member who must show it: two-factor station or group, requires_pass; a pass
+    shown after the door asked a face in the grey zone is checked against `grey_distance`: that pass
+    alone would have opened, the face only must not contradict it), `min_margin`, the cohort gate
+    (`max_ratio` / `verify_max_ratio` over `cohort_size` members, active from `cohort_min_members`
+    members; None: off).
+    Enrolment, photo against template (`recognizer.duplicates`): `same_person_distance` (a new face
+    this close to a member *is* that member for the door: never enrolled under another id; a photo
+    added to a member this close to them needs no confirmation), `lookalike_distance` (distinct
+    people this close both require the pass once an installer confirms them), `review_distance` (a
+    new id this close to a member may be the same person: refused unless the installer confirms).
+    `procedure` records how the numbers were chosen and on what.
     """
 
     name: str = DEFAULT_PRESET
     model: str = MODEL_DLIB
-    max_distance: float = 0.55
-    min_margin: float = 0.05
-    max_ratio: float | None = 0.74
+    min_frames: int = 3
+    accept_distance: float = 0.3186
+    grey_distance: float = 0.5594
+    verify_distance: float = 0.4435
+    min_margin: float = 0.0319
     cohort_size: int = 5
-    verify_max_distance: float = 0.55
-    verify_max_ratio: float | None = 0.74
-    no_cohort_max_distance: float = 0.38
-    require_frames: int = 1
-    lookalike_ratio: float = 0.85
-    #: Enrolment: photos given together must be this close to each other to be taken for one
-    #: person (model units, like every distance here; `[recognition] same_person_max_distance`
-    #: overrides it).
+    cohort_min_members: int = 20
+    max_ratio: float | None = None
+    verify_max_ratio: float | None = None
+    same_person_distance: float = 0.3286
+    lookalike_distance: float = 0.3893
+    review_distance: float = 0.5234
+    #: Photos given together in one enrolment must be this close to each other to be taken for one
+    #: person (`[recognition] same_person_max_distance` overrides it).
     same_person_max_distance: float = 0.65
     description: str = ""
+    procedure: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a scoring policy needs a name (it is recorded with every decision)")
         for label, value in (
-            ("max_distance", self.max_distance),
-            ("verify_max_distance", self.verify_max_distance),
+            ("accept_distance", self.accept_distance),
+            ("grey_distance", self.grey_distance),
+            ("verify_distance", self.verify_distance),
+            ("same_person_distance", self.same_person_distance),
+            ("lookalike_distance", self.lookalike_distance),
+            ("review_distance", self.review_distance),
             ("same_person_max_distance", self.same_person_max_distance),
         ):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"{label} must be in (0, 2), got {value}")
-        if not 0.0 <= self.min_margin < 2.0:
-            raise ValueError(f"min_margin must be in [0, 2), got {self.min_margin}")
+        if not self.accept_distance <= self.verify_distance <= self.grey_distance:
+            raise ValueError(
+                f"distances must be ordered: accept ({self.accept_distance}) <= verify "
+                f"({self.verify_distance}) <= grey ({self.grey_distance})"
+            )
+        if not self.same_person_distance <= self.lookalike_distance <= self.review_distance:
+            raise ValueError("enrolment distances must be ordered: same_person <= lookalike <= review")
+        if not 0.0 <= self.min_margin < 1.0:
+            raise ValueError(f"min_margin must be in [0, 1), got {self.min_margin}")
         for label, ratio in (("max_ratio", self.max_ratio), ("verify_max_ratio", self.verify_max_ratio)):
-            if ratio is not None and not 0.0 < ratio <= 1.0:
-                raise ValueError(f"{label} must be in (0, 1] or None, got {ratio}")
-        if not 0.0 < self.lookalike_ratio <= 1.5:
-            raise ValueError(f"lookalike_ratio must be in (0, 1.5], got {self.lookalike_ratio}")
+            if ratio is not None and not 0.0 < ratio <= 1.5:
+                raise ValueError(f"{label} must be in (0, 1.5] or None, got {ratio}")
         if not 1 <= self.cohort_size <= 50:
             raise ValueError(f"cohort_size must be in [1, 50], got {self.cohort_size}")
-        if not 1 <= self.require_frames <= 10:
-            raise ValueError(f"require_frames must be in [1, 10], got {self.require_frames}")
+        if self.cohort_min_members < self.cohort_size + 1:
+            raise ValueError("cohort_min_members must exceed cohort_size (the gate needs a crowd)")
+        if not 1 <= self.min_frames <= 10:
+            raise ValueError(f"min_frames must be in [1, 10], got {self.min_frames}")
+        object.__setattr__(self, "procedure", MappingProxyType(dict(self.procedure)))
+
+    @property
+    def require_frames(self) -> int:
+        """Name kept for the tracker settings: how many frames an appearance needs."""
+        return self.min_frames
 
     def limits(self) -> dict[str, Any]:
         """The numbers a decision is compared with, recorded next to the measured ones."""
         return {
-            "max_distance": self.max_distance,
+            "min_frames": self.min_frames,
+            "accept_distance": self.accept_distance,
+            "grey_distance": self.grey_distance,
+            "verify_distance": self.verify_distance,
             "min_margin": self.min_margin,
-            "max_ratio": self.max_ratio,
             "cohort_size": self.cohort_size,
-            "verify_max_distance": self.verify_max_distance,
+            "cohort_min_members": self.cohort_min_members,
+            "max_ratio": self.max_ratio,
             "verify_max_ratio": self.verify_max_ratio,
-            "no_cohort_max_distance": self.no_cohort_max_distance,
-            "require_frames": self.require_frames,
         }
+
+    def enrolment_limits(self) -> dict[str, Any]:
+        return {
+            "same_person_distance": self.same_person_distance,
+            "lookalike_distance": self.lookalike_distance,
+            "review_distance": self.review_distance,
+            "same_person_max_distance": self.same_person_max_distance,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model,
+            **self.limits(),
+            **self.enrolment_limits(),
+            "description": self.description,
+            "procedure": dict(self.procedure),
+        }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> ScoringPolicy:
+        """The policy `to_json` wrote (an operating point file); unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(ScoringPolicy)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown operating point keys: {', '.join(unknown)}")
+        return ScoringPolicy(**dict(data))
 
     def with_overrides(self, **changes: Any) -> ScoringPolicy:
         """This preset with some numbers changed; the name gets a '*' so no event claims the
@@ -140,90 +205,150 @@ class ScoringPolicy:
         name = changes.pop("name", self.name if self.name.endswith("*") else f"{self.name}*")
         return dataclasses.replace(self, name=name, **changes)
 
-    def as_match_policy(self) -> MatchPolicy:
-        """The legacy threshold + margin part of this policy (for code that still calls `match`)."""
-        return MatchPolicy(threshold=self.max_distance, min_margin=self.min_margin)
-
-    @staticmethod
-    def from_match_policy(policy: MatchPolicy, name: str = "legacy") -> ScoringPolicy:
-        """The old rule (threshold + margin, no cohort ratio) as a scoring policy."""
-        return ScoringPolicy(
-            name=name,
-            max_distance=policy.threshold,
-            min_margin=policy.min_margin,
-            max_ratio=None,
-            verify_max_distance=policy.threshold,
-            verify_max_ratio=None,
-            description="threshold and margin only (no cohort normalisation)",
-        )
+    def for_one_photo(self) -> ScoringPolicy:
+        """The same numbers judging a single photo (`yizhan identify`): one frame is all there is."""
+        if self.min_frames == 1:
+            return self
+        return dataclasses.replace(self, min_frames=1)
 
 
-#: Measured presets per face model (docs/RECOGNITION.md has the figures and how they were chosen).
+_MEASURED_ON: Final = "../shared/data/faces + faces-ea: 46 people (22 East Asian), 20 strangers"
+
+
+def _measured(
+    model: str, name: str, description: str, tail: float, grey_quantile: float, **numbers: Any
+) -> ScoringPolicy:
+    return ScoringPolicy(
+        name=name,
+        model=model,
+        description=description,
+        procedure={"accept_tail": tail, "grey_quantile": grey_quantile, "measured_on": _MEASURED_ON},
+        **numbers,
+    )
+
+
+def _dlib(name: str, description: str, tail: float, grey_quantile: float, **numbers: Any) -> ScoringPolicy:
+    return _measured(MODEL_DLIB, name, description, tail, grey_quantile, **numbers)
+
+
+def _eval_onnx(name: str, tail: float, grey_quantile: float, **numbers: Any) -> ScoringPolicy:
+    description = (
+        f"{name} settings measured on the evaluation model (make eval-model; provenance unknown, "
+        "evaluation only)"
+    )
+    # Photos enrolled together: the farthest same-person photo pair seen on this model is 1.163
+    # (bench.encoders), + 3 % (`calibration.TOGETHER_HEADROOM`); dlib's 0.65 would refuse most
+    # pairs of one person's photos on this model.
+    numbers.setdefault("same_person_max_distance", 1.2)
+    return _measured(MODEL_EVAL_ONNX, name, description, tail, grey_quantile, **numbers)
+
+
+#: Measured presets per face model: `recognizer.calibration.derive_presets` on the labelled data
+#: (the settings of each name are `calibration.PRESET_SETTINGS`; tests/test_calibration.py derives
+#: them again and compares). docs/RECOGNITION.md has the figures, leave-identity-out.
 PRESETS: Final[Mapping[str, Mapping[str, ScoringPolicy]]] = MappingProxyType(
     {
         MODEL_DLIB: MappingProxyType(
             {
-                "strict": ScoringPolicy(
-                    name="strict",
-                    max_distance=0.55,
-                    min_margin=0.05,
-                    max_ratio=0.70,
-                    verify_max_distance=0.55,
-                    verify_max_ratio=0.70,
-                    no_cohort_max_distance=0.35,
-                    require_frames=2,
-                    lookalike_ratio=0.85,
-                    description="ratio 0.05 under the nearest impostor, two agreeing frames; more retries",
+                "strict": _dlib(
+                    "strict",
+                    "four agreeing frames, face alone only at a per-pair tail probability of 1e-5: "
+                    "most members show the pass",
+                    1e-5,
+                    0.99,
+                    min_frames=4,
+                    accept_distance=0.2677,
+                    grey_distance=0.5649,
+                    verify_distance=0.3733,
+                    min_margin=0.0268,
+                    max_ratio=0.7998,
+                    verify_max_ratio=0.7998,
+                    same_person_distance=0.2759,
+                    lookalike_distance=0.3893,
+                    review_distance=0.5234,
                 ),
-                "balanced": ScoringPolicy(
-                    name="balanced",
-                    max_distance=0.55,
-                    min_margin=0.05,
-                    max_ratio=0.74,
-                    verify_max_distance=0.55,
-                    verify_max_ratio=0.74,
-                    no_cohort_max_distance=0.38,
-                    require_frames=1,
-                    lookalike_ratio=0.85,
-                    description="default: no stranger let in on our data; ratio 0.01 under the nearest one",
+                "balanced": _dlib(
+                    "balanced",
+                    "default: three agreeing frames, face alone at a per-pair tail probability of "
+                    "1e-4; the other members are asked for the pass",
+                    1e-4,
+                    0.99,
+                    min_frames=3,
+                    accept_distance=0.3186,
+                    grey_distance=0.5594,
+                    verify_distance=0.4435,
+                    min_margin=0.0319,
+                    max_ratio=0.8057,
+                    verify_max_ratio=0.8057,
+                    same_person_distance=0.3286,
+                    lookalike_distance=0.3893,
+                    review_distance=0.5234,
                 ),
-                "convenient": ScoringPolicy(
-                    name="convenient",
-                    max_distance=0.60,
-                    min_margin=0.03,
-                    max_ratio=0.78,
-                    verify_max_distance=0.60,
-                    verify_max_ratio=0.80,
-                    no_cohort_max_distance=0.45,
-                    require_frames=1,
-                    lookalike_ratio=0.90,
-                    description="fewest retries; lets the nearest lookalike strangers in: two-factor only",
+                "convenient": _dlib(
+                    "convenient",
+                    "two frames (a quicker decision), same tail probability, a wider grey zone",
+                    1e-4,
+                    0.995,
+                    min_frames=2,
+                    accept_distance=0.3153,
+                    grey_distance=0.5855,
+                    verify_distance=0.443,
+                    min_margin=0.0315,
+                    max_ratio=0.8033,
+                    verify_max_ratio=0.8033,
+                    same_person_distance=0.3286,
+                    lookalike_distance=0.3893,
+                    review_distance=0.5341,
                 ),
             }
         ),
-        # PROVISIONAL, evaluation only: the ONNX evaluation model of `make eval-model` (provenance
-        # unknown, never shipped), so that a station can run on it for benchmarks. Threshold + margin,
-        # no cohort ratio: the nearest impostor on ../shared/data/faces + faces-ea (0.970) minus 0.02;
-        # leave-identity-out that choice admitted 88.8 % of members (East Asian 89.5 %) with 1 false
-        # accept in 157 impostor trials (docs/BENCHMARKS.md, bench.encoders). Enrolment's same-person
-        # distance: above the largest same-person pair seen (1.163). To be replaced by the measured
-        # presets of the redesigned rule.
+        # Measured with `python -m bench.quality --onnx var/models/fr_feature.onnx` (BENCHMARKS.md).
         MODEL_EVAL_ONNX: MappingProxyType(
             {
-                "balanced": ScoringPolicy(
-                    name="balanced",
-                    model=MODEL_EVAL_ONNX,
-                    max_distance=0.95,
-                    min_margin=0.05,
-                    max_ratio=None,
-                    verify_max_distance=0.95,
-                    verify_max_ratio=None,
-                    no_cohort_max_distance=0.95,
-                    require_frames=1,
-                    lookalike_ratio=0.85,
-                    same_person_max_distance=1.2,
-                    description="PROVISIONAL (evaluation model; threshold + margin measured "
-                    "leave-identity-out, 1 false accept in 157 impostor trials): evaluation only",
+                "strict": _eval_onnx(
+                    "strict",
+                    1e-5,
+                    0.99,
+                    min_frames=4,
+                    accept_distance=0.8394,
+                    grey_distance=1.0441,
+                    verify_distance=1.0094,
+                    min_margin=0.0839,
+                    max_ratio=0.814,
+                    verify_max_ratio=0.814,
+                    same_person_distance=0.8644,
+                    lookalike_distance=1.0358,
+                    review_distance=1.0358,
+                ),
+                "balanced": _eval_onnx(
+                    "balanced",
+                    1e-4,
+                    0.99,
+                    min_frames=3,
+                    accept_distance=0.9214,
+                    grey_distance=1.0383,
+                    verify_distance=1.0383,
+                    min_margin=0.0921,
+                    max_ratio=0.8098,
+                    verify_max_ratio=0.8098,
+                    same_person_distance=0.944,
+                    lookalike_distance=1.0358,
+                    review_distance=1.0358,
+                ),
+                "convenient": _eval_onnx(
+                    "convenient",
+                    1e-4,
+                    0.995,
+                    min_frames=2,
+                    accept_distance=0.9249,
+                    grey_distance=1.0678,
+                    verify_distance=1.0678,
+                    min_margin=0.0925,
+                    max_ratio=0.8107,
+                    verify_max_ratio=0.8107,
+                    same_person_distance=0.944,
+                    lookalike_distance=1.0358,
+                    review_distance=1.0358,
                 ),
             }
         ),
@@ -251,28 +376,36 @@ def preset_names(model: str = MODEL_DLIB) -> tuple[str, ...]:
     return tuple(PRESETS.get(model, {}))
 
 
+# ------------------------------------------------------------------------------------ results
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreResult:
-    """A face decision and every number it was made on.
+    """A face decision over one appearance and every number it was made on.
 
-    `mode` is "identify" (1:N) or "verify" (two-factor 1:1, `claimed_id` set). `member_id` is the
-    accepted member (None when refused). `subject_id` is the member the numbers are about: the
-    nearest member (identify) or the claimed one (verify); `distance` is to their nearest template
-    and `templates` their template count. `runner_up_*` is the nearest member other than the
-    subject; `margin = runner_up_distance - distance` (negative in verify when the face is closer to
-    someone else). `ratio = distance / cohort_distance`, the cohort being the `cohort_size` nearest
-    members other than the subject (fewer on a small roster: `cohort_size` records how many).
-    `reason` is the first gate that refused; `failed` lists every gate that would have.
+    `mode` "identify" (1:N) or "verify" (the pass names `claimed_id`, 1:1). `zone` is accept /
+    show_pass / unknown / pending; `accepted` is zone == accept (identify) or the face confirmed the
+    claim (verify). `subject_id` is the member the numbers are about: the nearest (identify) or the
+    claimed one (verify). `distance` is the fused distance (frames' mean encoding to the subject's
+    nearest template); `frame_distances` each frame's own distance to the subject; `agreeing` how
+    many frames had the subject as their own nearest member. `runner_up_*` the nearest other
+    member, `margin = runner_up_distance - distance`; `ratio = distance / cohort_distance` over
+    `cohort_size` other members (None below `cohort_min_members`). `reason` is the refusal word
+    (`show_pass` for the grey zone) and `failed` every gate that kept the face from face-only entry.
     """
 
     accepted: bool
     mode: str
+    zone: str
     member_id: str | None
     reason: str | None
     policy: str
+    frames: int = 0
     subject_id: str | None = None
     claimed_id: str | None = None
     distance: float | None = None
+    frame_distances: tuple[float, ...] = ()
+    agreeing: int = 0
     templates: int = 0
     runner_up_id: str | None = None
     runner_up_distance: float | None = None
@@ -285,19 +418,27 @@ class ScoreResult:
 
     @property
     def nearest_id(self) -> str | None:
-        """The member the numbers are about (name kept from `MatchOutcome` for log readers)."""
         return self.subject_id
+
+    @property
+    def gate(self) -> str | None:
+        """The first gate that kept the face from face-only entry (None when accepted)."""
+        return self.failed[0] if self.failed else None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,
             "mode": self.mode,
+            "zone": self.zone,
             "member_id": self.member_id,
             "reason": self.reason,
             "policy": self.policy,
+            "frames": self.frames,
             "subject_id": self.subject_id,
             "claimed_id": self.claimed_id,
             "distance": _round(self.distance),
+            "frame_distances": [_round(d) for d in self.frame_distances],
+            "agreeing": self.agreeing,
             "templates": self.templates,
             "runner_up_id": self.runner_up_id,
             "runner_up_distance": _round(self.runner_up_distance),
@@ -311,71 +452,42 @@ class ScoreResult:
 
     def explain(self) -> str:
         """One line for a log or an installer: the verdict and the numbers against the limits."""
-        verdict = f"accepted {self.member_id}" if self.accepted else f"refused ({self.reason})"
+        if self.accepted:
+            verdict = f"accepted {self.member_id}"
+        elif self.zone == SHOW_PASS:
+            verdict = f"asks for the pass ({self.gate})"
+        else:
+            verdict = f"refused ({self.reason})"
+        head = f"{self.mode} [{self.policy}]: {verdict}"
         if self.subject_id is None:
-            return f"{self.mode} [{self.policy}]: {verdict}"
-        parts = [f"{self.mode} [{self.policy}]: {verdict}; {self.subject_id}"]
-        parts.append(f"distance {_fmt(self.distance)} (max {_fmt(self._limit('distance'))})")
+            return head
+        parts = [f"{head}; {self.subject_id}"]
+        accept = self.limits.get("accept_distance")
+        grey = self.limits.get("grey_distance")
+        parts.append(f"distance {_fmt(self.distance)} (accept {_fmt(accept)}, grey {_fmt(grey)})")
+        parts.append(f"{self.agreeing}/{self.frames} frames agree")
         if self.margin is not None:
             parts.append(f"margin {_fmt(self.margin)} to {self.runner_up_id}")
         if self.ratio is not None:
-            limit = _fmt(self._limit("ratio"))
-            parts.append(f"ratio {_fmt(self.ratio)} (max {limit}) against {self.cohort_size} members")
+            parts.append(f"ratio {_fmt(self.ratio)} against {self.cohort_size} members")
         parts.append(f"{self.templates} template(s)")
         return ", ".join(parts)
-
-    def _limit(self, what: str) -> float | None:
-        if (
-            what == "distance"
-            and self.ratio is None
-            and self.limits.get("no_cohort_max_distance") is not None
-        ):
-            base = self.limits.get("verify_max_distance" if self.mode == VERIFY else "max_distance")
-            return min(float(base or 2.0), float(self.limits["no_cohort_max_distance"]))
-        key = f"verify_max_{what}" if self.mode == VERIFY else f"max_{what}"
-        value = self.limits.get(key)
-        return None if value is None else float(value)
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Neighbourhood:
-    """The ranked members around one probe (internal: what both rules are computed from)."""
-
-    positions: npt.NDArray[np.intp]
-    distances: npt.NDArray[np.float32]
-
-
-def _neighbourhood(
-    snapshot: RosterSnapshot, d2: npt.NDArray[np.float32], count: int, exclude: int | None = None
-) -> _Neighbourhood:
-    positions, distances = nearest_members(snapshot, d2, count, exclude)
-    return _Neighbourhood(positions, distances)
-
-
-def _cohort(distances: npt.NDArray[np.float32]) -> tuple[float | None, int]:
-    if distances.shape[0] == 0:
-        return None, 0
-    return float(np.mean(distances, dtype=np.float64)), int(distances.shape[0])
-
-
-def _ratio(distance: float, cohort: float | None) -> float | None:
-    if cohort is None:
-        return None
-    return distance / cohort if cohort > 0.0 else float("inf")
+# ------------------------------------------------------------------------------------ scoring
 
 
 def check_model(snapshot: RosterSnapshot, policy: ScoringPolicy) -> None:
-    """Refuse a policy measured for one face model on another model's roster (a configuration error:
-    its distances mean something else, so its figures would be wrong). Rosters that do not name their
-    model are trusted to be the policy's."""
+    """Refuse a policy measured for one face model on another model's roster (its distances mean
+    something else). Rosters that do not name their model are trusted to be the policy's."""
     if snapshot.model is not None and snapshot.model != policy.model:
         raise ValueError(
             f"scoring policy {policy.name!r} was measured for face model {policy.model!r}, "
@@ -383,49 +495,215 @@ def check_model(snapshot: RosterSnapshot, policy: ScoringPolicy) -> None:
         )
 
 
-def score(snapshot: RosterSnapshot, encoding: npt.ArrayLike, policy: ScoringPolicy) -> ScoreResult:
-    """1:N: who is this face, if anyone, under `policy`? Every number is in the result."""
+def as_frames(frames: npt.ArrayLike | Sequence[npt.ArrayLike], dim: int) -> npt.NDArray[np.float32]:
+    """One encoding or a sequence of them as a validated (k, dim) float32 matrix (k >= 1)."""
+    array = np.asarray(frames, dtype=np.float32)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError("expected one encoding or a non-empty sequence of encodings")
+    return np.stack([as_query(row, dim) for row in array])
+
+
+def _frame_distances(snapshot: RosterSnapshot, frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Squared distances of every frame to every template row: (k, rows)."""
+    products = frames @ snapshot.templates.T
+    d2 = snapshot.sq_norms[None, :] - 2.0 * products
+    d2 += np.einsum("ij,ij->i", frames, frames)[:, None]
+    np.maximum(d2, 0.0, out=d2)
+    return d2
+
+
+def _cohort_gate(
+    snapshot: RosterSnapshot, distances: npt.NDArray[np.float32], policy: ScoringPolicy
+) -> tuple[float | None, int]:
+    """Mean distance of the cohort (the given other members' distances), when the roster has a crowd."""
+    if len(snapshot.member_ids) < policy.cohort_min_members or distances.shape[0] == 0:
+        return None, 0
+    return float(np.mean(distances[: policy.cohort_size], dtype=np.float64)), int(
+        min(policy.cohort_size, distances.shape[0])
+    )
+
+
+def score(
+    snapshot: RosterSnapshot,
+    frames: npt.ArrayLike | Sequence[npt.ArrayLike],
+    policy: ScoringPolicy,
+    *,
+    requires_pass: Collection[str] = (),
+) -> ScoreResult:
+    """1:N over one appearance: accept, ask for the pass, or unknown (module docstring)."""
     check_model(snapshot, policy)
-    query = as_query(encoding, snapshot.dim)
+    matrix = as_frames(frames, snapshot.dim)
+    count = int(matrix.shape[0])
     limits = MappingProxyType(policy.limits())
     if snapshot.size == 0:
         return ScoreResult(
-            False, IDENTIFY, None, EMPTY_ROSTER, policy.name, failed=(EMPTY_ROSTER,), limits=limits
+            False,
+            IDENTIFY,
+            UNKNOWN,
+            None,
+            EMPTY_ROSTER,
+            policy.name,
+            count,
+            failed=(EMPTY_ROSTER,),
+            limits=limits,
         )
-    d2 = squared_distances(snapshot, query)
-    near = _neighbourhood(snapshot, d2, policy.cohort_size + 1)
-    best = int(near.positions[0])
-    distance = float(near.distances[0])
+    mean = np.ascontiguousarray(matrix.mean(axis=0), dtype=np.float32)
+    near_positions, near_distances = nearest_members(
+        snapshot, squared_distances(snapshot, mean), policy.cohort_size + 1
+    )
+    best = int(near_positions[0])
+    distance = float(near_distances[0])
     subject = snapshot.member_ids[best]
     runner_up_id: str | None = None
     runner_up_distance: float | None = None
     margin: float | None = None
-    if near.positions.shape[0] > 1:
-        runner_up_id = snapshot.member_ids[int(near.positions[1])]
-        runner_up_distance = float(near.distances[1])
+    if near_positions.shape[0] > 1:
+        runner_up_id = snapshot.member_ids[int(near_positions[1])]
+        runner_up_distance = float(near_distances[1])
         margin = runner_up_distance - distance
-    cohort, cohort_size = _cohort(near.distances[1:])
-    ratio = _ratio(distance, cohort)
+    cohort, cohort_size = _cohort_gate(snapshot, near_distances[1:], policy)
+    ratio = None if cohort is None else (distance / cohort if cohort > 0 else float("inf"))
+    per_frame = _frame_distances(snapshot, matrix)
+    owners = snapshot.owner_index[np.argmin(per_frame, axis=1)]
+    agreeing = int(np.count_nonzero(owners == best))
+    own_rows = snapshot.owner_index == best
+    frame_distances = tuple(float(v) for v in np.sqrt(per_frame[:, own_rows].min(axis=1)))
     failed: list[str] = []
-    cap = (
-        policy.max_distance if ratio is not None else min(policy.max_distance, policy.no_cohort_max_distance)
-    )
-    if distance > cap:
+    if distance > policy.grey_distance:
         failed.append(OVER_THRESHOLD)
+    if count < policy.min_frames:
+        failed.append(TOO_FEW_FRAMES)
+    if distance > policy.accept_distance and distance <= policy.grey_distance:
+        failed.append(NOT_SURE)
+    if agreeing < count:
+        failed.append(FRAMES_DISAGREE)
     if margin is not None and margin < policy.min_margin:
         failed.append(LOW_MARGIN)
     if policy.max_ratio is not None and ratio is not None and ratio > policy.max_ratio:
         failed.append(HIGH_RATIO)
-    accepted = not failed
+    info = snapshot.members.get(subject)
+    if subject in requires_pass or (info is not None and info.requires_pass):
+        failed.append(REQUIRES_PASS)
+    if count < policy.min_frames:
+        zone, reason = PENDING, TOO_FEW_FRAMES
+    elif distance > policy.grey_distance:
+        zone, reason = UNKNOWN, OVER_THRESHOLD
+    elif failed:
+        zone, reason = SHOW_PASS, SHOW_PASS
+    else:
+        zone, reason = ACCEPT, None
+    accepted = zone == ACCEPT
     return ScoreResult(
         accepted=accepted,
         mode=IDENTIFY,
+        zone=zone,
         member_id=subject if accepted else None,
-        reason=failed[0] if failed else None,
+        reason=reason,
         policy=policy.name,
+        frames=count,
         subject_id=subject,
         distance=distance,
+        frame_distances=frame_distances,
+        agreeing=agreeing,
         templates=snapshot.template_count(subject),
+        runner_up_id=runner_up_id,
+        runner_up_distance=runner_up_distance,
+        margin=margin,
+        cohort_distance=cohort,
+        cohort_size=cohort_size,
+        ratio=ratio,
+        failed=tuple(failed),
+        limits=limits,
+    )
+
+
+def verify(
+    snapshot: RosterSnapshot,
+    member_id: str,
+    frames: npt.ArrayLike | Sequence[npt.ArrayLike],
+    policy: ScoringPolicy,
+    *,
+    on_demand: bool = False,
+) -> ScoreResult:
+    """The pass names `member_id`; does this appearance's face confirm it (1:1)?
+
+    Confirmed when the frames' mean encoding is within `verify_distance` (`grey_distance` when the
+    door asked for the pass on demand) of the member's nearest template, no other enrolled member
+    is nearer by more than `min_margin` (someone holding a colleague's pass), and, on a roster with
+    a crowd, the cohort ratio is under `verify_max_ratio`. A small lead of another member is
+    allowed: the pass already says which of two lookalikes this is, which is what 1:1 buys over
+    1:N. "not_enrolled": the member has no face template (a pass-only member: the caller decides).
+    "pending": fewer frames than `min_frames` so far.
+    """
+    check_model(snapshot, policy)
+    matrix = as_frames(frames, snapshot.dim)
+    count = int(matrix.shape[0])
+    limits = MappingProxyType(policy.limits())
+    position = snapshot.position_of(member_id)
+    if position is None or snapshot.size == 0:
+        return ScoreResult(
+            False,
+            VERIFY,
+            UNKNOWN,
+            None,
+            NOT_ENROLLED,
+            policy.name,
+            count,
+            subject_id=member_id,
+            claimed_id=member_id,
+            failed=(NOT_ENROLLED,),
+            limits=limits,
+        )
+    mean = np.ascontiguousarray(matrix.mean(axis=0), dtype=np.float32)
+    d2 = squared_distances(snapshot, mean)
+    own = snapshot.owner_index == position
+    distance = float(np.sqrt(np.min(d2[own])))
+    positions, distances = nearest_members(snapshot, d2, policy.cohort_size, exclude=position)
+    runner_up_id: str | None = None
+    runner_up_distance: float | None = None
+    margin: float | None = None
+    if positions.shape[0] > 0:
+        runner_up_id = snapshot.member_ids[int(positions[0])]
+        runner_up_distance = float(distances[0])
+        margin = runner_up_distance - distance
+    cohort, cohort_size = _cohort_gate(snapshot, distances, policy)
+    ratio = None if cohort is None else (distance / cohort if cohort > 0 else float("inf"))
+    per_frame = _frame_distances(snapshot, matrix)
+    frame_distances = tuple(float(v) for v in np.sqrt(per_frame[:, own].min(axis=1)))
+    owners = snapshot.owner_index[np.argmin(per_frame, axis=1)]
+    agreeing = int(np.count_nonzero(owners == position))
+    failed: list[str] = []
+    if count < policy.min_frames:
+        failed.append(TOO_FEW_FRAMES)
+    if distance > (policy.grey_distance if on_demand else policy.verify_distance):
+        failed.append(OVER_THRESHOLD)
+    if margin is not None and margin < -policy.min_margin:
+        failed.append(CLOSER_TO_OTHER_MEMBER)
+    if policy.verify_max_ratio is not None and ratio is not None and ratio > policy.verify_max_ratio:
+        failed.append(HIGH_RATIO)
+    if count < policy.min_frames:
+        zone, reason = PENDING, TOO_FEW_FRAMES
+    elif failed:
+        zone, reason = UNKNOWN, failed[0]
+    else:
+        zone, reason = ACCEPT, None
+    accepted = zone == ACCEPT
+    return ScoreResult(
+        accepted=accepted,
+        mode=VERIFY,
+        zone=zone,
+        member_id=member_id if accepted else None,
+        reason=reason,
+        policy=policy.name,
+        frames=count,
+        subject_id=member_id,
+        claimed_id=member_id,
+        distance=distance,
+        frame_distances=frame_distances,
+        agreeing=agreeing,
+        templates=int(np.count_nonzero(own)),
         runner_up_id=runner_up_id,
         runner_up_distance=runner_up_distance,
         margin=margin,
@@ -440,197 +718,8 @@ def score(snapshot: RosterSnapshot, encoding: npt.ArrayLike, policy: ScoringPoli
 def verify_1to1(
     snapshot: RosterSnapshot, member_id: str, encoding: npt.ArrayLike, policy: ScoringPolicy
 ) -> ScoreResult:
-    """Two-factor: does this face confirm `member_id` (named by a verified QR code)?
-
-    Refused with "not_enrolled" when the member has no face template (a QR-only member: the caller
-    decides whether QR alone admits them), "over_threshold" when the face is too far from the
-    member's templates, "closer_to_other_member" when another enrolled member is nearer (someone
-    holding a colleague's code), "high_ratio" when the member is not clearly nearer than the crowd
-    (a stranger who resembles the member, on a roster of lookalikes). No margin is required: the
-    code already says which of two lookalike members this is, which is what 1:1 buys over 1:N.
-    """
-    check_model(snapshot, policy)
-    query = as_query(encoding, snapshot.dim)
-    limits = MappingProxyType(policy.limits())
-    position = snapshot.position_of(member_id)
-    if position is None or snapshot.size == 0:
-        return ScoreResult(
-            False,
-            VERIFY,
-            None,
-            NOT_ENROLLED,
-            policy.name,
-            subject_id=member_id,
-            claimed_id=member_id,
-            failed=(NOT_ENROLLED,),
-            limits=limits,
-        )
-    d2 = squared_distances(snapshot, query)
-    own = d2[snapshot.owner_index == position]
-    distance = float(np.sqrt(np.min(own)))
-    others = _neighbourhood(snapshot, d2, policy.cohort_size, exclude=position)
-    runner_up_id: str | None = None
-    runner_up_distance: float | None = None
-    margin: float | None = None
-    if others.positions.shape[0] > 0:
-        runner_up_id = snapshot.member_ids[int(others.positions[0])]
-        runner_up_distance = float(others.distances[0])
-        margin = runner_up_distance - distance
-    cohort, cohort_size = _cohort(others.distances)
-    ratio = _ratio(distance, cohort)
-    failed: list[str] = []
-    cap = policy.verify_max_distance
-    if ratio is None:
-        cap = min(cap, policy.no_cohort_max_distance)
-    if distance > cap:
-        failed.append(OVER_THRESHOLD)
-    if margin is not None and margin < 0.0:
-        failed.append(CLOSER_TO_OTHER_MEMBER)
-    if policy.verify_max_ratio is not None and ratio is not None and ratio > policy.verify_max_ratio:
-        failed.append(HIGH_RATIO)
-    accepted = not failed
-    return ScoreResult(
-        accepted=accepted,
-        mode=VERIFY,
-        member_id=member_id if accepted else None,
-        reason=failed[0] if failed else None,
-        policy=policy.name,
-        subject_id=member_id,
-        claimed_id=member_id,
-        distance=distance,
-        templates=int(own.shape[0]),
-        runner_up_id=runner_up_id,
-        runner_up_distance=runner_up_distance,
-        margin=margin,
-        cohort_distance=cohort,
-        cohort_size=cohort_size,
-        ratio=ratio,
-        failed=tuple(failed),
-        limits=limits,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class FramesVerdict:
-    """Agreement over the encodings of one appearance (several video frames of one person).
-
-    `accepted` when the last `required` results were all accepted for the same member and none of
-    them named somebody else; the worst of their numbers is kept (largest distance and ratio,
-    smallest margin) so the event shows the weakest frame the door relied on.
-    """
-
-    accepted: bool
-    member_id: str | None
-    reason: str | None
-    frames: int
-    required: int
-    worst_distance: float | None
-    worst_margin: float | None
-    worst_ratio: float | None
-    results: tuple[ScoreResult, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "member_id": self.member_id,
-            "reason": self.reason,
-            "frames": self.frames,
-            "required": self.required,
-            "worst_distance": _round(self.worst_distance),
-            "worst_margin": _round(self.worst_margin),
-            "worst_ratio": _round(self.worst_ratio),
-            "per_frame": [r.to_json() for r in self.results],
-        }
-
-
-def agree(results: Sequence[ScoreResult], required: int) -> FramesVerdict:
-    """Do the last `required` scored frames of one appearance agree on one accepted member?
-
-    Two lookalikes alternating never add up (a frame accepted for someone else breaks the run), and
-    a refused frame in the run refuses the appearance for now (the door tries the next frame).
-    """
-    if required < 1:
-        raise ValueError("required must be at least 1")
-    recent = tuple(results[-required:])
-    worst_distance = max((r.distance for r in recent if r.distance is not None), default=None)
-    worst_margin = min((r.margin for r in recent if r.margin is not None), default=None)
-    worst_ratio = max((r.ratio for r in recent if r.ratio is not None), default=None)
-
-    def verdict(accepted: bool, member: str | None, reason: str | None) -> FramesVerdict:
-        return FramesVerdict(
-            accepted,
-            member,
-            reason,
-            len(results),
-            required,
-            worst_distance,
-            worst_margin,
-            worst_ratio,
-            recent,
-        )
-
-    if len(recent) < required:
-        return verdict(False, None, TOO_FEW_FRAMES)
-    refused = next((r for r in recent if not r.accepted), None)
-    if refused is not None:
-        return verdict(False, None, refused.reason)
-    members = {r.member_id for r in recent}
-    if len(members) != 1:
-        return verdict(False, None, FRAMES_DISAGREE)
-    return verdict(True, recent[-1].member_id, None)
-
-
-# ----------------------------------------------------------------------------------- enrolment
-
-WOULD_MATCH: Final = "would_match"
-LOOKALIKE: Final = "lookalike"
-
-
-@dataclass(frozen=True, slots=True)
-class LookalikeFinding:
-    """An existing member a new face could be confused with, with the numbers for the installer.
-
-    `kind` "would_match": under the policy the door would already accept this face as that member
-    (the same person enrolled twice, or a lookalike the door cannot tell apart: refuse unless the
-    installer confirms). "lookalike": not accepted, but the member is unusually close relative to
-    the crowd (`ratio <= policy.lookalike_ratio`): both will see more retries; consider putting them
-    in a two-factor group.
-    """
-
-    source: str
-    member_id: str
-    kind: str
-    distance: float
-    ratio: float | None
-    cohort_size: int
-    policy: str
-
-    def describe(self) -> str:
-        ratio = "-" if self.ratio is None else f"{self.ratio:.3f}"
-        if self.kind == WOULD_MATCH:
-            what = "the door would accept this face as"
-        else:
-            what = "looks like"
-        return (
-            f"{self.source}: {what} existing member {self.member_id!r} "
-            f"(distance {self.distance:.3f}, ratio {ratio} against {self.cohort_size} members, "
-            f"policy {self.policy})"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "member_id": self.member_id,
-            "kind": self.kind,
-            "distance": _round(self.distance),
-            "ratio": _round(self.ratio),
-            "cohort_size": self.cohort_size,
-            "policy": self.policy,
-        }
-
-
-#: How many of the nearest existing members are examined for each new face.
-LOOKALIKE_CANDIDATES: Final = 3
+    """`verify` judging whatever frames are given against `min_frames` 1 (one photo, one look)."""
+    return verify(snapshot, member_id, encoding, policy.for_one_photo())
 
 
 def without_member(snapshot: RosterSnapshot, member_id: str) -> RosterSnapshot:
@@ -646,58 +735,3 @@ def without_member(snapshot: RosterSnapshot, member_id: str) -> RosterSnapshot:
         model=snapshot.model,
         dim=snapshot.dim,
     )
-
-
-def check_lookalikes(
-    snapshot: RosterSnapshot,
-    member_id: str,
-    faces: Sequence[tuple[str, npt.ArrayLike]],
-    policy: ScoringPolicy,
-) -> tuple[LookalikeFinding, ...]:
-    """Existing members that each new face of `member_id` could be confused with, same scoring.
-
-    Each face is scored 1:N against the roster without `member_id`; if the door would accept it as
-    somebody, that is a "would_match". Then each of the few nearest members X is judged by the same
-    cohort ratio with X as the subject (distance to X / mean distance to the `cohort_size` nearest
-    members other than X): at or under `policy.lookalike_ratio` it is a "lookalike" (on a roster too
-    small for a cohort, within `policy.max_distance`). Distinct people are flagged, never merged or
-    refused silently: the caller shows `describe()` to the installer and records the numbers.
-    """
-    others = without_member(snapshot, member_id)
-    if others.size == 0:
-        return ()
-    findings: list[LookalikeFinding] = []
-    for source, encoding in faces:
-        result = score(others, encoding, policy)
-        query = as_query(encoding, others.dim)
-        d2 = squared_distances(others, query)
-        near = _neighbourhood(others, d2, policy.cohort_size + LOOKALIKE_CANDIDATES)
-        flagged: set[str] = set()
-        if result.accepted and result.member_id is not None:
-            findings.append(
-                LookalikeFinding(
-                    source,
-                    result.member_id,
-                    WOULD_MATCH,
-                    float(result.distance or 0.0),
-                    result.ratio,
-                    result.cohort_size,
-                    policy.name,
-                )
-            )
-            flagged.add(result.member_id)
-        for index in range(min(LOOKALIKE_CANDIDATES, near.positions.shape[0])):
-            candidate = others.member_ids[int(near.positions[index])]
-            if candidate in flagged:
-                continue
-            distance = float(near.distances[index])
-            rest = np.delete(near.distances, index)[: policy.cohort_size]
-            cohort, cohort_size = _cohort(rest)
-            ratio = _ratio(distance, cohort)
-            close = ratio <= policy.lookalike_ratio if ratio is not None else distance <= policy.max_distance
-            if close:
-                findings.append(
-                    LookalikeFinding(source, candidate, LOOKALIKE, distance, ratio, cohort_size, policy.name)
-                )
-                flagged.add(candidate)
-    return tuple(findings)

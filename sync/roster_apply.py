@@ -67,6 +67,7 @@ from contract.signing import PublicKey
 from models import members as member_store
 from models import qr_store
 from models.database import StoreError
+from models.members import CENTRE_SOURCE
 from models.tables import FaceTemplate, Member, utc_now
 from recognizer.qr_token import kid_for
 from sync import keys as centre_keys
@@ -402,8 +403,9 @@ class RosterSync:
                 member_id=member_id,
                 key_fingerprint=cipher.fingerprint,
                 ciphertext=cipher.encrypt(member_id, record.template_id, vector, record.model),
-                quality={"source": "centre"},
-                source="centre",
+                quality={"source": CENTRE_SOURCE},
+                source=CENTRE_SOURCE,
+                origin=CENTRE_SOURCE,
                 created_at=utc_now(),
                 model=record.model,
             )

@@ -40,6 +40,7 @@ from common.template_cipher import TemplateCipher
 from contract.messages import FaceModelInfo, MemberRecord, QrKeyRecord, TokenRevocation
 from models import members as member_store
 from models.database import StoreError
+from models.members import CENTRE_SOURCE
 from models.tables import FaceTemplate, Member, OutboxItem, utc_now
 from recognizer.encoder import MODEL_DLIB
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
@@ -116,9 +117,14 @@ def plan_snapshot(
     existing = {m.member_id: m for m in member_store.list_members(session)}
     owners: dict[str, str] = {}
     by_member: dict[str, set[str]] = {}
-    for template_id, member_id in session.execute(select(FaceTemplate.template_id, FaceTemplate.member_id)):
+    enrolled_here: set[str] = set()
+    for template_id, member_id, source in session.execute(
+        select(FaceTemplate.template_id, FaceTemplate.member_id, FaceTemplate.source)
+    ):
         owners[str(template_id)] = str(member_id)
         by_member.setdefault(str(member_id), set()).add(str(template_id))
+        if source != CENTRE_SOURCE:
+            enrolled_here.add(str(template_id))
     _, pending_templates = pending_enrolments(session)
     plan = SnapshotPlan(members={r.member_id for r in records}, work=[], model=model.name)
     claimed: dict[str, str] = {}
@@ -141,7 +147,15 @@ def plan_snapshot(
         current = existing.get(member_id)
         have = by_member.get(member_id, set())
         wanted_ids = {t.template_id for t in wanted}
-        drop = sorted(t for t in have if t not in wanted_ids and t not in pending_templates)
+        # A template enrolled at this station stays while the member keeps face consent: without
+        # cross-station consent the centre never received it (the law keeps it on this device), so
+        # its absence from the snapshot says nothing. Erasure removes the member; withdrawn face
+        # consent deletes every template (update_member); the centre removes one explicitly
+        # with a `remove_template` change.
+        local = enrolled_here if fields.get("consent_face") else frozenset()
+        drop = sorted(
+            t for t in have if t not in wanted_ids and t not in pending_templates and t not in local
+        )
         add: list[tuple[str, str, bytes]] = []
         for template in wanted:
             if template.template_id in have:
@@ -252,8 +266,9 @@ def write_plan(
                     "member_id": member_id,
                     "key_fingerprint": fingerprint,
                     "ciphertext": blob,
-                    "quality": {"source": "centre"},
-                    "source": "centre",
+                    "quality": {"source": CENTRE_SOURCE},
+                    "source": CENTRE_SOURCE,
+                    "origin": CENTRE_SOURCE,
                     "created_at": now,
                     "model": plan.model,
                 }

@@ -113,6 +113,24 @@ def cli(station_dir: Path, face_model: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(scope="session")
+def labelled_faces(faces_root: Path, face_model: Any) -> Any:
+    """Every face of ../shared/data/faces and faces-ea, encoded once per test session (photo +
+    three door frames each: what `balanced` and `convenient` judge on), through bench.quality's own
+    pipelines and cache (bench/out/, git-ignored: a rerun on the same machine reads it instead of
+    encoding again). About 2-3 minutes on a loaded 2-core box without the cache."""
+    from bench.quality import data_roots, encode_set
+
+    roots = data_roots(faces_root)
+    if len(roots) < 2:
+        message = f"faces-ea not found beside {faces_root} (the East Asian set the rule is measured on)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    samples, info = encode_set(face_model, roots, frames=3)
+    return samples, roots, info
+
+
+@pytest.fixture(scope="session")
 def eval_model_path() -> Path:
     """The ONNX evaluation model of `make eval-model` ($YIZHAN_EVAL_MODEL or var/models/); absent:
     skip, saying how to get it (CI runs `make eval-model` first; without npm it cannot)."""

@@ -429,96 +429,15 @@ class Certs:
 
 
 def make_certs(folder: Path, client_cn: str = "st-tls") -> Certs:
-    """A throw-away CA, a broker certificate for 127.0.0.1 / localhost, and a client certificate."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """A throw-away CA, a broker certificate for 127.0.0.1 / localhost, and a client certificate
+    (the demo's certificate maker, demo.pki)."""
+    from demo.pki import Authority
 
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
-        return path
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("yizhan test CA"))
-        .issuer_name(name("yizhan test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    def issue(
-        cn: str, san: list[x509.GeneralName] | None
-    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-        )
-        if san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        return builder.sign(ca_key, hashes.SHA256()), key
-
-    server, server_key = issue(
-        "localhost", [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    client, client_key = issue(client_cn, None)
-    pem = serialization.Encoding.PEM
-    (folder / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
-    (folder / "broker.crt").write_bytes(server.public_bytes(pem))
-    (folder / "client.crt").write_bytes(client.public_bytes(pem))
-    return Certs(
-        ca=folder / "ca.crt",
-        server_cert=folder / "broker.crt",
-        server_key=write_key(server_key, folder / "broker.key"),
-        client_cert=folder / "client.crt",
-        client_key=write_key(client_key, folder / "client.key"),
-    )
+    authority = Authority.create("yizhan test CA")
+    server_cert, server_key = authority.issue("localhost", folder, "broker", hosts=("localhost",))
+    client_cert, client_key = authority.issue(client_cn, folder, "client")
+    return Certs(authority.write(folder / "ca.crt"), server_cert, server_key, client_cert, client_key)
 
 
 def mosquitto_passwd(path: Path, users: dict[str, str]) -> Path:

@@ -399,13 +399,13 @@ def test_from_face_marks_a_near_miss_with_the_member_it_came_close_to() -> None:
         Decision.UNKNOWN,
         distance=0.45,
         reason="low_margin",
-        scores={"subject_id": "alice", "failed": ["margin"]},
+        scores={"subject_id": "alice", "failed": ["low_margin"]},
     )
     far = FaceResult(
         Decision.UNKNOWN,
         distance=0.7,
         reason="over_threshold",
-        scores={"subject_id": "alice", "failed": ["distance", "ratio"]},
+        scores={"subject_id": "alice", "failed": ["over_threshold", "high_ratio"]},
     )
     near_credential = Credential.from_face(near, appearance=3)
     far_credential = Credential.from_face(far, appearance=4)

@@ -22,6 +22,7 @@ from edge.api.auth import InstallerStore
 from edge.app import StationDaemon
 from edge.station import Station
 from models import events as event_store
+from models import members as member_store
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -140,10 +141,37 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
     tab("members")
     el("#member-search").send_keys("李")
     row = f"[data-member='{member['member_id']}']"
-    wait(lambda: browser.find_elements(By.CSS_SELECTOR, row))
-    assert "环卫工人" in text(row) and "人脸 1" in text(row) and "2030" in text(row)
+
+    def shown(selector: str) -> str:
+        """The element's text, read again if the search redrew the list meanwhile."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        try:
+            return text(selector)
+        except (StaleElementReferenceException, NoSuchElementException):
+            return ""
+
+    wait(lambda: "环卫工人" in shown(row) and "人脸 1" in shown(row) and "2030" in shown(row))
     assert text("#member-count") == "共 1 人"
     shot(browser, "installer-members.png")
+    # Their face photos, one by one: when, how (the door camera), by whom.
+    member_row = row
+
+    def templates_shown() -> bool:
+        # The search may still redraw the list once: open the templates again if it did.
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            if browser.execute_script(f'return document.querySelector("{member_row} ul.templates").hidden'):
+                el(f"{member_row} [data-templates]").click()
+            rows = browser.find_elements(By.CSS_SELECTOR, f"{member_row} ul.templates li[data-template]")
+            return bool(rows)
+        except StaleElementReferenceException:
+            return False
+
+    wait(templates_shown)
+    words = ("门口摄像头", "installer:", "删除")  # the door camera, by whom, remove
+    wait(lambda: all(word in shown(f"{member_row} ul.templates") for word in words))
 
     # Door test from the page: recorded, relay pulsed.
     relay = site.factory.pin(RELAY_PIN)
@@ -160,7 +188,12 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
         with site.station.sessions() as session:
             return event_store.list_events(session, kind="entry", member_id=member["member_id"])
 
-    wait_for(entry, 30)
+    try:
+        wait_for(entry, 60)
+    except AssertionError:
+        with site.station.sessions() as session:
+            seen = [(e.kind, e.method, e.member_id, e.reason) for e in event_store.list_events(session)]
+        raise AssertionError(f"no face entry for {member['member_id']}; events: {seen}") from None
     tab("events")
     Select(el("#event-kind")).select_by_value("entry")
     face_entry = "#event-list li .thumb"  # the door test has no snapshot; the face entry has one
@@ -169,6 +202,30 @@ def test_enrol_a_person_from_the_live_camera_on_a_phone(browser: Any, site: Site
     row = browser.execute_script(f"return document.querySelector('{face_entry}').closest('li').innerText")
     assert "进门" in row and "李娜" in row and member["member_id"] in row
     shot(browser, "installer-events.png")
+
+    # A member who must show the pass is marked in the list.
+    site.station.update_member(member["member_id"], requires_pass=True)
+    tab("members")
+    el("#member-search").clear()
+    el("#member-search").send_keys("李")
+    wait(lambda: "需出示通行码" in shown(member_row))
+
+    # A confirmed lookalike is named in the list; a wrong face photo is removed from the page alone.
+    with site.station.write_sessions() as session, session.begin():
+        member_store.add_lookalike(
+            session, member["member_id"], other="m-twin", distance=0.36, confirmed_by="installer:test"
+        )
+    el("#member-search").clear()
+    el("#member-search").send_keys("李")
+    wait(lambda: "m-twin" in shown(f"{member_row} [data-lookalikes]"))
+    browser.execute_script("window.confirm = () => true;")
+    wait(templates_shown)
+    el(f"{member_row} ul.templates li[data-template] button").click()
+    wait(lambda: "仅二维码" in shown(member_row))
+    assert site.station.list_templates(member["member_id"]) == []
+    with site.station.sessions() as session:
+        removed = event_store.list_events(session, kind="template_removed", member_id=member["member_id"])
+    assert removed and removed[0].details["templates_left"] == 0
 
     # English on request.
     el("#lang").click()

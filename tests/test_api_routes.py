@@ -115,7 +115,7 @@ def test_member_list_pages(env: ApiEnv) -> None:
 # -- enrolment ---------------------------------------------------------------------------------------
 
 
-def test_enrol_from_an_uploaded_photo_then_a_lookalike_is_refused_until_forced(
+def test_enrol_from_an_uploaded_photo_duplicates_and_someone_elses_photo_are_refused(
     env: ApiEnv, fixtures: Path
 ) -> None:
     photo = upload(env, fixtures / "obama_1.jpg")
@@ -142,7 +142,7 @@ def test_enrol_from_an_uploaded_photo_then_a_lookalike_is_refused_until_forced(
     assert body["member"]["templates"] == 1 and body["member"]["valid_from"] == "2025-12-31T16:00:00+00:00"
     assert env.client.get(photo["image_url"], headers=env.auth).status_code == 404  # consumed
 
-    # The same face under another id: flagged as a possible duplicate, nothing stored.
+    # Another photo of him under another id: the same person for the door, refused even confirmed.
     same_face = upload(env, fixtures / "obama_2.jpg")
     request = {
         "member_id": "m-other",
@@ -150,19 +150,136 @@ def test_enrol_from_an_uploaded_photo_then_a_lookalike_is_refused_until_forced(
         "consent_face": True,
         "capture_ids": [same_face["capture_id"]],
     }
-    refused = env.client.post("/api/v1/enrolments", headers=env.auth, json=request)
+    for confirm in ({}, {"confirm_different_person": True}, {"force": True}):
+        refused = env.client.post("/api/v1/enrolments", headers=env.auth, json={**request, **confirm})
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()["codes"][0]
+        assert problem["code"] == "same_person" and problem["member_id"] == "m-obama", refused.json()
+        assert problem["distance"] <= problem["limit"] and problem["photo"].startswith("upload-")
+        assert "nothing was stored" in refused.json()["detail"]
+        assert env.client.get("/api/v1/members/m-other", headers=env.auth).status_code == 404
+    env.client.delete(f"/api/v1/captures/{same_face['capture_id']}", headers=env.auth)
+
+    # A photo of someone else added to him: refused with the numbers until the installer confirms.
+    other = upload(env, fixtures / "biden_1.jpg")
+    add = {
+        "member_id": "m-obama",
+        "name": "Barack Obama",
+        "consent_face": True,
+        "capture_ids": [other["capture_id"]],
+    }
+    refused = env.client.post("/api/v1/enrolments", headers=env.auth, json=add)
     assert refused.status_code == 422, refused.text
     problem = refused.json()["codes"][0]
-    assert problem["code"] == "duplicate", refused.json()
-    assert problem["code"] == "duplicate" and problem["member_id"] == "m-obama" and problem["distance"] < 0.55
-    assert "nothing was stored" in refused.json()["detail"]
-    assert env.client.get("/api/v1/members/m-other", headers=env.auth).status_code == 404
-    forced = env.client.post("/api/v1/enrolments", headers=env.auth, json={**request, "force": True})
-    assert forced.status_code == 201
-    assert forced.json()["lookalikes"][0]["member_id"] == "m-obama"
-    assert forced.json()["lookalikes"][0]["kind"] == "would_match"
-    for member_id in ("m-obama", "m-other"):
+    assert problem["code"] == "unconfirmed_same_person" and problem["member_id"] == "m-obama"
+    # The numbers the installer decides on: his own photos are farther than the same-person limit.
+    policy = env.station.scoring_policy
+    assert problem["limit"] == round(policy.same_person_distance, 4) < problem["distance"] < 2.0
+    assert f"{problem['distance']:.3f} > {problem['limit']:.3f}" in problem["text"]
+    assert env.client.get("/api/v1/members/m-obama", headers=env.auth).json()["templates"] == 1
+    confirmed = env.client.post(
+        "/api/v1/enrolments", headers=env.auth, json={**add, "confirm_same_person": True}
+    )
+    assert confirmed.status_code == 201, confirmed.text
+    assert confirmed.json()["findings"][0]["kind"] == "unconfirmed_same_person"
+    assert confirmed.json()["requires_pass"] == []
+
+    # ... and the wrong photo is listed (how, by whom) and removed on its own.
+    listed = env.client.get("/api/v1/members/m-obama/templates", headers=env.auth)
+    assert listed.status_code == 200
+    rows = listed.json()
+    assert [t["origin"] for t in rows] == ["upload", "upload"]
+    assert rows[1]["enrolled_by"].startswith("installer:")
+    assert rows[1]["confirmed"] == {"same_person": True, "different_person": False}
+    path = f"/api/v1/members/m-obama/templates/{rows[1]['template_id']}"
+    removed = env.client.delete(path, headers=env.auth)
+    assert removed.status_code == 200 and removed.json()["templates_left"] == 1
+    assert env.client.delete(path, headers=env.auth).status_code == 404
+    bad_id = env.client.delete("/api/v1/members/m-obama/templates/not-an-id", headers=env.auth)
+    assert bad_id.status_code == 422
+    assert env.client.get("/api/v1/members/nobody/templates", headers=env.auth).status_code == 404
+    kinds = [e.kind for e in _events(env)]
+    assert "template_removed" in kinds
+
+    # An installer can make the door require the pass for a member.
+    flagged = env.client.patch("/api/v1/members/m-obama", headers=env.auth, json={"requires_pass": True})
+    assert flagged.status_code == 200 and flagged.json()["requires_pass"] is True
+    cleared = env.client.patch("/api/v1/members/m-obama", headers=env.auth, json={"requires_pass": None})
+    assert cleared.status_code == 422
+    env.client.delete("/api/v1/members/m-obama", headers=env.auth)
+
+
+@pytest.mark.dataset
+def test_lookalikes_are_refused_with_the_numbers_then_both_require_the_pass_once_confirmed(
+    env: ApiEnv, labelled_faces: Any
+) -> None:
+    """Two distinct people of the data set closer than the lookalike distance, enrolled through the
+    API: the second is refused (nothing stored) until the installer confirms they are two people;
+    then both are marked, listed and judged as requiring the pass."""
+    from recognizer.roster import RosterSnapshot
+    from recognizer.scoring import REQUIRES_PASS, SHOW_PASS, score
+
+    samples, roots, _ = labelled_faces
+    policy = env.station.scoring_policy
+    photos = [s for s in samples if s.member and s.enrollable]
+    middle = (policy.same_person_distance + policy.lookalike_distance) / 2
+    candidates = [
+        (float(np.linalg.norm(a.encoding - b.encoding)), a, b)
+        for a in photos
+        for b in photos
+        if a.identity < b.identity  # fmt: skip
+    ]
+    in_band = [c for c in candidates if policy.same_person_distance < c[0] <= policy.lookalike_distance]
+    assert in_band, "the data set has no lookalike pair for the default preset"
+    _, first, second = min(in_band, key=lambda c: abs(c[0] - middle))
+
+    def path(key: str) -> Path:
+        return next(root / key for root in roots if (root / key).is_file())
+
+    def enrol(member_id: str, key: str, **confirm: bool) -> Any:
+        capture = upload(env, path(key))
+        body = {"member_id": member_id, "name": member_id, "consent_face": True, **confirm}
+        return env.client.post(
+            "/api/v1/enrolments", headers=env.auth, json={**body, "capture_ids": [capture["capture_id"]]}
+        )
+
+    a, b = "m-look-a", "m-look-b"
+    assert enrol(a, first.key).status_code == 201
+    refused = enrol(b, second.key)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()["codes"][0]
+    assert (problem["code"], problem["member_id"]) == ("lookalike", a), refused.json()
+    assert policy.same_person_distance < problem["distance"] <= problem["limit"]
+    assert problem["limit"] == round(policy.lookalike_distance, 4)
+    assert env.client.get(f"/api/v1/members/{b}", headers=env.auth).status_code == 404
+    assert env.client.get(f"/api/v1/members/{a}", headers=env.auth).json()["requires_pass"] is False
+
+    confirmed = enrol(b, second.key, confirm_different_person=True)
+    assert confirmed.status_code == 201, confirmed.text
+    assert confirmed.json()["findings"][0]["kind"] == "lookalike"
+    assert sorted(confirmed.json()["requires_pass"]) == [a, b]
+    for member_id, other in ((a, b), (b, a)):
+        shown = env.client.get(f"/api/v1/members/{member_id}", headers=env.auth).json()
+        assert shown["requires_pass"] is True and shown["lookalikes"][0]["member_id"] == other
+        assert shown["lookalikes"][0]["confirmed_by"].startswith("installer:")
+    template = env.client.get(f"/api/v1/members/{b}/templates", headers=env.auth).json()[0]
+    assert template["confirmed"]["different_person"] is True and template["findings"][0]["member_id"] == a
+    audit = [e for e in _events(env) if e.kind == "member_enrolled" and e.member_id == b]
+    assert audit and audit[-1].details["requires_pass"] == [b, a]
+
+    # At the door, even the face each was enrolled with only gets the question.
+    roster = env.station.load_roster()
+    assert isinstance(roster, RosterSnapshot)
+    for sample in (first, second):
+        result = score(roster, [sample.encoding] * policy.min_frames, policy)
+        assert result.zone == SHOW_PASS and REQUIRES_PASS in result.failed
+    for member_id in (a, b):
         env.client.delete(f"/api/v1/members/{member_id}", headers=env.auth)
+
+
+def _events(env: ApiEnv) -> list[Any]:
+    with env.station.sessions() as session:
+        return list(event_store.list_events(session))
 
 
 def test_a_photo_without_a_face_is_refused_with_its_reason(env: ApiEnv, fixtures: Path) -> None:

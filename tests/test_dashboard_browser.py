@@ -43,12 +43,20 @@ class Browser:
     downloads: Path
 
     def wait(self, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-        """`condition()` once truthy; on a timeout, a screenshot and what the page shows."""
-        from selenium.common.exceptions import TimeoutException
+        """`condition()` once truthy; on a timeout, a screenshot and what the page shows. Elements
+        the page redraws between the lookup and the read (stale) or has not drawn yet are retried."""
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            TimeoutException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
+        retried = (NoSuchElementException, StaleElementReferenceException)
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda _: condition())
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.1, ignored_exceptions=retried).until(
+                lambda _: condition()
+            )
         except TimeoutException:
             self.shot("dashboard-failure.png")
             page = self.js("return location.hash + ' | ' + document.body.innerText.slice(0, 1500)")

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from schema_rewind import rewind
 
 from models import members as member_store
 from models.database import CASE_CONFLICTS_KEY, SCHEMA_VERSION, make_session_factory, migrate, open_engine
@@ -41,11 +42,7 @@ def test_the_database_itself_refuses_a_case_twin(tmp_path: Path) -> None:
 
 def _before_the_case_step(db: Path) -> None:
     """The schema before step 3: the same tables without the case-insensitive index."""
-    raw = sqlite3.connect(db)
-    raw.execute("DROP INDEX ux_members_member_id_nocase")
-    raw.execute("UPDATE schema_version SET version = 2")
-    raw.commit()
-    raw.close()
+    rewind(db, 2)
 
 
 def _insert(db: Path, *ids: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from schema_rewind import UNDO, rewind
 from sqlalchemy import Connection, Engine, text
 
 from models import database
@@ -254,3 +255,64 @@ def test_immediate_session_takes_the_write_lock_up_front(engine: Engine, db_path
             other.execute("ROLLBACK")
     finally:
         other.close()
+
+
+def test_every_schema_step_has_an_undo_for_the_upgrade_tests() -> None:
+    assert sorted(UNDO) == list(range(2, SCHEMA_VERSION + 1))
+
+
+@pytest.mark.parametrize("start", range(1, SCHEMA_VERSION))
+def test_an_old_database_upgrades_through_every_later_step_keeping_its_rows(
+    engine: Engine, db_path: Path, start: int
+) -> None:
+    """A station database of any older version, as that version wrote it, upgrades in place through
+    every later step in order (2: template model, 3: member ids unique ignoring case, 4: requires_pass,
+    lookalikes and template origins); its rows keep their values and ids."""
+    migrate(engine)
+    engine.dispose()
+    rewind(db_path, start)
+    assert _version(db_path) == start
+    # Case twins could only be written before step 3; they are kept and listed, never renamed.
+    ids = ["W-1", "w-1", "m-2"] if start < 3 else ["W-1", "m-2"]
+    raw = sqlite3.connect(db_path)
+    try:
+        for member_id in ids:
+            raw.execute(
+                "INSERT INTO members (member_id, name, groups, status, consent_face, "
+                "consent_cross_station, created_at, updated_at) VALUES (?, 'Old Member', '[]', "
+                "'active', 1, 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                (member_id,),
+            )
+        raw.execute(
+            "INSERT INTO face_templates (template_id, member_id, key_fingerprint, ciphertext, quality, "
+            "source, created_at) VALUES ('t1', 'W-1', 'fp', x'00', '{}', 'old.jpg', '2026-01-01 00:00:00')"
+        )
+        raw.commit()
+    finally:
+        raw.close()
+    assert migrate(engine) == SCHEMA_VERSION and _version(db_path) == SCHEMA_VERSION
+    with engine.connect() as conn:
+        members = conn.exec_driver_sql(
+            "SELECT member_id, requires_pass, lookalikes FROM members ORDER BY member_id"
+        ).all()
+        assert [tuple(m) for m in members] == [(m, 0, "[]") for m in sorted(ids)]
+        assert conn.exec_driver_sql(
+            "SELECT model, origin, enrolled_by, source FROM face_templates WHERE template_id = 't1'"
+        ).one() == ("dlib_resnet_v1", None, None, "old.jpg")
+        conflicts = conn.exec_driver_sql(
+            "SELECT value FROM station_state WHERE key = :key", {"key": database.CASE_CONFLICTS_KEY}
+        ).scalar()
+        assert (conflicts is not None) == (start < 3)
+        index = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'ux_members_member_id_nocase'"
+        ).scalar()
+        assert index is not None and ("WHERE" in index) == (start < 3)
+    from models import members as member_store
+
+    with make_session_factory(engine)() as session, session.begin():
+        member = member_store.add_lookalike(session, "W-1", other="m-2", distance=0.37, confirmed_by="cli:x")
+        assert member.requires_pass is True and member.lookalikes[0]["member_id"] == "m-2"
+        row = member_store.list_templates(session, "W-1")[0]
+        assert member_store.template_origin(row) is None
+        with pytest.raises(member_store.DuplicateMemberError):
+            member_store.add_member(session, member_id="M-2", name="twin")

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from schema_rewind import rewind
 
 from common.template_cipher import TemplateCipher, TemplateCorrupt
 from edge.config import Config, ConfigError, parse_config
 from models.database import ValidationError
 from recognizer import scoring
+from recognizer.duplicates import check_new_faces
 from recognizer.encoder import DLIB_DIM, MODEL_DLIB, FaceModelError, describe_face_model
 from recognizer.onnx_encoder import OnnxFaceModel, describe_onnx_model
 from recognizer.roster import RosterSnapshot
@@ -38,12 +40,18 @@ def tiny_model(tiny: Path) -> OnnxFaceModel:
 
 def _with_presets(monkeypatch: pytest.MonkeyPatch, model: str, **numbers: float) -> scoring.ScoringPolicy:
     """Give `model` a preset for the test (a real station gets them measured: yizhan calibrate)."""
+    values: dict[str, Any] = {
+        "min_frames": 1,
+        "accept_distance": 1.5,
+        "verify_distance": 1.9,
+        "grey_distance": 1.9,
+        "same_person_distance": 0.5,
+        "lookalike_distance": 0.6,
+        "review_distance": 0.7,
+        **numbers,
+    }
     policy = scoring.ScoringPolicy(
-        name="balanced",
-        model=model,
-        **{"max_distance": 1.9, "verify_max_distance": 1.9, "no_cohort_max_distance": 1.9, **numbers},
-        same_person_max_distance=1.99,
-        description="test preset",
+        name="balanced", model=model, same_person_max_distance=1.99, description="test preset", **values
     )
     table = dict(scoring.PRESETS)
     table[model] = MappingProxyType({"balanced": policy})
@@ -267,7 +275,7 @@ def test_scoring_refuses_mixed_dimensions_and_other_models_rosters(monkeypatch: 
         scoring.score(roster, rows[0][1], scoring.preset())  # dlib's preset on another model's roster
     # Enrolment's lookalike check keeps the roster's model and length when it removes a member.
     assert scoring.without_member(roster, "m0").dim == 64
-    assert scoring.check_lookalikes(roster, "m0", [("again", rows[0][1])], policy) == ()
+    assert check_new_faces(roster, "m0", [("again", rows[0][1])], policy, existing_member=True) == ()
 
 
 def test_station_switching_encoders_keeps_each_models_templates_apart(
@@ -368,8 +376,6 @@ def test_cli_members_list_marks_who_must_re_enrol(
 
 def test_database_from_before_models_were_named_upgrades_to_dlib_templates(tmp_path: Path) -> None:
     """A schema-1 database (no model column) keeps its templates: they are dlib's and load as such."""
-    import sqlite3
-
     from models import members as member_store
     from models.database import make_session_factory, migrate, open_engine
 
@@ -385,12 +391,7 @@ def test_database_from_before_models_were_named_upgrades_to_dlib_templates(tmp_p
             session, cipher, member_id="m1", encodings=[vector], qualities=[{}], sources=["a"]
         )
     engine.dispose()
-    conn = sqlite3.connect(path)  # back to schema 1 as it was written before this change
-    conn.execute("ALTER TABLE face_templates DROP COLUMN model")
-    conn.execute("DROP INDEX ux_members_member_id_nocase")  # step 3's, also newer than schema 1
-    conn.execute("UPDATE schema_version SET version = 1")
-    conn.commit()
-    conn.close()
+    rewind(path, 1)  # back to schema 1 as it was written before this change
     engine = open_engine(path)
     try:
         migrate(engine)
@@ -535,8 +536,8 @@ def test_eval_model_fetch_installs_the_verified_file_and_prints_its_path(
 
 def test_overriding_a_preset_keeps_its_model_and_marks_it_unmeasured(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = _with_presets(monkeypatch, "onnx-tiny")
-    changed = policy.with_overrides(max_distance=1.0, same_person_max_distance=None)
-    assert changed.model == "onnx-tiny" and changed.name == "balanced*" and changed.max_distance == 1.0
+    changed = policy.with_overrides(accept_distance=1.0, same_person_max_distance=None)
+    assert changed.model == "onnx-tiny" and changed.name == "balanced*" and changed.accept_distance == 1.0
     assert changed.same_person_max_distance == policy.same_person_max_distance
 
 
@@ -556,11 +557,11 @@ def test_doctor_checks_the_configured_model_and_its_presets(
     assert measured.status == "ok" and name in measured.detail and "64-d" in measured.detail
 
 
-def test_a_station_runs_on_the_evaluation_model_with_its_provisional_preset(
+def test_a_station_runs_on_the_evaluation_model_with_its_measured_presets(
     tmp_path: Path, fixtures: Path, eval_model_path: Path, eval_model: OnnxFaceModel
 ) -> None:
-    """Enrol from one photo, identify another photo of the member, refuse a stranger; doctor warns
-    that the preset is provisional."""
+    """Enrol from one photo, identify another photo of the member, keep a stranger out; the presets
+    are the measured ones (docs/RECOGNITION.md), so doctor has nothing to warn about."""
     from edge.doctor import check_face_stack
     from edge.station import Station
     from recognizer.results import Decision
@@ -580,7 +581,7 @@ def test_a_station_runs_on_the_evaluation_model_with_its_provisional_preset(
     finally:
         station.close()
     check = check_face_stack(config)
-    assert check.status == "warn" and "PROVISIONAL" in check.detail
+    assert check.status == "ok" and eval_model.name in check.detail
 
 
 def test_backends_compute_the_same_embedding_and_auto_prefers_a_matching_opencv(

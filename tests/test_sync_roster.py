@@ -280,6 +280,42 @@ def test_a_snapshot_in_parts_replaces_the_roster_but_keeps_unsent_local_enrolmen
     assert stale.error == "stale_snapshot" and "m-keep" in h.members()
 
 
+def test_a_snapshot_keeps_faces_enrolled_here_that_the_centre_never_received(h: Harness) -> None:
+    """Without cross-station consent a face enrolled here never leaves the station, so the centre's
+    snapshot lists the member without it: the station keeps its own copy (it used to drop it, and
+    the member was a stranger at their own station after the next resync). Withdrawn face consent
+    still deletes it; a template the centre's roster put here follows the snapshot."""
+    centre_template = uuid.uuid4().hex
+    with h.station.sessions() as session, session.begin():
+        member_store.add_member(session, member_id="m-home", name="home", consent_face=True)
+        member_store.add_member(session, member_id="m-off", name="off", consent_face=True)
+        home = member_store.add_templates(
+            session,
+            h.station.cipher,
+            member_id="m-home",
+            encodings=[VECTOR],
+            qualities=[{}],
+            sources=["photo.jpg"],
+        )
+        off = member_store.add_templates(
+            session, h.station.cipher, member_id="m-off", encodings=[VECTOR], qualities=[{}], sources=[None]
+        )
+    # Uploaded already (nothing pending in the outbox); the centre answered with no templates.
+    assert h.change(1, [{"op": "add_template", "member_id": "m-home",
+                         "template": {"template_id": centre_template, "model": "dlib_resnet_v1",
+                                      "vector": VECTOR}}])[0].ok  # fmt: skip
+    assert set(h.templates()) == {home[0], off[0], centre_template}
+    snapshot = {
+        "members": [
+            {"member_id": "m-home", "name": "home", "consent_face": True, "consent_cross_station": False},
+            {"member_id": "m-off", "name": "off", "consent_face": False},
+        ]
+    }
+    ((outcome,),) = h.snapshot(2, [snapshot], snapshot_id="s-home")
+    assert outcome.ok, outcome
+    assert h.templates() == {home[0]: "m-home"}
+
+
 def test_a_bad_snapshot_changes_nothing(h: Harness) -> None:
     assert h.change(1, [member("m-1")])[0].ok
     before = h.members()

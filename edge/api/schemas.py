@@ -73,6 +73,12 @@ class MemberOut(BaseModel):
     consent_face: bool
     consent_cross_station: bool
     templates: int
+    requires_pass: bool = Field(
+        False, description="The door never admits this member by face alone: the pass names them."
+    )
+    lookalikes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Confirmed lookalikes: member_id, distance, confirmed_by, at."
+    )
     #: Templates of another face model only (the station switched encoders): no face at this door
     #: until enrolled again; the pass still works.
     needs_reenrolment: bool = False

@@ -36,7 +36,18 @@ router = APIRouter(prefix="/api/v1", tags=["enrolment"], dependencies=[Depends(c
 CaptureId = Annotated[str, Path(pattern=CAPTURE_ID_PATTERN)]
 PREVIEW_SIDE = 800
 _MESSAGE_CODES = {message: reason for reason, message in QUALITY_MESSAGES.items()}
-_LOOKALIKE = re.compile(r"existing member '(?P<member>[^']+)' \(distance (?P<distance>[0-9.]+)")
+#: `recognizer.duplicates.Finding.describe()`: "<photo>: <phrase> member '<id>' (distance d <= limit, ...".
+_FINDING = re.compile(
+    r"^(?P<photo>.*?): (?P<phrase>is the same person for the door as|is a lookalike of|may be the same "
+    r"person as|is not certainly the same person as) member '(?P<member>[^']+)' \(distance "
+    r"(?P<distance>[0-9.]+) [<>=]+ (?P<limit>[0-9.]+)"
+)
+_FINDING_CODES = {
+    "is the same person for the door as": "same_person",
+    "is a lookalike of": "lookalike",
+    "may be the same person as": "possible_duplicate",
+    "is not certainly the same person as": "unconfirmed_same_person",
+}
 
 
 class CaptureCheck(BaseModel):
@@ -64,20 +75,26 @@ class EnrolmentRequest(MemberFields):
     consent_face: bool = Field(
         description="The person agreed to face recognition at this station (required)."
     )
-    force: bool = Field(
-        False, description="Enrol although the face resembles another member (after checking)."
+    confirm_different_person: bool = Field(
+        False,
+        description="The installer checked that a face near another member (lookalike, possible "
+        "duplicate) is someone else; lookalikes then both require the pass. Never overrides "
+        "same_person.",
     )
+    confirm_same_person: bool = Field(
+        False, description="The installer checked that photos added to this existing member show them."
+    )
+    force: bool = Field(False, description="Older name of confirm_different_person.")
 
 
-class Lookalike(BaseModel):
-    """An existing member the new face resembles (`recognizer.scoring.LookalikeFinding`)."""
+class Finding(BaseModel):
+    """An existing member a face is close to (`recognizer.duplicates.Finding`)."""
 
     source: str
     member_id: str
-    kind: str = Field(description="would_match (enrolled with force) or lookalike (a warning)")
-    distance: float | None
-    ratio: float | None
-    cohort_size: int
+    kind: str = Field(description="same_person | lookalike | possible_duplicate | unconfirmed_same_person")
+    distance: float
+    limit: float
     policy: str
 
 
@@ -85,7 +102,8 @@ class EnrolmentOut(BaseModel):
     member: MemberOut
     created: bool
     templates_added: int
-    lookalikes: list[Lookalike]
+    findings: list[Finding] = Field(description="What the installer confirmed (empty when nothing)")
+    requires_pass: list[str] = Field(description="Members who now require the pass (confirmed lookalikes)")
     quality: list[dict[str, Any]]
 
 
@@ -94,13 +112,14 @@ def classify_problem(text: str) -> dict[str, Any]:
     photo, _, rest = text.partition(": ")
     if not rest:
         photo, rest = "", text
-    found = _LOOKALIKE.search(text)
+    found = _FINDING.search(text)
     if found:
         return {
-            "code": "duplicate",
-            "photo": photo,
+            "code": _FINDING_CODES[found["phrase"]],
+            "photo": found["photo"],
             "member_id": found["member"],
             "distance": float(found["distance"]),
+            "limit": float(found["limit"]),
             "text": text,
         }
     if "do not look like the same person" in text:
@@ -112,6 +131,20 @@ def classify_problem(text: str) -> dict[str, Any]:
     if "faces found" in rest:
         return {"code": "several_faces", "photo": photo, "text": text}
     return {"code": "other", "photo": photo, "text": text}
+
+
+def refusal_codes(exc: RefusedError) -> list[dict[str, Any]]:
+    """Every refusal line as a code; a finding's numbers come from the finding itself (the text
+    rounds them to three places, and the installer compares them with the limit)."""
+    exact = {(f["source"], f["member_id"], f["kind"]): f for f in exc.findings}
+    codes = []
+    for text in exc.problems:
+        code = classify_problem(text)
+        finding = exact.get((code.get("photo"), code.get("member_id"), code["code"]))
+        if finding is not None:
+            code.update(distance=finding["distance"], limit=finding["limit"], policy=finding["policy"])
+        codes.append(code)
+    return codes
 
 
 def _refusal_code(message: str) -> str:
@@ -269,7 +302,10 @@ def enrol(
                 phone=body.phone,
                 consent_face=True,
                 consent_cross_station=body.consent_cross_station,
-                force=body.force,
+                confirm_different_person=body.confirm_different_person or body.force,
+                confirm_same_person=body.confirm_same_person,
+                origins={c.name: c.source for c in captures},
+                enrolled_by=actor(installer),
             ),
             what="member_enrolled",
         )
@@ -279,13 +315,13 @@ def enrol(
             str(exc),
             _refusal_code(str(exc)),
             problems=exc.problems,
-            codes=[classify_problem(p) for p in exc.problems],
+            codes=refusal_codes(exc),
         ) from None
     if updates:
         retry_locked(lambda: station.update_member(member_id, **updates), what="member_enrolled")
     for capture in captures:
         ctx.captures.discard(capture.capture_id, installer.username)
-    lookalikes = [Lookalike(**look.to_json()) for look in outcome.plan.lookalikes]
+    findings = [Finding(**finding.to_json()) for finding in outcome.plan.findings]
     ctx.audit(
         "member_enrolled",
         by=actor(installer),
@@ -294,7 +330,14 @@ def enrol(
             "created": outcome.created,
             "templates": len(outcome.template_ids),
             "sources": [c.source for c in captures],
-            "lookalikes": [{"member_id": look.member_id, "kind": look.kind} for look in lookalikes],
+            "findings": [
+                {"member_id": f.member_id, "kind": f.kind, "distance": f.distance} for f in findings
+            ],
+            "confirmed": {
+                "different_person": body.confirm_different_person or body.force,
+                "same_person": body.confirm_same_person,
+            },
+            "requires_pass": outcome.requires_pass,
         },
     )
     ctx.refresh_roster()
@@ -305,6 +348,7 @@ def enrol(
         member=MemberOut(**member),
         created=outcome.created,
         templates_added=len(outcome.template_ids),
-        lookalikes=lookalikes,
+        findings=findings,
+        requires_pass=outcome.requires_pass,
         quality=[p.quality for p in outcome.plan.photos],
     )

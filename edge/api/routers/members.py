@@ -64,6 +64,34 @@ class MemberUpdate(Strict):
         None, description="false withdraws consent and deletes the face templates."
     )
     consent_cross_station: bool | None = None
+    requires_pass: bool | None = Field(
+        None, description="true: the door never admits this member by face alone (the pass names them)."
+    )
+
+
+class TemplateOut(BaseModel):
+    """One face template: when, how, by whom, its quality and what the installer confirmed."""
+
+    template_id: str
+    member_id: str
+    model: str = Field(description="The face model that made it (only the active model's are used)")
+    created_at: str | None
+    origin: str | None = Field(description="photo | upload | camera | centre (None: from before origins)")
+    enrolled_by: str | None
+    source: str | None
+    quality: dict[str, Any]
+    policy: str | None
+    findings: list[dict[str, Any]]
+    confirmed: dict[str, Any] | None
+
+
+class TemplateRemoved(BaseModel):
+    template_id: str
+    member_id: str
+    templates_left: int
+
+
+TemplatePath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Template id")]
 
 
 class Removed(BaseModel):
@@ -131,7 +159,7 @@ def update_member(
 ) -> MemberOut:
     """Change validity, status (suspend / activate), details or consent."""
     changes = body.model_dump(exclude_unset=True)
-    for field in ("name", "status", "groups", "consent_face", "consent_cross_station"):
+    for field in ("name", "status", "groups", "consent_face", "consent_cross_station", "requires_pass"):
         if field in changes and changes[field] is None:
             raise ApiError(422, f"{field} cannot be null", "invalid_value")
     if not changes:
@@ -140,6 +168,53 @@ def update_member(
     ctx.audit("member_updated", by=actor(installer), member_id=member_id, details={"fields": sorted(changes)})
     ctx.refresh_roster()
     return MemberOut(**member)
+
+
+@router.get(
+    "/{member_id}/templates",
+    response_model=list[TemplateOut],
+    responses={404: {"description": "No such member"}},
+)
+def list_templates(member_id: MemberPath, station: StationDep) -> list[TemplateOut]:
+    """The member's face templates, oldest first (the encrypted vectors never leave the store)."""
+    if station.get_member(member_id) is None:
+        raise ApiError(404, f"no member {member_id!r}", "member_not_found")
+    return [TemplateOut(**t) for t in station.list_templates(member_id)]
+
+
+@router.delete(
+    "/{member_id}/templates/{template_id}",
+    response_model=TemplateRemoved,
+    responses={404: {"description": "No such template for this member"}},
+)
+def remove_template(
+    member_id: MemberPath,
+    template_id: TemplatePath,
+    station: StationDep,
+    ctx: ContextDep,
+    installer: CurrentInstaller,
+) -> TemplateRemoved:
+    """Delete one face template (e.g. a photo of the wrong person); the others stay."""
+    owned = (
+        {t["template_id"] for t in station.list_templates(member_id)}
+        if station.get_member(member_id)
+        else set()
+    )
+    if template_id not in owned:
+        raise ApiError(404, f"member {member_id!r} has no template {template_id!r}", "template_not_found")
+    removed = retry_locked(lambda: station.remove_template(template_id), what="template_removed")
+    if removed is None:
+        raise ApiError(404, f"member {member_id!r} has no template {template_id!r}", "template_not_found")
+    ctx.audit(
+        "template_removed",
+        by=actor(installer),
+        member_id=member_id,
+        details={"template_id": template_id, "templates_left": removed["templates_left"]},
+    )
+    ctx.refresh_roster()
+    return TemplateRemoved(
+        template_id=template_id, member_id=member_id, templates_left=removed["templates_left"]
+    )
 
 
 @router.delete("/{member_id}", response_model=Removed, responses={404: {"description": "No such member"}})

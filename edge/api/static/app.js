@@ -290,7 +290,7 @@
   }
 
   function problemText(item) {
-    const params = { member: item.member_id, distance: item.distance, text: item.text };
+    const params = { member: item.member_id, distance: item.distance, limit: item.limit, text: item.text };
     return tr(`problem.${item.code}`, params, item.text || item.code);
   }
 
@@ -330,7 +330,8 @@
       valid_until: dayStart($("f-until").value, 1), // valid through the chosen day
       consent_face: true,
       consent_cross_station: $("f-cross").checked,
-      force: $("f-force").checked,
+      confirm_different_person: $("f-force").checked,
+      confirm_same_person: $("f-same").checked,
       capture_ids: good.map((c) => c.capture_id),
     };
     const memberId = $("f-id").value.trim();
@@ -341,15 +342,15 @@
       const outcome = await api("POST", "/api/v1/enrolments", body);
       const text = tr("enrol.done", { name: outcome.member.name, id: outcome.member.member_id });
       result.replaceChildren(h("p", { className: "success", id: "enrol-done" }, `✓ ${text}`));
-      const similar = outcome.lookalikes.filter((look) => look.kind !== "would_match");
-      if (similar.length) {
-        result.append(h("p", { className: "warn-text" }, tr("enrol.lookalike_warning", {
-          members: similar.map((look) => look.member_id).join(", "),
+      if (outcome.requires_pass.length) {
+        result.append(h("p", { className: "warn-text", id: "enrol-requires-pass" }, tr("enrol.requires_pass_set", {
+          members: outcome.requires_pass.join(", "),
         })));
       }
       toast(text);
       $("enrol-form").reset();
       $("force-row").hidden = true;
+      $("same-row").hidden = true;
       state.captures = state.captures.filter((c) => !body.capture_ids.includes(c.capture_id));
       renderCaptures();
     } catch (err) {
@@ -357,7 +358,9 @@
       const codes = (err.body && err.body.codes) || [];
       result.replaceChildren(h("p", { className: "error" }, codes.length ? tr("enrol.refused") : errorText(err)));
       if (codes.length) result.append(h("ul", {}, codes.map((c) => h("li", {}, problemText(c)))));
-      if (codes.some((c) => c.code === "duplicate")) $("force-row").hidden = false;
+      // Confirmations the installer may give (never for "same_person": one person, one id).
+      if (codes.some((c) => c.code === "lookalike" || c.code === "possible_duplicate")) $("force-row").hidden = false;
+      if (codes.some((c) => c.code === "unconfirmed_same_person")) $("same-row").hidden = false;
     } finally {
       $("enrol-submit").disabled = false;
     }
@@ -398,15 +401,51 @@
     return h("li", { "data-member": m.member_id },
       h("div", { className: "grow" },
         h("div", { className: "title" }, m.name,
-          h("span", { className: `badge ${suspended ? "off" : ""}` }, tr(`status.${m.status}`, null, m.status))),
+          h("span", { className: `badge ${suspended ? "off" : ""}` }, tr(`status.${m.status}`, null, m.status)),
+          m.requires_pass ? h("span", { className: "badge off", "data-requires-pass": "1", title: tr("members.requires_pass_hint") },
+            tr("members.requires_pass")) : null),
         h("div", { className: "sub" }, [m.member_id, m.kind ? tr(`kind.${m.kind}`, null, m.kind) : null, m.phone].filter(Boolean).join(" · ")),
         h("div", { className: "sub" }, `${m.templates ? tr("members.face", { n: m.templates }) : tr("members.qr_only")} · ${validity}`),
+        m.lookalikes && m.lookalikes.length ? h("div", { className: "sub", "data-lookalikes": "1" }, tr("members.lookalike_of", {
+          members: m.lookalikes.map((l) => l.member_id).join(", "),
+        })) : null,
         h("div", { className: "actions" },
           until,
           h("button", { type: "button", onclick: () => saveValidity(m, until.value) }, tr("members.save_validity")),
           h("button", { type: "button", onclick: () => setStatus(m, suspended ? "active" : "suspended") },
             tr(suspended ? "members.activate" : "members.suspend")),
-          h("button", { type: "button", className: "danger", onclick: () => removeMember(m) }, tr("members.delete")))));
+          m.templates ? h("button", { type: "button", "data-templates": m.member_id, onclick: (ev) => toggleTemplates(m, ev.target) },
+            tr("members.templates")) : null,
+          h("button", { type: "button", className: "danger", onclick: () => removeMember(m) }, tr("members.delete"))),
+        h("ul", { className: "templates", hidden: true })));
+  }
+
+  // One template at a time: when, how, by whom, quality; remove a wrong one.
+  async function toggleTemplates(m, button) {
+    const box = button.closest("li").querySelector("ul.templates");
+    if (!box.hidden) { box.hidden = true; return; }
+    try {
+      const rows = await api("GET", `/api/v1/members/${encodeURIComponent(m.member_id)}/templates`);
+      box.replaceChildren(...rows.map((t) => h("li", { "data-template": t.template_id },
+        h("span", { className: "grow" }, [
+          localDate(t.created_at),
+          tr(`origin.${t.origin}`, null, t.origin || "—"),
+          t.enrolled_by,
+          t.quality.face_px ? tr("templates.face_px", { n: t.quality.face_px }) : null,
+          t.confirmed && (t.confirmed.same_person || t.confirmed.different_person) ? tr("templates.confirmed") : null,
+        ].filter(Boolean).join(" · ")),
+        h("button", { type: "button", className: "danger", onclick: () => removeTemplate(m, t) }, tr("templates.remove")))));
+      box.hidden = false;
+    } catch (err) { if (err.status !== 401) toast(errorText(err)); }
+  }
+
+  async function removeTemplate(m, t) {
+    if (!window.confirm(tr("templates.confirm_remove", { name: m.name }))) return;
+    try {
+      await api("DELETE", `/api/v1/members/${encodeURIComponent(m.member_id)}/templates/${t.template_id}`);
+      toast(tr("templates.removed"));
+      loadMembers();
+    } catch (err) { if (err.status !== 401) toast(errorText(err)); }
   }
 
   async function saveValidity(m, value) {
