@@ -3,7 +3,8 @@ generated video (edge/demo_video.py): the real station daemon (mock pins, its ow
 checker, offline) opens the door for it, and the same screenshot after the pass expired does not.
 
 The station trusts the centre's pass key and knows the member here because the test gives it both
-(as `yizhan sync pull` would from the roster); test_phone_e2e.py does the same over MQTT.
+(as `yizhan sync pull` would from the roster); test_phone_e2e.py has the station get both from
+the roster over MQTT and accept the pass (not through a camera).
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def face_erasure(db: Session, member_id: str) -> ErasureProgress | None:
 
 
 class DoorAnswers:
-    """Waits for a station's answer to one command: the live bus first, the `results` table as truth.
+    """Waits for a station's answer to one command: the live bus first, the command row as truth.
 
     Subscribing before reading the table closes the race with an answer stored in between; a web
     process that does not ingest (so sees nothing on its own bus) still finds the row by polling.
