@@ -130,6 +130,8 @@ def cmd_stations(args: argparse.Namespace, config: CentralConfig) -> int:
     from central.store import audit
     from central.store import stations as station_store
 
+    if args.stations_cmd == "poster":
+        return cmd_poster(args, config)
     now = dt.datetime.now(dt.UTC)
     with _database(config) as db:
         if args.stations_cmd == "add":
@@ -179,6 +181,60 @@ def cmd_stations(args: argparse.Namespace, config: CentralConfig) -> int:
             )
             or "no stations"
         ),
+    )
+    return EXIT_OK
+
+
+def cmd_poster(args: argparse.Namespace, config: CentralConfig) -> int:
+    """The station's A4 door poster as PNG and/or PDF (issue 11): its QR code opens the station's
+    phone page at the centre's public address."""
+    from central.phone.poster import (
+        PosterContent,
+        PosterError,
+        find_font,
+        hours_text,
+        poster_bytes,
+        station_url,
+    )
+    from central.store import stations as station_store
+
+    if args.png is None and args.pdf is None:
+        raise CliRefusal("say where to write the poster: --png FILE and/or --pdf FILE")
+    base = args.base_url or config.web.public_url
+    if base is None:
+        host = "127.0.0.1" if config.web.host in ("0.0.0.0", "::") else config.web.host
+        base = f"http://{host}:{config.web.port}"
+        sys.stderr.write(
+            f"yizhan-central stations poster: [web] public_url is not set; the QR code points at {base}, "
+            "which phones outside this machine cannot reach (set public_url or pass --base-url)\n"
+        )
+    with _database(config) as db:
+        station = station_store.get_station(db, station_id=args.station_id)
+        if station is None:
+            raise CliRefusal(f"no station {args.station_id!r}")
+        content = PosterContent(
+            station_id=station.station_id,
+            name=station.name,
+            url=station_url(base, station.station_id),
+            address=station.address,
+            hours=hours_text(station.schedule),
+            contact=station.contact_phone,
+        )
+    try:
+        font = find_font(config.phone.poster_font_file)
+        written = []
+        for kind, path in (("png", args.png), ("pdf", args.pdf)):
+            if path is not None:
+                path.write_bytes(poster_bytes(content, font, kind))
+                written.append(str(path))
+    except PosterError as exc:
+        raise CliRefusal(str(exc)) from None
+    except OSError as exc:
+        raise CliRefusal(f"cannot write the poster: {exc.strerror or exc}") from None
+    _emit(
+        args,
+        {"station_id": content.station_id, "url": content.url, "files": written},
+        f"poster for {content.station_id} ({content.url}) written to {', '.join(written)}",
     )
     return EXIT_OK
 
@@ -498,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--json", action="store_true")
     add.set_defaults(handler=cmd_stations)
+    poster = stations.add_parser("poster", help="the A4 door poster (QR code to the station's phone page)")
+    poster.add_argument("station_id")
+    poster.add_argument("--png", type=Path, help="write the poster as PNG (300 dpi) to this file")
+    poster.add_argument("--pdf", type=Path, help="write the poster as a one-page A4 PDF to this file")
+    poster.add_argument("--base-url", help="the centre's address for phones (default: [web] public_url)")
+    poster.add_argument("--json", action="store_true")
+    poster.set_defaults(handler=cmd_stations)
     listing = stations.add_parser("list", help="list stations")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=cmd_stations)

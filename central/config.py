@@ -433,6 +433,99 @@ class SmsConfig(Section):
     code_ttl_s: int = Field(300, ge=60, le=3600, description="A code is valid this long.")
     max_attempts: int = Field(5, ge=1, le=20, description="Wrong codes before the code is void.")
     sends_per_phone_per_hour: int = Field(5, ge=1, le=100, description="Codes sent to one number per hour.")
+    sends_per_address_per_hour: int = Field(
+        20, ge=1, le=10_000, description="Codes requested from one client address per hour (all numbers)."
+    )
+    failures_per_phone_per_hour: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Wrong codes for one number per hour (over all its codes) before the number is locked "
+        "for the rest of the hour.",
+    )
+    text: str = Field(
+        "【工会驿站】您的验证码是{code}，{minutes}分钟内有效。如非本人操作，请忽略。",
+        min_length=8,
+        max_length=300,
+        description="The message; {code} and {minutes} are filled in. Gateways that send by template "
+        "get code and minutes as separate JSON fields too.",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _has_code(cls, value: str) -> str:
+        if "{code}" not in value:
+            raise ValueError("the text must contain {code}")
+        try:
+            value.format(code="0", minutes=5)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{code}} and {{minutes}} may be filled in ({exc})") from None
+        return value
+
+
+class PhoneConfig(Section):
+    """Workers' phone pages (issue 11): logins, the rotating pass, opening by phone, posters."""
+
+    login_ttl_days: int = Field(
+        180, ge=1, le=730, description="A phone stays logged in this long (revocable at any time)."
+    )
+    pass_ttl_s: int = Field(
+        180,
+        ge=60,
+        le=3600,
+        description="The phone's pass expires this long after it was drawn (stations add their "
+        "max_clock_skew_s); the page draws a new one every pass_refresh_s.",
+    )
+    pass_refresh_s: int = Field(60, ge=10, le=600, description="The page renews the pass this often.")
+    open_cooldown_s: int = Field(
+        10, ge=0, le=3600, description="A member's door opened by phone is not opened again sooner."
+    )
+    opens_per_member_per_10min: int = Field(
+        10, ge=1, le=1000, description="Open requests one member may make in 10 minutes (all stations)."
+    )
+    opens_per_address_per_10min: int = Field(
+        120,
+        ge=1,
+        le=100_000,
+        description="Open requests from one client address in 10 minutes (riders behind one carrier NAT "
+        "share an address).",
+    )
+    requests_per_address_per_minute: int = Field(
+        600, ge=10, le=1_000_000, description="Any phone API request from one client address per minute."
+    )
+    keep_opens_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Phone opening requests (who asked, from which address) are kept this long; the door's "
+        "own event stays in the event log.",
+    )
+    answer_timeout_s: float = Field(
+        4.0,
+        ge=0.5,
+        le=30.0,
+        allow_inf_nan=False,
+        description="How long the page waits for the door's answer before it says none came and shows "
+        "the pass.",
+    )
+    open_command_ttl_s: int = Field(
+        15,
+        ge=5,
+        le=300,
+        description="A door-open command from a phone expires this long after it is sent, so a station "
+        "that was unreachable does not open later for nobody.",
+    )
+    registrations_per_address_per_hour: int = Field(
+        5, ge=1, le=10_000, description="Registrations from one client address per hour."
+    )
+    registrations_per_hour: int = Field(
+        500, ge=1, le=1_000_000, description="Registrations per hour in all (a flood brake)."
+    )
+    poster_font_file: Path | None = Field(
+        None,
+        description="A TrueType/OpenType font with Chinese characters for posters. Default: the first "
+        "found of WenQuanYi Zen Hei, Noto Sans CJK and Droid Sans Fallback.",
+    )
 
 
 _TILE_URL = r"^(/tiles/|https?://[^\s/?#]+/)[^\s]*$"
@@ -518,6 +611,7 @@ class CentralConfig(Section):
     snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
     qr: QrConfig = Field(default_factory=QrConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
+    phone: PhoneConfig = Field(default_factory=PhoneConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -551,6 +645,7 @@ def _rebase(config: CentralConfig, base: Path) -> CentralConfig:
             "mqtt": config.mqtt.rebased(base),
             "alarms": alarms,
             "sms": files(config.sms, "token_file"),
+            "phone": files(config.phone, "poster_font_file"),
             "dashboard": files(config.dashboard, "tiles_dir"),
         }
     )

@@ -29,6 +29,9 @@ class Scene:
     image: npt.NDArray[np.uint8] | None  # BGR
     seconds: float
     label: str = ""
+    #: Held still at a known size (pixels tall, e.g. a phone at a measured distance) instead of
+    #: approaching; None: the approach of a person or a card.
+    height: int | None = None
 
 
 def face_crop(
@@ -69,7 +72,9 @@ def render_scene(scene: Scene, fps: float, rng: np.random.Generator) -> Iterator
     approach = min(frames // 3, round(fps))  # about a second walking up
     for i in range(frames):
         frame = _background(rng)
-        if scene.image is not None:
+        if scene.image is not None and scene.height is not None:
+            _place(frame, scene.image, scene.height)
+        elif scene.image is not None:
             near = 440 if scene.kind == "face" else 300
             progress = min(1.0, (i + 1) / max(1, approach))
             _place(frame, scene.image, int(near * (0.45 + 0.55 * progress)))

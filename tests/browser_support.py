@@ -33,8 +33,11 @@ def chromium(
     window: tuple[int, int] = (1440, 960),
     downloads: Path | None = None,
     extra_arguments: tuple[str, ...] = (),
+    screen: dict[str, Any] | None = None,
+    user_agent: str | None = None,
 ) -> Any:
-    """A started selenium Chrome driver (the caller quits it)."""
+    """A started selenium Chrome driver (the caller quits it). With `phone`, `screen` and
+    `user_agent` choose the device (default: the 390x844 Android phone above)."""
     binary = _binary("chromium", "/usr/bin/chromium")
     driver_path = _binary("chromedriver", "/usr/bin/chromedriver")
     if binary is None or driver_path is None:
@@ -62,7 +65,8 @@ def chromium(
     ):
         options.add_argument(argument)
     if phone:
-        options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE, "userAgent": MOBILE_UA})
+        device = {"deviceMetrics": screen or PHONE, "userAgent": user_agent or MOBILE_UA}
+        options.add_experimental_option("mobileEmulation", device)
     if downloads is not None:
         options.add_experimental_option(
             "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}

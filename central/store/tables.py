@@ -57,6 +57,9 @@ ALARM_STATES = ("open", "acknowledged")
 KEY_STATES = ("active", "retiring", "revoked")
 KEY_PURPOSES = ("qr", "messages")
 COMMAND_STATES = ("pending", "sent", "ok", "failed", "expired")
+REGISTRATION_STATES = ("code_sent", "awaiting_staff", "approved", "rejected", "expired")
+CODE_PURPOSES = ("register", "login")
+PHONE_OPEN_OUTCOMES = ("sent", "opened", "refused", "no_answer", "offline", "denied")
 ALARM_CHANNELS = ("wecom", "dingtalk", "feishu", "email")
 DELIVERY_PURPOSES = ("raised", "again", "escalated", "cleared", "acknowledged", "reminder")
 DELIVERY_OUTCOMES = ("sent", "failed", "skipped")
@@ -691,4 +694,127 @@ class Erasure(Base):
 
     __table_args__ = (
         CheckConstraint(_in("reason", ("member_request", "staff", "consent_withdrawn")), name="reason"),
+    )
+
+
+# -- workers' phones (issue 11) ---------------------------------------------------------------------
+
+
+class Registration(Base):
+    """A worker registering from a phone at a station's poster, until it is decided.
+
+    Before the phone number is confirmed by an SMS code, what the worker typed waits in `details`
+    (no member exists yet: an unconfirmed number must not become a roster entry); once confirmed,
+    or at once when no SMS gateway is configured, the member is created (`member_id`, status
+    `pending` or, in a district with automatic approval and a confirmed number, `active`) and
+    `details` is emptied. `id` is random and unguessable: the page refers to its registration by
+    it before any login exists. Rows die with their member (phone numbers are personal data).
+    """
+
+    __tablename__ = "registrations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("stations.station_id", ondelete="SET NULL"))
+    district_id: Mapped[str] = mapped_column(String(ID_MAX), index=True)
+    member_id: Mapped[str | None] = mapped_column(
+        ForeignKey("members.member_id", ondelete="CASCADE"), index=True
+    )
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+    verified_at: Mapped[dt.datetime | None] = mapped_column()
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        Index("ix_registrations_client_created", "client", "created_at"),
+        Index("ix_registrations_state_created", "state", "created_at"),
+        CheckConstraint(_in("state", REGISTRATION_STATES), name="state"),
+    )
+
+
+class PhoneCode(Base):
+    """A one-time code sent by SMS: only an HMAC of it is stored (key derived from the data key).
+
+    `attempts` counts wrong guesses: at `[sms] max_attempts` the code is void, and the wrong
+    guesses of one number within an hour, over all its codes, lock the number (brute force).
+    """
+
+    __tablename__ = "phone_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    phone: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(16))
+    registration_id: Mapped[str | None] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), index=True
+    )
+    code_mac: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_phone_codes_phone_created", "phone", "created_at"),
+        Index("ix_phone_codes_client_created", "client", "created_at"),
+        CheckConstraint(_in("purpose", CODE_PURPOSES), name="purpose"),
+    )
+
+
+class PhoneLogin(Base):
+    """A phone's long-lived login: the cookie's token is kept only as its SHA-256 (its CSRF token is
+    derived from that hash with a key from the data key, so it is not stored either).
+
+    In the database (not in memory like staff sessions) because it must outlive restarts for
+    months; `revoked_at` ends it (the worker logging out, a newer login from "this is my new
+    phone", staff suspending the member). Deleted with the member.
+    """
+
+    __tablename__ = "phone_logins"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    client: Mapped[str | None] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(200))
+
+
+class PhoneOpen(Base):
+    """One "open this door" from a phone: the centre's decision, the command sent, the door's answer.
+
+    `(member_id, request_id)` is unique: the page makes a fresh `request_id` per tap, so a captured
+    request sent again is refused as a replay. The rows also drive the cooldown and the per-member
+    and per-address rate limits (counted in the database, so they hold across restarts and across
+    several web processes). The opening itself is the station's event (method `remote`, the
+    member's id); these rows die with the member.
+    """
+
+    __tablename__ = "phone_opens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id", ondelete="CASCADE"))
+    station_id: Mapped[str] = mapped_column(String(ID_MAX))
+    request_id: Mapped[str] = mapped_column(String(64))
+    command_id: Mapped[str | None] = mapped_column(String(48), index=True)
+    client: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(String(500))
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    distance_m: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("member_id", "request_id"),
+        Index("ix_phone_opens_member_at", "member_id", "at"),
+        Index("ix_phone_opens_client_at", "client", "at"),
+        CheckConstraint(_in("outcome", PHONE_OPEN_OUTCOMES), name="outcome"),
     )

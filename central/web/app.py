@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from central.phone.web import install as install_phone
 from central.web.context import WebContext
 from central.web.errors import install_error_handlers
 from central.web.middleware import SecurityHeaders, StaffGate
@@ -26,6 +27,7 @@ from central.web.routers import (
     members,
     metrics,
     public,
+    registrations,
     snapshots,
     staff,
     stations,
@@ -60,6 +62,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         stations.router,
         members.router,
         events.router,
+        registrations.router,
         commands.router,
         snapshots.router,
         metrics.router,
@@ -74,6 +77,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         app.include_router(router)
     dashboard.mount_static(app, ctx.config.dashboard.tiles_dir)
     limit = ctx.config.web.max_json_kb * 1024
+    install_phone(app, ctx)  # the workers' pages /m/ and their API /api/m/ (issue 11)
     app.add_middleware(BodyLimit, default_bytes=limit, upload_bytes=limit, upload_paths=frozenset())
     app.add_middleware(StaffGate, sessions=ctx.auth.sessions)
     tiles = ctx.config.dashboard.tile_origin

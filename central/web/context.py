@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +33,10 @@ class WebContext:
     data_key: DataKey
     live: LiveBus = field(default_factory=LiveBus)
     now: Callable[[], dt.datetime] = field(default=_utc_now)
+    #: The phone pages' link to the roster and the doors (`central.phone.fleet.Fleet`); None: the
+    #: real one (`CentreFleet`: central.roster and central.commands). Tests of the phone API alone
+    #: pass a recording stand-in.
+    fleet: Any = None
     metrics: CentreMetrics | None = None
     #: Signs what goes to stations (commands); `down` publishes it (None when [mqtt] is disabled).
     signer: MessageSigner | None = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from central.phone.geo import Point, distance_m, navigation_links, wgs84_to_bd09, wgs84_to_gcj02
 from central.snapshot_files import SNAPSHOT_URL
 from central.store import stations as station_store
 from central.store.tables import Event, Member, Station
@@ -45,6 +46,43 @@ class PublicStation(BaseModel):
             hours=station.schedule,
             services=list(station.services),
             contact=Contact(name=station.contact_name, phone=station.contact_phone),
+        )
+
+
+class MapPoint(BaseModel):
+    lat: float
+    lon: float
+
+
+class NavLinks(BaseModel):
+    app: str = Field(description="The app's URI scheme (opens the installed app).")
+    web: str = Field(description="The vendor's https page (works in any browser, WeChat's too).")
+
+
+class DirectoryStation(PublicStation):
+    """A station in the public directory with what a phone needs to get there."""
+
+    gcj02: MapPoint | None = Field(
+        description="The position in GCJ-02 (Amap, Tencent); WGS-84 is latitude/longitude."
+    )
+    bd09: MapPoint | None = Field(description="The position in BD-09 (Baidu).")
+    distance_m: float | None = Field(description="From the lat/lon given (WGS-84), when given.")
+    nav: dict[str, NavLinks] = Field(description="amap / baidu / tencent: links in each app's datum.")
+
+    @classmethod
+    def of(cls, station: Station, now: dt.datetime, here: Point | None = None) -> DirectoryStation:
+        base = PublicStation.of(station, now).model_dump()
+        if station.latitude is None or station.longitude is None:
+            return cls(**base, gcj02=None, bd09=None, distance_m=None, nav={})
+        point = Point(station.latitude, station.longitude)
+        gcj, bd = wgs84_to_gcj02(point), wgs84_to_bd09(point)
+        links = navigation_links(point, station.name, station.address)
+        return cls(
+            **base,
+            gcj02=MapPoint(lat=round(gcj.lat, 7), lon=round(gcj.lon, 7)),
+            bd09=MapPoint(lat=round(bd.lat, 7), lon=round(bd.lon, 7)),
+            distance_m=round(distance_m(here, point), 1) if here is not None else None,
+            nav={name: NavLinks(app=link.app, web=link.web) for name, link in links.items()},
         )
 
 

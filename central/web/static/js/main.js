@@ -18,6 +18,7 @@ const VIEWS = {
   member: () => import("./views/member.js"),
   visits: () => import("./views/visits.js"),
   audit: () => import("./views/audit.js"),
+  registrations: () => import("./views/registrations.js"),
   staff: () => import("./views/staff.js"),
   account: () => import("./views/account.js"),
 };

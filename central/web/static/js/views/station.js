@@ -40,7 +40,8 @@ export async function mount(view, { id }) {
       h("div", {},
         h("section", { className: "card", "aria-labelledby": "open-h" }, h("h2", { id: "open-h" }, tr("station.remote_open")), openBox),
         h("section", { className: "card", "aria-labelledby": "health-h" }, h("h2", { id: "health-h" }, tr("station.health")), healthBox),
-        h("section", { className: "card", "aria-labelledby": "hours-h" }, h("h2", { id: "hours-h" }, tr("station.hours")), hoursBox))));
+        h("section", { className: "card", "aria-labelledby": "hours-h" }, h("h2", { id: "hours-h" }, tr("station.hours")), hoursBox),
+        posterCard(station))));
 
   const entries = new EntryList(list, 1000);
   function recount() {
@@ -228,4 +229,14 @@ export async function mount(view, { id }) {
   await loadDay();
   loadStations(true).catch(() => {});
   return () => off.forEach((fn) => fn());
+}
+
+/** The door poster (issue 11): its QR code opens the station's phone page, to register and open. */
+function posterCard(station) {
+  const base = `/api/v1/stations/${encodeURIComponent(station.station_id)}/poster`;
+  return h("section", { className: "card", "aria-labelledby": "poster-h" },
+    h("h2", { id: "poster-h" }, tr("station.poster")),
+    h("p", { className: "muted" }, tr("station.poster_help")),
+    h("a", { className: "button", id: "poster-pdf", href: `${base}.pdf`, download: "" }, tr("station.poster_pdf")), " ",
+    h("a", { className: "button", id: "poster-png", href: `${base}.png`, download: "" }, tr("station.poster_png")));
 }
