@@ -93,14 +93,20 @@ def test_kill_9_of_ingest_workers_loses_nothing_and_stores_nothing_twice(
         for process in processes:
             process.start()
         stations = [station(tmp_path, broker.port, sid, key, ack_timeout_s=2.0) for sid in STATIONS]
+        # Each step waits for what it needs, not for a time: on a loaded machine the workers connect
+        # and the stations record events more slowly, and a fixed sleep killed a worker before it
+        # had received anything (or left fewer than 300 events).
+        connected = lambda p, n: p.log_text().count("ingest worker connected") >= n  # noqa: E731
+        assert until(lambda: all(connected(p, 1) for p in processes), 120)
         with Traffic(stations) as traffic:
-            time.sleep(2.0)
+            assert until(lambda: len(traffic.ids) >= 100, 120)
             processes[0].kill()  # mid-stream: it held received, unstored, un-PUBACKed messages
             time.sleep(1.0)
             processes[0].start()  # same client id: its persistent session is handed back to it
-            time.sleep(2.0)
+            assert until(lambda: connected(processes[0], 2), 120)
+            assert until(lambda: len(traffic.ids) >= 200, 120)
             processes[1].kill()  # and this one never comes back: its session expires (20 s)
-            time.sleep(2.0)
+            assert until(lambda: len(traffic.ids) > 300, 120)
         ids = list(traffic.ids)
         assert len(ids) > 300
         check_all_stored_once(central_db, stations, ids, timeout=90)
@@ -130,12 +136,13 @@ def test_kill_9_of_the_broker_loses_nothing_and_stores_nothing_twice(
         process.start()
         stations = [station(tmp_path, mosquitto.port, sid, key, ack_timeout_s=2.0,
                             reconnect_max_s=2) for sid in STATIONS]  # fmt: skip
+        assert until(lambda: "ingest worker connected" in process.log_text(), 120)
         with Traffic(stations) as traffic:
-            time.sleep(2.0)
+            assert until(lambda: len(traffic.ids) >= 100, 120)  # events, not seconds (a loaded box)
             mosquitto.kill()  # SIGKILL: what it PUBACKed but had not passed on is gone
             time.sleep(1.5)
             mosquitto.start()
-            time.sleep(3.0)
+            assert until(lambda: len(traffic.ids) > 300, 120)
         ids = list(traffic.ids)
         assert len(ids) > 300
         check_all_stored_once(central_db, stations, ids, timeout=120)
