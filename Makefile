@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import face_recognition, dlib, cv2, zxingcpp; assert face_recognition.face_encodings, 'face_recognition did not import'; print('face stack ok: dlib', dlib.__version__)"
 	touch $(STAMP)
 
+# Two test processes (pytest-xdist), each given whole files (`--dist loadfile`: a file's module
+# fixtures, its browser and its station, are built once), each with its own PostgreSQL, brokers and
+# temporary folders. `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m pytest -q
+	YIZHAN_TEST_FACES=$${YIZHAN_TEST_FACES:-$(FACES)} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The whole system: centre, broker (mosquitto), two stations, dashboard (demo/; without mosquitto
 # the station runs alone and says so). `yizhan demo` is the single station.

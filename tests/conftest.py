@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def labelled_faces(faces_root: Path, face_model: Any) -> Any:
     three door frames each: what `balanced` and `convenient` judge on), through bench.quality's own
     pipelines and cache (bench/out/, git-ignored: a rerun on the same machine reads it instead of
     encoding again). About 2-3 minutes on a loaded 2-core box without the cache."""
-    from bench.quality import data_roots, encode_set
+    from bench.quality import CACHE_DIR, data_roots, encode_set
 
     roots = data_roots(faces_root)
     if len(roots) < 2:
@@ -126,8 +127,22 @@ def labelled_faces(faces_root: Path, face_model: Any) -> Any:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    samples, info = encode_set(face_model, roots, frames=3)
+    # Parallel test processes (pytest-xdist) share the cache file: one encodes and writes it while
+    # the others wait, then read it instead of encoding the same photos again.
+    with _cache_lock(CACHE_DIR / ".labelled_faces.lock"):
+        samples, info = encode_set(face_model, roots, frames=3)
     return samples, roots, info
+
+
+@contextmanager
+def _cache_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,10 @@ def postgres_bin_dir() -> Path:
     pytest.skip(message)
 
 
+class PortTaken(RuntimeError):
+    """The postmaster could not bind its port: someone else took it first."""
+
+
 @dataclass
 class PgServer:
     bin_dir: Path
@@ -87,6 +91,18 @@ class PgServer:
                          "--locale=C.UTF-8", "--no-sync")  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr[-2000:]}")
+        # Tests run in parallel processes (pytest-xdist), each with its own server: another process
+        # can take the free port between our probe and the postmaster's bind. Then try another.
+        for _attempt in range(4):
+            try:
+                self._start_postmaster()
+                return
+            except PortTaken:
+                self.port = free_port()
+        self._start_postmaster()
+
+    def _start_postmaster(self) -> None:
+        log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -94,7 +110,10 @@ class PgServer:
         done = self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.log_path), "-w",
                          "-t", "60", "start")  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {done.stderr[-1000:]} {self.log_text()[-2000:]}")
+            log = self.log_text()[log_size:]
+            if "could not bind" in log or "already in use" in log:
+                raise PortTaken(log[-1000:])
+            raise RuntimeError(f"pg_ctl start failed: {done.stderr[-1000:]} {log[-2000:]}")
         self.pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
 
     def log_text(self) -> str:
@@ -116,10 +135,13 @@ class PgServer:
         return name
 
     def stop(self) -> None:
-        """Fast shutdown through pg_ctl, then by PID if it is still there; the folder is removed."""
+        """Immediate shutdown through pg_ctl, then by PID if it is still there; the folder is removed.
+
+        Immediate: the folder is deleted next, so the shutdown checkpoint a fast stop writes (every
+        test database of the session, hundreds of them) would only be thrown away."""
         pid, self.pid = self.pid, None
         if pid is not None:
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop")
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "30", "stop")
             deadline = time.monotonic() + 10
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)

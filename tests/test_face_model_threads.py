@@ -22,7 +22,12 @@ SCRIPT = textwrap.dedent(
     from recognizer.encoder import DlibFaceModel
 
     model = DlibFaceModel()
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in sys.argv[1:]]
+    def load(path):  # camera-frame sized: what crashed was two threads at once, not big photos
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((640, 640))
+        return np.asarray(image)
+
+    images = [load(p) for p in sys.argv[1:]]
     results, errors = {}, []
 
     def work(index):
