@@ -19,6 +19,9 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=180.0, help="seconds each step of the story may take"
     )
+    parser.add_argument(
+        "--web-port", type=int, default=None, help="the dashboard's port (default 8090; a free one if taken)"
+    )
     return run(parser.parse_args())
 
 

@@ -451,7 +451,7 @@ def run(args: Any) -> int:
     if any(folder.iterdir()) if folder.exists() else False:
         say(f"{folder} is not empty: give an empty or new folder")
         return 2
-    fleet = Fleet(folder, say, mosquitto)
+    fleet = Fleet(folder, say, mosquitto, getattr(args, "web_port", None) or WEB_PORT)
     say(f"yizhan fleet demo: a centre, a broker ({mosquitto}) and two stations, all under {folder}")
     try:
         say("-- setting up: broker with TLS and one login per station, centre, stations pinned to its key")

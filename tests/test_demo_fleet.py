@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mqtt_broker import mosquitto_path
+from mqtt_broker import free_port, mosquitto_path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -40,7 +40,9 @@ def test_the_whole_fleet_story_runs_to_its_end(tmp_path: Path) -> None:
     mosquitto_path()  # skips locally without mosquitto, fails under CI
     folder = tmp_path / "fleet"
     done = subprocess.run(
-        [sys.executable, "-m", "demo", "--until-done", "--timeout", "300", "--dir", str(folder)],
+        # A port of its own: another test run on this machine may have a fleet demo on 8090.
+        [sys.executable, "-m", "demo", "--until-done", "--timeout", "300", "--dir", str(folder),
+         "--web-port", str(free_port())],
         capture_output=True, text=True, timeout=2400, env=ENV, cwd=ROOT, check=False,
     )  # fmt: skip
     out = done.stdout
