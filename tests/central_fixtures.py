@@ -12,7 +12,7 @@ Registered in conftest.py through `pytest_plugins`.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +58,22 @@ def _empty_url(kind: str, request: pytest.FixtureRequest, folder: Path) -> str:
 
 
 @pytest.fixture(params=DATABASES)
-def central_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def central_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database on each kind."""
-    return _empty_url(request.param, request, tmp_path)
+    url = _empty_url(request.param, request, tmp_path)
+    drop = _dropper(request, url)
+    yield url
+    drop()
+
+
+def _dropper(request: pytest.FixtureRequest, url: str) -> Callable[[], None]:
+    """What drops the test's PostgreSQL database after it (a SQLite file goes with tmp_path)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return lambda: None
+    server: PgServer = request.getfixturevalue("pg_server")
+    name = parsed.database
+    return lambda: server.drop_database(name)
 
 
 @pytest.fixture(params=DATABASES)
@@ -83,11 +96,13 @@ def central_db(
         server: PgServer = request.getfixturevalue("pg_server")
         assert isinstance(template, str)
         url = server.url(server.create_database(template=template))
+    drop = _dropper(request, url)
     engine = open_engine(make_url(url))
     try:
         yield CentralDb(kind, url, engine, session_factory(engine))
     finally:
         engine.dispose()
+        drop()
 
 
 def _make_template(kind: str, request: pytest.FixtureRequest, folder: Path) -> Path | str:
