@@ -260,6 +260,18 @@ def test_log_in_and_watch_entries_arrive(site: tuple[Fleet, str], desktop: Brows
     )
     b.wait(lambda: b.els(f"[data-event='{refused}']"))
     assert "拒绝 · 二维码 · 已过期" in b.text(f"[data-event='{refused}']")
+    # Events without a person at the door are captioned as the station's, never "unidentified".
+    captions = {
+        fleet.store_event(station_id="hd-1", kind="station_started", method=None): "驿站设备",
+        fleet.store_event(station_id="hd-1", kind="station_stopped", method=None): "驿站设备",
+        fleet.store_event(station_id="hd-1", kind="door_forced", method=None): "驿站设备",
+        fleet.store_event(station_id="hd-1", kind="exit", method="exit_button"): "出门按钮",
+        fleet.store_event(station_id="hd-1", kind="refused", method="face", reason="unknown_face"): "未识别",
+    }
+    for event_id_, caption in captions.items():
+        b.wait(lambda e=event_id_: b.els(f"[data-event='{e}'] .who"))
+        assert b.text(f"[data-event='{event_id_}'] .who") == caption, event_id_
+    assert "驿站启动" in b.text(f"[data-event='{next(iter(captions))}'] .what")
 
     # A hostile member name is shown as text, never run.
     with fleet.ctx.db.begin() as db:
@@ -528,6 +540,25 @@ def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -
         assert saved is not None and saved.services == ["饮水", "充电"] and saved.longitude == 116.32
     b.go(url + "/dashboard/#/staff")
     b.wait(lambda: b.els("#staff-table [data-staff='hd.staff']"))
+    # Each district's rule for phone registrations (admins; the API's PUT, audited).
+    rule = "#district-list [data-district='chaoyang'] select[name=registration_approval]"
+    b.wait(lambda: b.els(rule))
+    with fleet.ctx.db() as db:
+        from central.store.tables import District
+
+        district = db.get(District, "chaoyang")
+        assert district is not None and b.js(f"return document.querySelector(\"{rule}\").value") == district.registration_approval
+    assert "需工作人员审批" in b.text(rule) and "短信验证后自动通过" in b.text(rule)
+    wanted = "auto" if district.registration_approval == "staff" else "staff"
+    b.js(f"const s = document.querySelector(\"{rule}\"); s.value = '{wanted}';"
+         "s.dispatchEvent(new Event('change', {bubbles: true}))")  # fmt: skip
+
+    def saved_rule() -> str | None:
+        with fleet.ctx.db() as db:
+            row = db.get(District, "chaoyang")
+            return row.registration_approval if row is not None else None
+
+    b.wait(lambda: saved_rule() == wanted)
     b.el("#staff-add").click()
     b.wait(lambda: b.el("#dialog").is_displayed())
     b.el("#dialog [name=username]").send_keys("cy.viewer")
@@ -550,6 +581,12 @@ def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -
     b.wait(lambda: b.text("[data-route=live]") == "Live")
     assert b.js("return document.documentElement.lang") == "en"
     b.wait(lambda: "Account created" in b.text("#audit-table"))
+    b.go(url + "/dashboard/#/staff")
+    b.wait(lambda: b.els(rule))
+    assert b.js(f"return document.querySelector(\"{rule}\").value") == wanted  # as saved, after a reload
+    assert "Staff approve each one" in b.text(rule) and "Phone registrations" in b.text("#district-list")
+    b.go(url + "/dashboard/#/audit")
+    b.wait(lambda: b.els("#audit-table [data-action='registration_approval_set']"))
     b.driver.refresh()
     b.wait(lambda: b.els("#audit-table tbody tr"))
     assert b.text("[data-route=stations]") == "Stations"  # remembered
