@@ -547,7 +547,8 @@ def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -
         from central.store.tables import District
 
         district = db.get(District, "chaoyang")
-        assert district is not None and b.js(f"return document.querySelector(\"{rule}\").value") == district.registration_approval
+        assert district is not None
+        assert b.js(f'return document.querySelector("{rule}").value') == district.registration_approval
     assert "需工作人员审批" in b.text(rule) and "短信验证后自动通过" in b.text(rule)
     wanted = "auto" if district.registration_approval == "staff" else "staff"
     b.js(f"const s = document.querySelector(\"{rule}\"); s.value = '{wanted}';"
@@ -583,7 +584,7 @@ def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -
     b.wait(lambda: "Account created" in b.text("#audit-table"))
     b.go(url + "/dashboard/#/staff")
     b.wait(lambda: b.els(rule))
-    assert b.js(f"return document.querySelector(\"{rule}\").value") == wanted  # as saved, after a reload
+    assert b.js(f'return document.querySelector("{rule}").value') == wanted  # as saved, after a reload
     assert "Staff approve each one" in b.text(rule) and "Phone registrations" in b.text("#district-list")
     b.go(url + "/dashboard/#/audit")
     b.wait(lambda: b.els("#audit-table [data-action='registration_approval_set']"))
