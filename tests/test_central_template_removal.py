@@ -264,6 +264,14 @@ def test_removed_at_one_station_gone_at_the_centre_and_the_other_station(
                 assert db.scalars(select(AuditEntry).where(AuditEntry.action == "template_removed")).all()
             assert until(lambda: a.outbox_depth() == 0, 20), "the removal was never acknowledged"
             assert station_templates(a, "m-fleet") == {right}
+
+            # The reverse: staff remove the other template at the centre: gone at both stations.
+            with central_db.sessions.begin() as db:
+                assert roster.remove_template(db, "m-fleet", right, "staff:ops") == 2
+            centre.mqtt.roster.wake()  # type: ignore[union-attr]
+            for st in (a, b):
+                assert until(lambda st=st: station_templates(st, "m-fleet") == set(), 20), st.station_id
+            assert b.double.station.get_member("m-fleet") is not None  # the member stays (the pass works)
             assert (
                 metric(
                     centre, "yizhan_centre_ingest_messages_total", kind="template_removal", outcome="stored"
@@ -314,3 +322,57 @@ def test_refused_removals_over_mqtt_are_counted_and_not_acknowledged(
             assert acked == {42}
         finally:
             pub.close()
+
+
+def test_staff_list_and_remove_a_template_through_the_api(central_db: CentralDb, central_config: Any) -> None:
+    from dashboard_support import NOW as FLEET_NOW
+    from dashboard_support import Api, build_fleet, config_for
+    from fastapi.testclient import TestClient
+
+    from central.web.app import create_app
+
+    fleet = build_fleet(central_db, config_for(central_config), now=FLEET_NOW)
+    with central_db.sessions.begin() as db:
+        member = db.get(member_store.Member, "m-li")
+        assert member is not None
+        member.consent_cross_station = True
+        for i, template_id in enumerate((T1, T2)):
+            member_store.add_template(
+                db, fleet.ctx.data_key.templates, member_id="m-li", vector=vector(i),
+                template_id=template_id, origin_station_id="hd-1",
+            )  # fmt: skip
+    with TestClient(create_app(fleet.ctx), base_url="https://testserver") as client:
+        admin, cy, viewer = Api(client, "admin"), Api(client, "cy.staff"), Api(client, "viewer")
+        listed = admin.get("/api/v1/members/m-li/templates")
+        assert listed.status_code == 200
+        rows = listed.json()
+        assert [t["template_id"] for t in rows] == [T1, T2] and rows[0]["scope"] == "fleet"
+        assert all("vector" not in t and "ciphertext" not in t for t in rows)
+        assert cy.get("/api/v1/members/m-li/templates").status_code == 404  # another district's member
+        path = f"/api/v1/members/m-li/templates/{T1}"
+        client.cookies.clear()  # the logins above left a session cookie: bearer tokens only from here
+        assert client.delete(path).status_code == 401
+        assert client.delete(path, headers=viewer.headers).status_code == 403
+        assert client.delete(path, headers=cy.headers).status_code == 404
+        assert (
+            client.delete(f"/api/v1/members/m-wang/templates/{T1}", headers=admin.headers).status_code == 404
+        )
+        assert (
+            client.delete("/api/v1/members/m-li/templates/not-a-template", headers=admin.headers).status_code
+            == 422
+        )
+        removed = client.delete(path, headers=admin.headers)
+        assert removed.status_code == 200, removed.text
+        assert removed.json() == {
+            "member_id": "m-li",
+            "template_id": T1,
+            "stations": 0,
+        }  # no station built yet
+        gone = client.delete(path, headers=admin.headers)
+        assert gone.status_code == 404 and gone.json()["code"] == "template_not_found"
+        assert [t["template_id"] for t in admin.get("/api/v1/members/m-li/templates").json()] == [T2]
+    with central_db.sessions() as db:
+        entries = db.scalars(select(AuditEntry).where(AuditEntry.action == "template_removed")).all()
+        assert [(e.actor, e.target_id, e.district_id, e.details["template_id"]) for e in entries] == [
+            ("staff:admin", "m-li", "haidian", T1)
+        ]

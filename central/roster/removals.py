@@ -29,6 +29,7 @@ from central.ingest.messages import TemplateRemovalIn
 from central.roster import changes, state
 from central.roster.view import view
 from central.store import audit
+from central.store import members as member_store
 from central.store import removals as removal_store
 from central.store.tables import FaceTemplate, Station, TemplateRemoval
 
@@ -119,3 +120,29 @@ def template_removal_received(
         },
     )
     return RemovalOutcome(True, True, stations)
+
+
+def remove_template(
+    session: Session, member_id: str, template_id: str, actor: str, *, client: str | None = None
+) -> int | None:
+    """Staff remove one of a member's templates at the centre (a wrong or poor photo): the centre's
+    copy goes and every station holding it gets `remove_template`, audited. Returns how many
+    stations get the change, or None when the member has no such template."""
+    template = session.get(FaceTemplate, template_id)
+    if template is None or template.member_id != member_id:
+        return None
+    member = template.member
+    session.delete(template)
+    session.flush()
+    stations = changes.member_changed(session, member_id, cause=f"template_removal:{actor[:100]}")
+    audit.record(
+        session,
+        actor=actor,
+        action="template_removed",
+        target_type="member",
+        target_id=member_id,
+        district_id=member_store.member_district(session, member) if member is not None else None,
+        client=client,
+        details={"template_id": template_id, "stations": stations},
+    )
+    return stations
