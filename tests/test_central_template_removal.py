@@ -376,3 +376,52 @@ def test_staff_list_and_remove_a_template_through_the_api(central_db: CentralDb,
         assert [(e.actor, e.target_id, e.district_id, e.details["template_id"]) for e in entries] == [
             ("staff:admin", "m-li", "haidian", T1)
         ]
+
+
+@pytest.mark.parametrize("sync_on", [True, False])
+def test_the_station_queues_the_removal_with_the_removal_and_builds_the_contract_message(
+    tmp_path: Path, sync_on: bool
+) -> None:
+    """Station side: the outbox row is written in the removal's transaction (only with sync on),
+    carries ids and who removed it, no face data, and becomes `up/template_removal`."""
+    from contract.messages import TemplateRemovalMessage
+    from contract.topics import StationTopics
+    from edge.station import Station as EdgeStation
+    from models import events as event_store
+    from models import members as station_members
+    from sync.outbox_rows import MessageBuilder, Ready, Row
+    from tests.mqtt_broker import station_config
+
+    config = station_config(tmp_path, 1883, station_id="st-a")
+    if not sync_on:
+        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"enabled": False})})
+    edge = EdgeStation(config, env={})
+    try:
+        with edge.write_sessions() as session, session.begin():
+            station_members.add_member(session, member_id="m-1", name="m-1", consent_face=True)
+            ids = station_members.add_templates(
+                session, edge.cipher, member_id="m-1", encodings=[vector(1), vector(2)],
+                qualities=[{}, {}], sources=[None, None],
+            )  # fmt: skip
+        assert edge.remove_template(ids[0], removed_by="installer:wang") is not None
+        assert edge.remove_template(ids[0], removed_by="installer:wang") is None  # gone: nothing queued
+        with edge.sessions() as session:
+            rows = [r for r in event_store.pending_outbox(session, 100) if r.topic_kind == "template_removal"]
+        if not sync_on:
+            assert rows == []
+            return
+        assert len(rows) == 1
+        row = rows[0]
+        assert row.payload["template_id"] == ids[0] and row.payload["removed_by"] == "installer:wang"
+        assert "vector" not in json.dumps(row.payload)
+        builder = MessageBuilder(
+            sessions=edge.sessions, topics=StationTopics("st-a"), config=config.mqtt,
+            resolve_snapshot=None, cipher=None,
+        )  # fmt: skip
+        ready = builder.build(Row(row.seq, None, row.topic_kind, dict(row.payload), row.created_at))
+        assert isinstance(ready, Ready) and ready.topic == "yz/v1/station/st-a/up/template_removal"
+        sent = TemplateRemovalMessage.model_validate_json(ready.data)
+        assert (sent.member_id, sent.template_id, sent.seq) == ("m-1", ids[0], row.seq)
+        assert parsed(json.loads(ready.data)).template_id == ids[0]  # and the centre reads it
+    finally:
+        edge.close()
