@@ -425,3 +425,43 @@ def test_the_station_queues_the_removal_with_the_removal_and_builds_the_contract
         assert parsed(json.loads(ready.data)).template_id == ids[0]  # and the centre reads it
     finally:
         edge.close()
+
+
+def test_a_removal_racing_its_enrolment_in_another_worker_waits_for_it(
+    keyed: tuple[CentralDb, DataKey],
+) -> None:
+    """Two ingest workers, two transactions at once: the enrolment carrying T1 has not committed
+    when the removal of T1 arrives. The removal waits for it (a lock per template id), then finds
+    T1 and withdraws it; without the lock it would miss T1 and the face would go to every station."""
+    import threading
+
+    central_db, data_key = keyed
+    with central_db.sessions.begin() as db:
+        built(db, data_key, "s1", "s2")
+    enrolment = EnrolmentIn.model_validate(
+        {
+            "v": 1, "type": "enrolment", "id": str(uuid.uuid4()), "station_id": "s1", "seq": 7,
+            "ts": NOW.isoformat(),
+            "member": {"member_id": "m-race", "name": "race", "consent_face": True,
+                       "consent_cross_station": True, "consent_at": NOW.isoformat()},
+            "templates": [{"template_id": T1, "model": "dlib_resnet_v1", "vector": vector(1)}],
+        },
+        strict=False,
+    )  # fmt: skip
+    outcome: list[Any] = []
+    with central_db.sessions.begin() as first:
+        enrolment_received(first, data_key.templates, station_id="s1", message=enrolment, received_at=NOW)
+
+        def remove() -> None:
+            with central_db.sessions.begin() as second:
+                outcome.append(receive(second, removal("s1", "m-race", T1, seq=8)))
+
+        racer = threading.Thread(target=remove)
+        racer.start()
+        racer.join(0.5)  # on SQLite it waits for the writer lock; on PostgreSQL for the template's
+    racer.join(30)
+    assert not racer.is_alive() and len(outcome) == 1
+    assert outcome[0].held, "the removal missed the template its enrolment was storing"
+    with central_db.sessions() as db:
+        assert db.get(FaceTemplate, T1) is None
+        assert {"op": "remove_template", "member_id": "m-race", "template_id": T1} in last_ops(db, "s2")

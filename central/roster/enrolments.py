@@ -119,6 +119,7 @@ def enrolment_received(
     session.flush()
     stored = refused = 0
     # Removed at this station since (its removal stored first by another ingest worker): gone.
+    removal_store.lock_templates(session, [t.template_id for t in message.templates])
     removed = removal_store.removed_at_station(
         session, station_id=station_id, template_ids=[t.template_id for t in message.templates]
     )

@@ -67,6 +67,7 @@ def template_removal_received(
 
     Raises `RemovalRefused` (nothing written) for a template of another member or one the sender
     does not hold."""
+    removal_store.lock_templates(session, [message.template_id])
     template = session.get(FaceTemplate, message.template_id)
     if template is not None:
         if template.member_id != message.member_id:
