@@ -392,6 +392,28 @@ def test_members_pass_and_erase(site: tuple[Fleet, str], desktop: Browser) -> No
     b.wait(lambda: b.js("return location.hash") == "#/members")
     with fleet.ctx.db() as db:
         assert member_store.get_member(db, member_id=member_id) is None
+
+    # Face photos: one removed (a photo of the wrong person), gone at the centre (and so at the stations).
+    from central.store.tables import FaceTemplate
+
+    wrong, right = "a" * 32, "b" * 32
+    with fleet.ctx.db.begin() as db:
+        for i, template_id in enumerate((wrong, right)):
+            member_store.add_template(
+                db, fleet.ctx.data_key.templates, member_id="m-li", template_id=template_id,
+                vector=np.random.default_rng(i).normal(0, 0.1, 128).tolist(), origin_station_id="hd-1",
+            )  # fmt: skip
+    b.go(url + "/dashboard/#/members/m-li")
+    b.wait(lambda: len(b.els("#member-templates [data-template]")) == 2)
+    assert "人脸照片" in b.text("#member-templates") and "海淀一号" in b.text("#member-templates")
+    b.el(f"#member-templates [data-template='{wrong}'] button").click()
+    b.wait(lambda: b.el("#dialog").is_displayed())
+    assert "所有驿站" in b.text("#dialog")
+    b.el("#dialog-ok").click()
+    b.wait(lambda: len(b.els("#member-templates [data-template]")) == 1)
+    assert b.els(f"#member-templates [data-template='{right}']")
+    with fleet.ctx.db() as db:
+        assert {t.template_id for t in db.query(FaceTemplate).filter_by(member_id="m-li")} == {right}
     assert not b.severe_logs(), b.severe_logs()
 
 
