@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from central_fixtures import CentralDb
 from sqlalchemy import select
@@ -42,6 +41,7 @@ from tests.centre_mqtt import (
 )
 from tests.mqtt_broker import Broker, broker
 from tests.test_central_roster import T1, T2, T3, built, keyed, station_changes, vector
+from tests.test_central_roster_mqtt import vectors
 
 __all__ = ["broker", "keyed"]
 
@@ -232,11 +232,6 @@ def test_an_enrolment_arriving_after_its_templates_removal_does_not_bring_it_bac
         )
         assert outcome.templates_stored == 1
         assert {t.template_id for t in db.scalars(select(FaceTemplate))} == {T2}
-
-
-def vectors(seed: int, n: int = 2) -> list[list[float]]:
-    rng = np.random.default_rng(seed)
-    return [rng.normal(0, 0.1, 128).tolist() for _ in range(n)]
 
 
 def test_removed_at_one_station_gone_at_the_centre_and_the_other_station(

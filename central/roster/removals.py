@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -60,6 +61,34 @@ def _sender_holds(session: Session, template: FaceTemplate, station: Station) ->
     return seen is not None and template.template_id in seen.templates
 
 
+def _withdraw(
+    session: Session,
+    template: FaceTemplate,
+    *,
+    actor: str,
+    district_id: str | None,
+    client: str | None,
+    details: dict[str, Any],
+) -> int:
+    """Delete the centre's copy, send `remove_template` to every holder, audit; returns how many
+    stations get the change."""
+    member_id, template_id = template.member_id, template.template_id
+    session.delete(template)
+    session.flush()
+    stations = changes.member_changed(session, member_id, cause=f"template_removal:{actor[:100]}")
+    audit.record(
+        session,
+        actor=actor,
+        action="template_removed",
+        target_type="member",
+        target_id=member_id,
+        district_id=district_id,
+        client=client,
+        details={"template_id": template_id, "stations": stations, **details},
+    )
+    return stations
+
+
 def template_removal_received(
     session: Session, *, station: Station, message: TemplateRemovalIn, received_at: dt.datetime
 ) -> RemovalOutcome:
@@ -96,30 +125,17 @@ def template_removal_received(
     if not new or template is None:
         # A re-send, or a template the centre never had (no cross-station consent) or no longer has.
         return RemovalOutcome(new)
-    member = template.member
-    session.delete(template)
-    session.flush()
-    stations = changes.member_changed(
-        session, message.member_id, cause=f"template_removal:{station.station_id}"
+    stations = _withdraw(
+        session,
+        template,
+        actor=f"station:{station.station_id}",
+        district_id=station.district_id,
+        client=None,
+        details={"removed_by": message.removed_by, "removed_at": message.ts.isoformat()},
     )
     row = session.get(TemplateRemoval, message.template_id)
     if row is not None:
         row.stations = stations
-    audit.record(
-        session,
-        actor=f"station:{station.station_id}",
-        action="template_removed",
-        target_type="member",
-        target_id=message.member_id,
-        district_id=station.district_id,
-        details={
-            "template_id": message.template_id,
-            "removed_by": message.removed_by,
-            "removed_at": message.ts.isoformat(),
-            "stations": stations,
-            "home_station_id": member.home_station_id if member is not None else None,
-        },
-    )
     return RemovalOutcome(True, True, stations)
 
 
@@ -133,17 +149,11 @@ def remove_template(
     if template is None or template.member_id != member_id:
         return None
     member = template.member
-    session.delete(template)
-    session.flush()
-    stations = changes.member_changed(session, member_id, cause=f"template_removal:{actor[:100]}")
-    audit.record(
+    return _withdraw(
         session,
+        template,
         actor=actor,
-        action="template_removed",
-        target_type="member",
-        target_id=member_id,
         district_id=member_store.member_district(session, member) if member is not None else None,
         client=client,
-        details={"template_id": template_id, "stations": stations},
+        details={},
     )
-    return stations
