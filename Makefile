@@ -48,7 +48,7 @@ eval-model:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy contract common recognizer models edge central demo
+	$(BIN)/mypy contract common recognizer models edge central demo bench
 
 # The dashboard's front-end libraries, from the npm registry with their licences (needs node/npm;
 # the files are committed, so nobody needs this to run or test the centre).

@@ -375,8 +375,8 @@ def measure_two_factor(
                     )
                     counts["genuine"][0] += verify(snap, sample.identity, window, policy).accepted
                     counts["genuine"][1] += 1
-                    on_demand = verify(snap, sample.identity, window, policy, on_demand=True)
-                    counts["genuine_on_demand"][0] += on_demand.accepted
+                    asked = verify(snap, sample.identity, window, policy, on_demand=True)
+                    counts["genuine_on_demand"][0] += asked.accepted
                     counts["genuine_on_demand"][1] += 1
             for claimed in members:
                 if claimed == sample.identity:
@@ -425,7 +425,13 @@ def measure_enrolment(samples: Sequence[Sample], policy: ScoringPolicy) -> dict[
     first = {m: enrollable(grouped[m])[0] for m in members}
     rows = [(m, first[m].encoding) for m in members]
     same = {"photos": 0, "same_person": 0, "lookalike": 0, "possible_duplicate": 0, "missed": 0}
-    distinct = {"photos": 0, "same_person": 0, "lookalike": 0, "possible_duplicate": 0, "pairs": set()}
+    distinct: dict[str, Any] = {
+        "photos": 0,
+        "same_person": 0,
+        "lookalike": 0,
+        "possible_duplicate": 0,
+        "pairs": set(),
+    }
     for member in members:
         photos = enrollable(grouped[member])
         others = RosterSnapshot.build([(m, v) for m, v in rows if m != member], dim=dim)

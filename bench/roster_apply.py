@@ -71,7 +71,7 @@ def _apply(sync: RosterSync, members: list[dict[str, Any]], version: int) -> tup
         original(sessions, items, apply, report)
         longest[0] = max(longest[0], report.longest_batch_ms)
 
-    snapshot_apply._timed_batches = spy  # type: ignore[assignment]
+    snapshot_apply._timed_batches = spy
     parts = [members[i : i + PART] for i in range(0, len(members), PART)]
     started = time.perf_counter()
     ok = True
@@ -91,7 +91,7 @@ def _apply(sync: RosterSync, members: list[dict[str, Any]], version: int) -> tup
             outcomes = sync.handle(parse_roster(json.dumps(message).encode(), 16 * 1024 * 1024))
             ok = ok and all(o.ok for o in outcomes)
     finally:
-        snapshot_apply._timed_batches = original  # type: ignore[assignment]
+        snapshot_apply._timed_batches = original
     return time.perf_counter() - started, longest[0], ok
 
 

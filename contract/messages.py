@@ -525,6 +525,25 @@ class EnrolmentMessage(_Out):
     photos_jpeg_b64: list[str] = []
 
 
+class TemplateRemovalMessage(_Out):
+    """An installer removed one face template on site (`up/template_removal`).
+
+    A template of a member with cross-station consent went to the centre and from there to every
+    station the member may enter; removing it at one station must withdraw it everywhere, or a
+    photo of the wrong person removed here keeps opening the door at the next station. Sent
+    reliably like events (acknowledged after the centre's commit); `id` deduplicates re-sends."""
+
+    v: Literal[1] = 1
+    type: Literal["template_removal"] = "template_removal"
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,36}$")]
+    station_id: str
+    seq: int
+    ts: str
+    member_id: Identifier
+    template_id: TemplateId
+    removed_by: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+
 class ResultMessage(_Out):
     """The answer to a command or a roster message (`up/result`); `ref` is its id when known."""
 

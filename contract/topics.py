@@ -22,6 +22,7 @@ UP_ENROLMENT = "enrolment"
 UP_RESULT = "result"
 UP_STATUS = "status"
 UP_ROSTER_REQUEST = "roster_request"
+UP_TEMPLATE_REMOVAL = "template_removal"
 DOWN_ROSTER = "roster"
 DOWN_COMMAND = "command"
 DOWN_ACK = "ack"
@@ -79,6 +80,10 @@ class StationTopics:
     def roster_request(self) -> str:
         return self.up(UP_ROSTER_REQUEST)
 
+    @property
+    def template_removal(self) -> str:
+        return self.up(UP_TEMPLATE_REMOVAL)
+
     # -- centre to station ------------------------------------------------------------------------
 
     @property
@@ -100,7 +105,9 @@ class StationTopics:
 
 
 #: What a station may publish under `up/` (docs/mqtt.md, "Topics").
-UP_KINDS = frozenset({UP_EVENT, UP_SNAPSHOT, UP_ENROLMENT, UP_RESULT, UP_STATUS, UP_ROSTER_REQUEST})
+UP_KINDS = frozenset(
+    {UP_EVENT, UP_SNAPSHOT, UP_ENROLMENT, UP_RESULT, UP_STATUS, UP_ROSTER_REQUEST, UP_TEMPLATE_REMOVAL}
+)
 _UP_RE = re.compile(r"yz/v1/station/([^/]{1,64})/up/([^/]{1,64})(?:/([^/]{1,64}))?")
 
 

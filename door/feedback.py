@@ -187,10 +187,18 @@ class DoorFeedback:
             return
         self._closed = True
         self._interrupt.set()
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
+        # The stop sentinel must get in: signals still waiting are dropped to make room (a full
+        # queue used to drop the sentinel instead, and the thread then waited for signals forever).
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                break
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    continue
+                self._finished()
         self._thread.join(timeout=5.0)
         for line in self.lines:
             try:
@@ -201,6 +209,8 @@ class DoorFeedback:
     def _run(self) -> None:
         while True:
             name = self._queue.get()
+            if self._closed:  # closing: whatever woke us (the sentinel, or a signal racing close)
+                return
             self._interrupt.clear()
             while name is not None and not self._queue.empty():  # signals given since: only the newest
                 try:

@@ -136,7 +136,7 @@ def cmd_templates(args: argparse.Namespace, config: Config) -> int:
             rows = station.list_templates(args.member_id)
             _emit(args, rows, lambda: "\n".join(_template_text(t) for t in rows) or "(no templates)")
         else:
-            removed = station.remove_template(args.template_id)
+            removed = station.remove_template(args.template_id, removed_by=_cli_user())
             if removed is None:
                 raise CliRefusal(f"no template {args.template_id!r}")
             _emit(

@@ -497,14 +497,27 @@ class Station:
         with self.sessions() as session:
             return [_template_json(row) for row in member_store.list_templates(session, member_id)]
 
-    def remove_template(self, template_id: str) -> dict[str, Any] | None:
-        """Delete one template (the roster is rebuilt); None when there is no such template."""
+    def remove_template(self, template_id: str, *, removed_by: str | None = None) -> dict[str, Any] | None:
+        """Delete one template (the roster is rebuilt); None when there is no such template.
+
+        With sync on, the centre is told in the same transaction (`sync.enrolment`): it withdraws
+        the template from every other station that received it ("enrol once, open everywhere"
+        works both ways), so a wrong face removed here stops opening doors elsewhere too."""
         with self.write_sessions() as session, session.begin():
             row = member_store.get_template(session, template_id)
             if row is None:
                 return None
             removed = _template_json(row)
             member_store.remove_template(session, template_id)
+            if self.config.mqtt.enabled:
+                from sync.enrolment import enqueue_template_removal
+
+                enqueue_template_removal(
+                    session,
+                    member_id=removed["member_id"],
+                    template_id=template_id,
+                    removed_by=removed_by,
+                )
             self._bump_roster_version(session)
             removed["templates_left"] = member_store.template_count(session, removed["member_id"])
         log.info(
@@ -514,6 +527,7 @@ class Station:
                     "event": "template_removed",
                     "template_id": template_id,
                     "member_id": removed["member_id"],
+                    "by": removed_by,
                 }
             },
         )

@@ -27,6 +27,7 @@ from models.members import get_member
 from models.tables import FaceTemplate, Member, OutboxItem
 
 TOPIC_KIND = "enrolment"
+REMOVAL_KIND = "template_removal"
 MAX_PHOTO_BYTES = 2 * 1024 * 1024
 MAX_PHOTOS = 10
 
@@ -59,6 +60,24 @@ def enqueue_enrolment(
     if photos:
         payload["photos_jpeg_b64"] = photos
     return event_store.enqueue(session, topic_kind=TOPIC_KIND, payload=payload)
+
+
+def enqueue_template_removal(
+    session: Session, *, member_id: str, template_id: str, removed_by: str | None
+) -> OutboxItem:
+    """Queue "template X of member M was removed here" for the centre, in the removal's transaction.
+
+    Sent for every removal, whether or not the template ever left the station (the centre may hold
+    it from an earlier upload, or received it from elsewhere and passed it to this station): ids
+    only, no face data. The centre withdraws it from every other station (docs/mqtt.md)."""
+    payload: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "member_id": member_id,
+        "template_id": template_id,
+        "ts": iso_now(),
+        "removed_by": removed_by[:100] if removed_by else None,
+    }
+    return event_store.enqueue(session, topic_kind=REMOVAL_KIND, payload=payload)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

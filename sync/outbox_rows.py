@@ -22,11 +22,11 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.template_cipher import TemplateCipher
-from contract.messages import EventMessage, FaceModelInfo, SnapshotMeta
+from contract.messages import EventMessage, FaceModelInfo, SnapshotMeta, TemplateRemovalMessage
 from contract.topics import UP_EVENT, UP_SNAPSHOT, StationTopics
 from sync.config import MqttConfig
+from sync.enrolment import REMOVAL_KIND, build_enrolment
 from sync.enrolment import TOPIC_KIND as ENROLMENT_KIND
-from sync.enrolment import build_enrolment
 
 
 @dataclass(slots=True)
@@ -90,6 +90,11 @@ class MessageBuilder:
             return self._snapshot(row)
         if row.kind == ENROLMENT_KIND:
             return self._enrolment(row)
+        if row.kind == REMOVAL_KIND:
+            removal = TemplateRemovalMessage.model_validate(
+                {**row.payload, "station_id": self._topics.station_id, "seq": row.seq}
+            )
+            return Ready(row, self._topics.template_removal, removal.model_dump_json().encode())
         body = {
             **row.payload,
             "v": 1,

@@ -260,6 +260,18 @@ def test_log_in_and_watch_entries_arrive(site: tuple[Fleet, str], desktop: Brows
     )
     b.wait(lambda: b.els(f"[data-event='{refused}']"))
     assert "拒绝 · 二维码 · 已过期" in b.text(f"[data-event='{refused}']")
+    # Events without a person at the door are captioned as the station's, never "unidentified".
+    captions = {
+        fleet.store_event(station_id="hd-1", kind="station_started", method=None): "驿站设备",
+        fleet.store_event(station_id="hd-1", kind="station_stopped", method=None): "驿站设备",
+        fleet.store_event(station_id="hd-1", kind="door_forced", method=None): "驿站设备",
+        fleet.store_event(station_id="hd-1", kind="exit", method="exit_button"): "出门按钮",
+        fleet.store_event(station_id="hd-1", kind="refused", method="face", reason="unknown_face"): "未识别",
+    }
+    for event_id_, caption in captions.items():
+        b.wait(lambda e=event_id_: b.els(f"[data-event='{e}'] .who"))
+        assert b.text(f"[data-event='{event_id_}'] .who") == caption, event_id_
+    assert "驿站启动" in b.text(f"[data-event='{next(iter(captions))}'] .what")
 
     # A hostile member name is shown as text, never run.
     with fleet.ctx.db.begin() as db:
@@ -380,6 +392,28 @@ def test_members_pass_and_erase(site: tuple[Fleet, str], desktop: Browser) -> No
     b.wait(lambda: b.js("return location.hash") == "#/members")
     with fleet.ctx.db() as db:
         assert member_store.get_member(db, member_id=member_id) is None
+
+    # Face photos: one removed (a photo of the wrong person), gone at the centre (and so at the stations).
+    from central.store.tables import FaceTemplate
+
+    wrong, right = "a" * 32, "b" * 32
+    with fleet.ctx.db.begin() as db:
+        for i, template_id in enumerate((wrong, right)):
+            member_store.add_template(
+                db, fleet.ctx.data_key.templates, member_id="m-li", template_id=template_id,
+                vector=np.random.default_rng(i).normal(0, 0.1, 128).tolist(), origin_station_id="hd-1",
+            )  # fmt: skip
+    b.go(url + "/dashboard/#/members/m-li")
+    b.wait(lambda: len(b.els("#member-templates [data-template]")) == 2)
+    assert "人脸照片" in b.text("#member-templates") and "海淀一号" in b.text("#member-templates")
+    b.el(f"#member-templates [data-template='{wrong}'] button").click()
+    b.wait(lambda: b.el("#dialog").is_displayed())
+    assert "所有驿站" in b.text("#dialog")
+    b.el("#dialog-ok").click()
+    b.wait(lambda: len(b.els("#member-templates [data-template]")) == 1)
+    assert b.els(f"#member-templates [data-template='{right}']")
+    with fleet.ctx.db() as db:
+        assert {t.template_id for t in db.query(FaceTemplate).filter_by(member_id="m-li")} == {right}
     assert not b.severe_logs(), b.severe_logs()
 
 
@@ -528,6 +562,26 @@ def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -
         assert saved is not None and saved.services == ["饮水", "充电"] and saved.longitude == 116.32
     b.go(url + "/dashboard/#/staff")
     b.wait(lambda: b.els("#staff-table [data-staff='hd.staff']"))
+    # Each district's rule for phone registrations (admins; the API's PUT, audited).
+    rule = "#district-list [data-district='chaoyang'] select[name=registration_approval]"
+    b.wait(lambda: b.els(rule))
+    with fleet.ctx.db() as db:
+        from central.store.tables import District
+
+        district = db.get(District, "chaoyang")
+        assert district is not None
+        assert b.js(f'return document.querySelector("{rule}").value') == district.registration_approval
+    assert "需工作人员审批" in b.text(rule) and "短信验证后自动通过" in b.text(rule)
+    wanted = "auto" if district.registration_approval == "staff" else "staff"
+    b.js(f"const s = document.querySelector(\"{rule}\"); s.value = '{wanted}';"
+         "s.dispatchEvent(new Event('change', {bubbles: true}))")  # fmt: skip
+
+    def saved_rule() -> str | None:
+        with fleet.ctx.db() as db:
+            row = db.get(District, "chaoyang")
+            return row.registration_approval if row is not None else None
+
+    b.wait(lambda: saved_rule() == wanted)
     b.el("#staff-add").click()
     b.wait(lambda: b.el("#dialog").is_displayed())
     b.el("#dialog [name=username]").send_keys("cy.viewer")
@@ -550,6 +604,12 @@ def test_staff_accounts_and_english(site: tuple[Fleet, str], desktop: Browser) -
     b.wait(lambda: b.text("[data-route=live]") == "Live")
     assert b.js("return document.documentElement.lang") == "en"
     b.wait(lambda: "Account created" in b.text("#audit-table"))
+    b.go(url + "/dashboard/#/staff")
+    b.wait(lambda: b.els(rule))
+    assert b.js(f'return document.querySelector("{rule}").value') == wanted  # as saved, after a reload
+    assert "Staff approve each one" in b.text(rule) and "Phone registrations" in b.text("#district-list")
+    b.go(url + "/dashboard/#/audit")
+    b.wait(lambda: b.els("#audit-table [data-action='registration_approval_set']"))
     b.driver.refresh()
     b.wait(lambda: b.els("#audit-table tbody tr"))
     assert b.text("[data-route=stations]") == "Stations"  # remembered

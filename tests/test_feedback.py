@@ -105,6 +105,42 @@ def test_a_pattern_never_cuts_an_emergency_alarm_short(factory: Any) -> None:
         alarm.close()
 
 
+class StuckLine:
+    """A text line whose `show` blocks until released: the player thread is busy meanwhile."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def show(self, name: str, message: str) -> None:
+        self.entered.set()
+        self.release.wait(10)
+
+    def close(self) -> None:
+        pass
+
+
+def test_close_stops_the_thread_even_when_the_queue_is_full(factory: Any) -> None:
+    """A busy player with a full queue of signals still stops on close (its stop sentinel used to
+    be dropped when the queue was full, and the thread then waited for signals forever)."""
+    buzzer = TimedOutput(BUZZER, active_high=True, default_s=1.0, pin_factory=factory, name="buzzer")
+    line = StuckLine()
+    feedback = DoorFeedback(FeedbackConfig(**FAST), [buzzer], [line])
+    feedback.signal("granted")
+    assert line.entered.wait(5)
+    for _ in range(20):  # more than the queue holds: the oldest are dropped, the queue stays full
+        feedback.signal("refused")
+    closer = threading.Thread(target=feedback.close)
+    closer.start()
+    time.sleep(0.1)  # close() is waiting for the thread, which is still inside show()
+    line.release.set()
+    closer.join(10)
+    assert not closer.is_alive()
+    assert not feedback._thread.is_alive(), "the player thread did not stop"
+    assert factory.pin(BUZZER).state is False
+    buzzer.close()
+
+
 def test_unknown_signals_are_refused(factory: Any) -> None:
     feedback, buzzer = player(factory)
     with pytest.raises(ValueError, match="unknown feedback signal"):

@@ -38,6 +38,7 @@ MODELS: dict[str, Any] = {
     "result": m.ResultMessage,
     "status": m.StatusMessage,
     "roster_request": m.RosterRequest,
+    "template_removal": m.TemplateRemovalMessage,
 }
 
 
@@ -109,6 +110,7 @@ def test_topics_are_versioned_and_per_station() -> None:
     assert topics.command == "yz/v1/station/haidian-012/down/command"
     event_id = str(uuid.uuid4())
     assert topics.snapshot(event_id).endswith(f"/up/snapshot/{event_id}")
+    assert topics.template_removal == "yz/v1/station/haidian-012/up/template_removal"
     for every in (topics.event, topics.enrolment, topics.result, topics.roster_request, topics.roster):
         assert every.startswith("yz/v1/station/haidian-012/")
     for bad in ("a/b", "+", "#", "", "..", "x" * 65):

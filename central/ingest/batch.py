@@ -44,12 +44,15 @@ from central.ingest.messages import (
     RosterRequestIn,
     SnapshotMetaIn,
     StatusIn,
+    TemplateRemovalIn,
+    UpMessage,
     parse_json_message,
     parse_snapshot_meta,
 )
 from central.ingest.refusals import RefusalLog
 from central.roster.enrolments import enrolment_received
 from central.roster.erasure import confirm_applied_many
+from central.roster.removals import RemovalRefused, template_removal_received
 from central.snapshot_files import JPEG_MAGIC, SNAPSHOT_URL, SnapshotFiles
 from central.store import ingest as ingest_store
 from central.store import snapshots as snapshot_store
@@ -87,7 +90,7 @@ class Prepared:
     item: Inbound
     topic: UpTopic
     station: StationInfo
-    message: EventIn | StatusIn | ResultIn | EnrolmentIn | RosterRequestIn | SnapshotMetaIn
+    message: UpMessage | SnapshotMetaIn
     park_until: float | None = None
 
     @property
@@ -196,6 +199,8 @@ class BatchProcessor:
             for prepared in batch:
                 if prepared.kind == "enrolment":
                     self._enrolment(session, prepared, handled)
+                elif prepared.kind == "template_removal":
+                    self._template_removal(session, prepared, handled)
             self._snapshots(session, [p for p in batch if p.kind == UP_SNAPSHOT], handled)
             self._stations(session, batch, handled)
             for prepared in batch:
@@ -326,6 +331,29 @@ class BatchProcessor:
                     prepared.station.district_id,
                 )
             )
+
+    def _template_removal(self, session: Session, prepared: Prepared, handled: Handled) -> None:
+        """A template removed on site: withdrawn everywhere (`central.roster.removals`)."""
+        message = prepared.message
+        assert isinstance(message, TemplateRemovalIn)
+        station = session.get(Station, prepared.station.station_id)
+        if station is None:
+            self._refuse(handled, prepared, "unknown_station", "deleted while the message was in flight")
+            return
+        try:
+            with session.begin_nested():
+                outcome = template_removal_received(
+                    session, station=station, message=message, received_at=prepared.item.received_at
+                )
+        except RemovalRefused as exc:
+            self._refuse(handled, prepared, exc.reason, exc.detail)
+            return
+        handled.done.append(prepared.item)
+        handled.ack(message.station_id, message.seq)
+        result = "duplicate" if not outcome.new else "stored" if outcome.held else "absent"
+        handled.outcomes["template_removal", result] += 1
+        if outcome.held:
+            handled.roster_written = handled.roster_written or outcome.stations > 0
 
     def _snapshots(self, session: Session, snapshots: list[Prepared], handled: Handled) -> None:
         if not snapshots:

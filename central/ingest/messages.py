@@ -166,6 +166,20 @@ class EnrolmentIn(_Up):
     photos_jpeg_b64: Annotated[list[str], Field(max_length=10)] = []
 
 
+class TemplateRemovalIn(_Up):
+    """An installer removed one template on site (docs/mqtt.md, "template removal")."""
+
+    type: Literal["template_removal"]
+    id: EnrolmentId
+    seq: Seq
+    ts: Stamp
+    member_id: Identifier
+    template_id: TemplateId
+    removed_by: (
+        Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_printable)] | None
+    ) = None
+
+
 class FaceModelIn(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
@@ -194,7 +208,7 @@ class SnapshotMetaIn(BaseModel):
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
-UpMessage = EventIn | StatusIn | ResultIn | EnrolmentIn | RosterRequestIn
+UpMessage = EventIn | StatusIn | ResultIn | EnrolmentIn | RosterRequestIn | TemplateRemovalIn
 
 _MODELS: dict[str, tuple[type[BaseModel], int]] = {
     "event": (EventIn, MAX_EVENT_BYTES),
@@ -202,6 +216,7 @@ _MODELS: dict[str, tuple[type[BaseModel], int]] = {
     "result": (ResultIn, MAX_RESULT_BYTES),
     "enrolment": (EnrolmentIn, 0),  # bounded by [mqtt] max_payload_bytes
     "roster_request": (RosterRequestIn, MAX_ROSTER_REQUEST_BYTES),
+    "template_removal": (TemplateRemovalIn, MAX_ROSTER_REQUEST_BYTES),
 }
 
 

@@ -25,6 +25,7 @@ from central.ingest.messages import EnrolmentIn, EnrolmentMemberIn
 from central.roster import changes, state
 from central.store import ingest as ingest_store
 from central.store import members as member_store
+from central.store import removals as removal_store
 from central.store.tables import Erasure, FaceTemplate, Member
 from common.template_cipher import TemplateCipher
 
@@ -117,9 +118,16 @@ def enrolment_received(
             member.home_station_id = station_id
     session.flush()
     stored = refused = 0
+    # Removed at this station since (its removal stored first by another ingest worker): gone.
+    removal_store.lock_templates(session, [t.template_id for t in message.templates])
+    removed = removal_store.removed_at_station(
+        session, station_id=station_id, template_ids=[t.template_id for t in message.templates]
+    )
     for template in message.templates:
         if not (member.consent_face and member.consent_cross_station):
             refused += 1  # the station must not have sent it; the centre does not keep it either
+            continue
+        if template.template_id in removed:
             continue
         existing = session.get(FaceTemplate, template.template_id)
         if existing is not None and existing.member_id != member.member_id:

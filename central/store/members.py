@@ -227,6 +227,15 @@ def member_templates(
     ]
 
 
+def template_rows(session: Session, *, member_id: str) -> Sequence[FaceTemplate]:
+    """The member's template rows, oldest first, without decrypting anything (for listing)."""
+    return session.scalars(
+        select(FaceTemplate)
+        .where(FaceTemplate.member_id == member_id)
+        .order_by(FaceTemplate.created_at, FaceTemplate.template_id)
+    ).all()
+
+
 #: What staff may change on a member (`update_member`); the rest is the roster's or ingest's.
 EDITABLE_FIELDS = (
     "name",

@@ -445,6 +445,28 @@ class Enrolment(Base):
     received_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
 
 
+class TemplateRemoval(Base):
+    """A template an installer removed on site (`up/template_removal`), once per template id.
+
+    Kept after the template is gone, for two reasons: a re-sent removal is recognised (idempotent),
+    and an enrolment that carried the same template and reaches the centre *after* its removal (two
+    ingest workers, one message each) does not bring it back (`central.roster.enrolments`). Ids and
+    who did it only: no face data."""
+
+    __tablename__ = "template_removals"
+
+    template_id: Mapped[str] = mapped_column(String(TEMPLATE_ID_LEN), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(ID_MAX), index=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.station_id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    removed_by: Mapped[str | None] = mapped_column(String(100))
+    removed_at: Mapped[dt.datetime] = mapped_column()
+    received_at: Mapped[dt.datetime] = mapped_column(default=utc_now)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)  # the centre held the template and withdrew it
+    stations: Mapped[int] = mapped_column(Integer, default=0)  # stations sent a remove_template
+
+
 class Command(Base):
     """A command sent to a station (`down/command`), who ordered it and why; its answer is a result.
 

@@ -45,6 +45,14 @@ def withdraw_consent(
     return erasure.templates_deleted if erasure is not None else 0
 
 
+def remove_template(
+    db: Session, member_id: str, template_id: str, actor: str, *, client: str | None
+) -> int | None:
+    """Staff remove one face template: gone at the centre and at every station that holds it
+    (audited by the roster). None when the member has no such template."""
+    return roster.remove_template(db, member_id, template_id, actor, client=client)
+
+
 def erase_member(
     db: Session, member_id: str, actor: str, *, reason: str, snapshots_dir: Path, client: str | None
 ) -> ErasureOutcome:

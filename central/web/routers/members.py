@@ -42,6 +42,7 @@ from central.web.schemas import MemberOut
 router = APIRouter(prefix="/api/v1/members", tags=["members"], dependencies=[Depends(current_staff)])
 ID = r"^[A-Za-z0-9._-]{1,64}$"
 MemberId = Annotated[str, Path(pattern=ID)]
+TemplateId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 Kind = Literal["courier", "rider", "sanitation", "driver", "other"]
 Group = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -108,6 +109,25 @@ class EraseOut(BaseModel):
     templates_deleted: int
     snapshots_deleted: int
     stations_pending: list[str]
+
+
+class TemplateOut(BaseModel):
+    """A face template as staff see it: never the vector."""
+
+    template_id: str
+    model: str
+    scope: Literal["fleet", "station"]
+    origin_station_id: str | None
+    at_centre: bool = Field(
+        description="False: only its origin station holds it (cross-station consent withdrawn)."
+    )
+    created_at: dt.datetime
+
+
+class TemplateRemovedOut(BaseModel):
+    member_id: str
+    template_id: str
+    stations: int = Field(description="Stations told to delete it.")
 
 
 class PassIn(BaseModel):
@@ -249,6 +269,36 @@ def activate_member(
 ) -> MemberDetail:
     """Re-activate a suspended member (or approve a pending registration)."""
     return _set_status(member_id, "active", body, staff, db, client)
+
+
+@router.get("/{member_id}/templates", response_model=list[TemplateOut])
+def list_templates(member_id: MemberId, staff: CurrentStaff, db: DbSession) -> list[TemplateOut]:
+    """The member's face templates at the centre, oldest first (ids, model, where they may go)."""
+    member_in_scope(db, staff, member_id)
+    return [
+        TemplateOut(
+            template_id=t.template_id,
+            model=t.model,
+            scope="fleet" if t.scope == "fleet" else "station",
+            origin_station_id=t.origin_station_id,
+            at_centre=bool(t.ciphertext),  # empty: the centre deleted its copy (roster.state.WITHDRAWN)
+            created_at=t.created_at,
+        )
+        for t in member_store.template_rows(db, member_id=member_id)
+    ]
+
+
+@router.delete("/{member_id}/templates/{template_id}", response_model=TemplateRemovedOut)
+def remove_template(
+    member_id: MemberId, template_id: TemplateId, staff: Actor, db: DbSession, client: ClientAddress
+) -> TemplateRemovedOut:
+    """Remove one face template (a photo of the wrong person): deleted at the centre and sent as
+    `remove_template` to every station that holds it; the member keeps the other templates."""
+    member_in_scope(db, staff, member_id)
+    stations = roster_link.remove_template(db, member_id, template_id, staff.actor, client=client)
+    if stations is None:
+        raise ApiError(404, f"member {member_id!r} has no template {template_id!r}", "template_not_found")
+    return TemplateRemovedOut(member_id=member_id, template_id=template_id, stations=stations)
 
 
 @router.post("/{member_id}/erase", response_model=EraseOut)

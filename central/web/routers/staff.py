@@ -83,6 +83,8 @@ class DistrictOut(BaseModel):
     district_id: str
     name: str
     stations: int
+    #: phone registrations: `auto` (active once the number is confirmed) or `staff` (wait for a decision)
+    registration_approval: str = "staff"
 
 
 class DistrictIn(BaseModel):
@@ -193,7 +195,12 @@ def list_districts(staff: CurrentStaff, db: DbSession) -> list[DistrictOut]:
     if staff.district_scope is not None:
         query = query.where(District.district_id.in_(staff.district_scope))
     return [
-        DistrictOut(district_id=d.district_id, name=d.name, stations=int(counts.get(d.district_id, 0)))
+        DistrictOut(
+            district_id=d.district_id,
+            name=d.name,
+            stations=int(counts.get(d.district_id, 0)),
+            registration_approval=d.registration_approval,
+        )
         for d in db.scalars(query)
     ]
 

@@ -213,7 +213,9 @@ def remove_template(
     )
     if template_id not in owned:
         raise ApiError(404, f"member {member_id!r} has no template {template_id!r}", "template_not_found")
-    removed = retry_locked(lambda: station.remove_template(template_id), what="template_removed")
+    removed = retry_locked(
+        lambda: station.remove_template(template_id, removed_by=actor(installer)), what="template_removed"
+    )
     if removed is None:
         raise ApiError(404, f"member {member_id!r} has no template {template_id!r}", "template_not_found")
     ctx.audit(

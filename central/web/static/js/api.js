@@ -40,6 +40,8 @@ export async function request(method, path, body, options = {}) {
 export const get = (path, options) => request("GET", path, undefined, options);
 export const post = (path, body, options) => request("POST", path, body === undefined ? {} : body, options);
 export const patch = (path, body) => request("PATCH", path, body);
+export const put = (path, body) => request("PUT", path, body);
+export const del = (path) => request("DELETE", path);
 
 /** Query string from an object (arrays repeat the key; empty values are left out). */
 export function qs(params) {

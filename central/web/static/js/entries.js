@@ -14,9 +14,21 @@ export function thumb(event) {
   return h("div", { className: "thumb none" }, text);
 }
 
+/* Kinds about a person at the door: without a member, that person was not identified. Every other
+ * kind (the station starting or stopping, a door alarm, the camera, the disk, the clock, an
+ * installer's action) is about the station itself and is captioned so, never "unidentified". */
+const PERSON_KINDS = new Set(["entry", "refused", "ignored", "exit", "lockout"]);
+const CREDENTIALS = new Set(["face", "qr", "qr_face"]);
+
 export function who(event) {
   if (event.member_name) return event.member_name;
   if (event.member_id) return tr("entries.member_id", { id: event.member_id });
+  if (!PERSON_KINDS.has(event.kind)) {
+    const by = event.details && typeof event.details.by === "string" ? event.details.by : null;
+    return by ? tr("entries.by", { by }) : tr("entries.station_itself");
+  }
+  // The exit button, a remote opening: nobody was to be identified; say how instead.
+  if (event.method && !CREDENTIALS.has(event.method)) return method(event.method);
   return tr("entries.nobody");
 }
 

@@ -1,6 +1,7 @@
 /* One member: details, edit, suspend / re-activate, QR pass (PNG and a printable sheet with
- * name and expiry), erase (typing the id to confirm), and their recent entries. */
-import { get, post, patch, qs, errorText } from "../api.js";
+ * name and expiry), erase (typing the id to confirm), face photos (each removable: withdrawn from
+ * the centre and every station), and their recent entries. */
+import { get, post, patch, del, qs, errorText } from "../api.js";
 import { h, clear, field, download } from "../dom.js";
 import { tr, dateTime } from "../i18n.js";
 import { canAct, stationName } from "../state.js";
@@ -22,10 +23,11 @@ export async function mount(view, { id }) {
   const actions = h("div", { className: "actions" });
   const passBox = h("div", { id: "pass-box" });
   const list = h("ul", { className: "entries", id: "member-entries" });
+  const faces = h("div", { id: "member-templates" });
   const heading = h("h1");
   view.append(heading,
     h("div", { className: "grid2" },
-      h("section", { className: "card" }, details, actions, passBox),
+      h("section", { className: "card" }, details, actions, passBox, faces),
       h("section", { className: "card", "aria-labelledby": "recent-h" }, h("h2", { id: "recent-h" }, tr("members.recent")), list)));
 
   function render() {
@@ -148,7 +150,42 @@ export async function mount(view, { id }) {
             h("button", { type: "button", id: "pass-print", className: "primary", onclick: print }, tr("pass.print"))))));
   }
 
+  /* The member's face photos (templates) at the centre: when, where enrolled, where they may go.
+   * Removing one (a photo of the wrong person) deletes it here and at every station holding it. */
+  async function loadFaces() {
+    let rows;
+    try {
+      rows = await get(`/api/v1/members/${encodeURIComponent(member.member_id)}/templates`);
+    } catch (err) { clear(faces).append(h("p", { className: "error" }, errorText(err))); return; }
+    clear(faces);
+    if (!rows.length) return;
+    faces.append(h("h2", {}, tr("templates.title")), h("ul", { className: "plain" }, ...rows.map((t) => h("li", { dataset: { template: t.template_id } },
+      `${dateTime(t.created_at, null)} · ${t.origin_station_id ? stationName(t.origin_station_id) : tr("templates.no_origin")} · `,
+      tr(t.scope === "fleet" && t.at_centre ? "templates.fleet" : "templates.station"), " ",
+      canAct() ? h("button", { type: "button", className: "small danger", onclick: () => removeFace(t) }, tr("templates.remove")) : ""))));
+  }
+
+  async function removeFace(template) {
+    const done = await ask({
+      title: tr("templates.remove_title", { name: member.name }),
+      body: [h("p", {}, tr("templates.remove_help"))],
+      ok: tr("templates.remove"),
+      danger: true,
+      action: async () => {
+        try {
+          await del(`/api/v1/members/${encodeURIComponent(member.member_id)}/templates/${encodeURIComponent(template.template_id)}`);
+        } catch (err) { throw new Error(errorText(err)); }
+      },
+    });
+    if (!done) return;
+    toast(tr("templates.removed"));
+    try { member = await get(`/api/v1/members/${encodeURIComponent(member.member_id)}`); } catch (err) { /* shown on the next load */ }
+    render();
+    await loadFaces();
+  }
+
   render();
+  await loadFaces();
   try {
     const events = await get(`/api/v1/events${qs({ member_id: member.member_id, limit: 50 })}`);
     new EntryList(list, 50).replace(events);

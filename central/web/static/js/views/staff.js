@@ -1,6 +1,6 @@
 /* Staff accounts (admins only): create with a one-time secret, change role and district,
  * disable, reset the secret; districts. The server enforces all of it; this only asks. */
-import { get, post, patch, errorText } from "../api.js";
+import { get, post, patch, put, errorText } from "../api.js";
 import { h, field } from "../dom.js";
 import { tr, dateTime } from "../i18n.js";
 import { app } from "../state.js";
@@ -116,11 +116,32 @@ export async function mount(view) {
     if (done) await load();
   }
 
+  /* Phone registrations in this district: active at once once the SMS code confirmed the number,
+   * or waiting for staff (the API's `PUT /api/v1/districts/{id}/registration`, audited). */
+  function approvalControl(district) {
+    const select = h("select", { name: "registration_approval", "aria-label": tr("staff.approval_label", { name: district.name }) },
+      ["staff", "auto"].map((rule) => h("option", { value: rule, selected: district.registration_approval === rule }, tr(`staff.approval.${rule}`))));
+    select.addEventListener("change", async () => {
+      const rule = select.value;
+      select.disabled = true;
+      try {
+        await put(`/api/v1/districts/${encodeURIComponent(district.district_id)}/registration`, { approval: rule });
+        district.registration_approval = rule;
+        toast(tr("common.saved"));
+      } catch (err) {
+        select.value = district.registration_approval;
+        status.textContent = errorText(err);
+      } finally { select.disabled = false; }
+    });
+    return h("label", { className: "inline" }, tr("staff.approval_title"), " ", select);
+  }
+
   async function load() {
     try {
       const [accounts, list] = await Promise.all([get("/api/v1/staff"), get("/api/v1/districts")]);
       districts = list;
-      districtList.replaceChildren(...list.map((d) => h("li", {}, `${d.name} (${d.district_id}) · ${tr("staff.stations", { n: d.stations })}`)));
+      districtList.replaceChildren(...list.map((d) => h("li", { dataset: { district: d.district_id } },
+        `${d.name} (${d.district_id}) · ${tr("staff.stations", { n: d.stations })} · `, approvalControl(d))));
       body.replaceChildren(...accounts.map((a) => {
         const cell = (label, ...content) => h("td", { "data-label": tr(`staff.col.${label}`) }, ...content);
         const self = a.username === app.me.username;
