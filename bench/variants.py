@@ -56,6 +56,9 @@ class Variant:
     #: Five alignment points from 68 (ONNX only): "mean" (outer+inner lip corners), "outer", "inner".
     mouth: str = "mean"
     nose: int = 30
+    #: Eye centres: "contour" (mean of the 6 points) or "lids" (the 4 lid points, as the evaluation
+    #: model's own package derives them).
+    eyes: str = "contour"
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -66,20 +69,23 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("onnx-flip-enrol-only", "onnx", photo_flip=True),
     Variant("onnx-mouth-outer", "onnx", mouth="outer"),
     Variant("onnx-mouth-inner", "onnx", mouth="inner"),
+    Variant("onnx-eyes-lids", "onnx", eyes="lids"),
 )
 
 _MOUTH = {"mean": ((48, 60), (54, 64)), "outer": ((48,), (54,)), "inner": ((60,), (64,))}
+_EYES = {"contour": (tuple(range(36, 42)), tuple(range(42, 48))), "lids": ((37, 38, 40, 41), (43, 44, 46, 47))}
 
 
 def five_points(variant: Variant) -> Callable[[npt.ArrayLike], npt.NDArray[np.float64]]:
     left, right = _MOUTH[variant.mouth]
+    eye_left, eye_right = _EYES[variant.eyes]
 
     def points(points68: npt.ArrayLike) -> npt.NDArray[np.float64]:
         pts = np.asarray(points68, dtype=np.float64)
         return np.array(
             [
-                pts[36:42].mean(axis=0),
-                pts[42:48].mean(axis=0),
+                pts[list(eye_left)].mean(axis=0),
+                pts[list(eye_right)].mean(axis=0),
                 pts[variant.nose],
                 pts[list(left)].mean(axis=0),
                 pts[list(right)].mean(axis=0),
