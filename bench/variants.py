@@ -34,7 +34,6 @@ import numpy.typing as npt  # noqa: E402
 from bench.dataset import faces_dir  # noqa: E402
 from bench.quality import CACHE_DIR, BenchSettings, measure_rosters, padding_for, roster_sets  # noqa: E402
 from edge.faceset import EncodingCache, encode_many  # noqa: E402
-from recognizer import alignment  # noqa: E402
 from recognizer.calibration import PRESET_SETTINGS, leave_identity_out, policies_by_identity  # noqa: E402
 from recognizer.encoder import FaceModel  # noqa: E402
 from recognizer.face_pipeline import DetectionSettings, FacePipeline  # noqa: E402
@@ -73,7 +72,10 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 _MOUTH = {"mean": ((48, 60), (54, 64)), "outer": ((48,), (54,)), "inner": ((60,), (64,))}
-_EYES = {"contour": (tuple(range(36, 42)), tuple(range(42, 48))), "lids": ((37, 38, 40, 41), (43, 44, 46, 47))}
+_EYES = {
+    "contour": (tuple(range(36, 42)), tuple(range(42, 48))),
+    "lids": ((37, 38, 40, 41), (43, 44, 46, 47)),
+}
 
 
 def five_points(variant: Variant) -> Callable[[npt.ArrayLike], npt.NDArray[np.float64]]:
@@ -108,7 +110,11 @@ def build(variant: Variant, onnx: Path | None) -> tuple[FaceModel, FaceModel]:
 
     onnx_encoder.five_points_from_68 = five_points(variant)  # type: ignore[assignment]
     photo = onnx_encoder.OnnxFaceModel(onnx, flip=variant.photo_flip)
-    door = photo if variant.door_flip == variant.photo_flip else onnx_encoder.OnnxFaceModel(onnx, flip=variant.door_flip)
+    door = (
+        photo
+        if variant.door_flip == variant.photo_flip
+        else onnx_encoder.OnnxFaceModel(onnx, flip=variant.door_flip)
+    )
     return photo, door
 
 
