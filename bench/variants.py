@@ -24,7 +24,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -32,12 +32,18 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
 from bench.dataset import faces_dir  # noqa: E402
-from bench.quality import CACHE_DIR, BenchSettings, measure_rosters, padding_for, roster_sets  # noqa: E402
+from bench.quality import (  # noqa: E402
+    CACHE_DIR,
+    BenchSettings,
+    measure_rosters,
+    padding_for,
+    pipelines,
+    roster_sets,
+)
 from edge.faceset import EncodingCache, encode_many  # noqa: E402
 from recognizer.calibration import PRESET_SETTINGS, leave_identity_out, policies_by_identity  # noqa: E402
 from recognizer.encoder import FaceModel  # noqa: E402
-from recognizer.face_pipeline import DetectionSettings, FacePipeline  # noqa: E402
-from recognizer.quality import QualityPolicy  # noqa: E402
+from recognizer.face_pipeline import FacePipeline  # noqa: E402
 
 PRESET = "balanced"
 FRAMES = 3  # what `balanced` judges
@@ -98,7 +104,7 @@ def five_points(variant: Variant) -> Callable[[npt.ArrayLike], npt.NDArray[np.fl
 
 
 def build(variant: Variant, onnx: Path | None) -> tuple[FaceModel, FaceModel]:
-    """(photo model, door model) for a variant."""
+    """(photo model, door model) for a variant (the alignment points are set by `evaluate`)."""
     if variant.kind == "dlib":
         from recognizer.encoder import DlibFaceModel
 
@@ -106,27 +112,32 @@ def build(variant: Variant, onnx: Path | None) -> tuple[FaceModel, FaceModel]:
         return model, model
     if onnx is None:
         raise SystemExit(f"{variant.name} needs --onnx MODEL (or $YIZHAN_EVAL_MODEL)")
-    from recognizer import onnx_encoder
+    from recognizer.onnx_encoder import OnnxFaceModel
 
-    onnx_encoder.five_points_from_68 = five_points(variant)  # type: ignore[assignment]
-    photo = onnx_encoder.OnnxFaceModel(onnx, flip=variant.photo_flip)
-    door = (
-        photo
-        if variant.door_flip == variant.photo_flip
-        else onnx_encoder.OnnxFaceModel(onnx, flip=variant.door_flip)
-    )
-    return photo, door
+    photo = OnnxFaceModel(onnx, flip=variant.photo_flip)
+    same = variant.door_flip == variant.photo_flip
+    return photo, photo if same else OnnxFaceModel(onnx, flip=variant.door_flip)
 
 
 def evaluate(variant: Variant, root: Path, onnx: Path | None, settings: BenchSettings) -> dict[str, Any]:
+    from recognizer import onnx_encoder
+
+    shipped = onnx_encoder.five_points_from_68
+    onnx_encoder.five_points_from_68 = five_points(variant)  # type: ignore[assignment]
+    try:
+        return _evaluate(variant, root, onnx, settings)
+    finally:
+        onnx_encoder.five_points_from_68 = shipped  # type: ignore[assignment]
+
+
+def _evaluate(variant: Variant, root: Path, onnx: Path | None, settings: BenchSettings) -> dict[str, Any]:
     photo_model, door_model = build(variant, onnx)
-    quality = QualityPolicy(min_face_px=70)
+    # bench.quality's own pipelines (what the station builds), so the base variant is the product.
+    photo, _ = pipelines(photo_model)
+    _, door = pipelines(door_model)
     photo = FacePipeline(
-        photo_model,
-        DetectionSettings(detect_max_side=1280, fallback_max_side=0, jitters=variant.photo_jitters),
-        quality,
+        photo_model, replace(photo.detection, jitters=variant.photo_jitters), photo.quality_policy
     )
-    door = FacePipeline(door_model, DetectionSettings(), quality)
     cache = EncodingCache(CACHE_DIR / "variants" / f"{variant.name}-{photo_model.name}.npz")
     started = time.perf_counter()
     samples, stats = encode_many([root], photo, door, frames=FRAMES, cache=cache)
