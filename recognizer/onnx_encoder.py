@@ -239,7 +239,13 @@ class OnnxFaceModel:
     """
 
     def __init__(
-        self, path: Path, *, scaling: InputScaling = "auto", threads: int = 1, backend: Backend = "auto"
+        self,
+        path: Path,
+        *,
+        scaling: InputScaling = "auto",
+        threads: int = 1,
+        backend: Backend = "auto",
+        flip: bool = False,
     ) -> None:
         import dlib
 
@@ -263,6 +269,7 @@ class OnnxFaceModel:
         if self._net is None:
             self._session = session
         self.info = dataclasses.replace(info, backend=chosen, backend_note=note)
+        self.flip = flip
         self.name = info.name
         self.dim = info.dim
         self._dlib = dlib
@@ -293,9 +300,17 @@ class OnnxFaceModel:
         return align_face(rgb, five_points_from_68(self.landmarks68(shape)))
 
     def embed_aligned(self, face: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """The L2-normalised embedding of an aligned 112x112 RGB face."""
+        """The L2-normalised embedding of an aligned 112x112 RGB face (with `flip`: of the sum of
+        the face's and its mirror image's raw embeddings)."""
         if face.shape != (ALIGNED_SIDE, ALIGNED_SIDE, 3):
             raise ValueError(f"an aligned face is {ALIGNED_SIDE}x{ALIGNED_SIDE}x3, got {face.shape}")
+        out = self._forward(face)
+        if self.flip:
+            out = out + self._forward(np.ascontiguousarray(face[:, ::-1]))
+        return _unit(out, self.name)
+
+    def _forward(self, face: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """The model's raw output for one aligned face, flattened (not normalised)."""
         batch = _batch(face, self.info.layout, self._offset, self._scale)
         if self._net is not None:
             with self._locks.encode:  # an OpenCV Net holds its input: one caller at a time
@@ -303,7 +318,7 @@ class OnnxFaceModel:
                 out = self._net.forward()
         else:
             out = self._session.run([self.info.output_name], {self.info.input_name: batch})[0]
-        return _unit(out, self.name)
+        return np.asarray(out, dtype=np.float32).reshape(-1)
 
     def encode(self, rgb: npt.NDArray[np.uint8], shape: object, jitters: int = 1) -> npt.NDArray[np.float32]:
         """Align on five landmarks, run the model, L2-normalise. `jitters` is dlib's option and

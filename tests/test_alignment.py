@@ -173,3 +173,48 @@ def test_a_large_face_is_shrunk_without_aliasing() -> None:
     aligned = align_face(stripes, face_points).astype(np.float64)
     inner = aligned[10:-10, 10:-10]
     assert abs(inner.mean() - 127.5) < 8.0 and inner.std() < 12.0
+
+
+def test_the_dev_set_baseline_variant_is_the_shipped_alignment() -> None:
+    """bench.variants compares alignment variants against its "base": that base must be exactly
+    what the station ships, or the comparison says nothing about the product."""
+    from bench.variants import VARIANTS, five_points
+
+    points68 = np.random.default_rng(5).uniform(0, 400, (68, 2))
+    base = next(v for v in VARIANTS if v.name == "onnx-base")
+    assert np.allclose(five_points(base)(points68), five_points_from_68(points68))
+    others = [
+        v for v in VARIANTS if v.kind == "onnx" and (v.mouth, v.eyes, v.nose) != ("mean", "contour", 30)
+    ]
+    assert others and all(
+        not np.allclose(five_points(v)(points68), five_points_from_68(points68)) for v in others
+    )
+
+
+def test_the_five_points_sit_where_the_template_puts_them_on_real_faces(
+    face_model: Any, fixtures: Path
+) -> None:
+    """No systematic offset: on real photos, after the least-squares fit, each of the five points
+    lands on average within a few pixels of its template position (4 px over these four faces,
+    two of them smiling; under 1.7 px over 70 photos of ../shared/data/faces), and taking the nose
+    base (33) for the tip (30) is a systematic error this check sees (about 6-7 px low)."""
+    import dlib
+
+    from recognizer.images import decode_image
+    from recognizer.onnx_encoder import _landmark_predictor
+
+    predictor = _landmark_predictor()
+    offsets, nose_base = [], []
+    for name in ("obama_1.jpg", "obama_2.jpg", "biden_1.jpg", "eileen_collins.png"):
+        rgb = decode_image((fixtures / name).read_bytes())
+        top, right, bottom, left = face_model.detect(rgb, 0)[0].box
+        shape = predictor(rgb, dlib.rectangle(left, top, right, bottom))
+        points68 = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+        five = five_points_from_68(points68)
+        offsets.append(apply_transform(alignment_matrix(five), five) - ARCFACE_TEMPLATE)
+        wrong = five.copy()
+        wrong[2] = points68[33]
+        nose_base.append(apply_transform(alignment_matrix(wrong), wrong) - ARCFACE_TEMPLATE)
+    mean = np.mean(offsets, axis=0)
+    assert np.all(np.linalg.norm(mean, axis=1) < 4.0), mean
+    assert np.mean(nose_base, axis=0)[2, 1] > 3.0 + mean[2, 1]

@@ -209,6 +209,9 @@ def test_a_text_command_gets_the_signal_and_message(tmp_path: Path) -> None:
         ({"kind": "exit", "method": "face"}, "granted"),
         ({"kind": "exit", "method": "exit_button"}, None),
         ({"kind": "refused", "method": "face", "reason": "unknown_face"}, "show_pass"),
+        # The grey zone (and members who require the pass): the door asks, it does not refuse.
+        ({"kind": "refused", "method": "face", "reason": "show_pass"}, "show_pass"),
+        ({"kind": "refused", "method": "face", "reason": "face_mismatch"}, "refused"),
         ({"kind": "refused", "method": "qr", "reason": "expired"}, "refused"),
         ({"kind": "refused", "method": "face", "reason": "lockout"}, "locked"),
         ({"kind": "lockout", "method": "qr", "reason": "lockout_started"}, "locked"),

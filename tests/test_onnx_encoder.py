@@ -243,6 +243,29 @@ def test_encoder_gives_unit_vectors_of_the_models_length(
         assert abs(observation.quality.yaw - reference.quality.yaw) < 0.1
 
 
+def test_flip_embeds_the_face_and_its_mirror_and_gives_their_normalised_sum(
+    tiny: Path, tiny_model: OnnxFaceModel, face_model: Any, fixtures: Path
+) -> None:
+    """Test-time flip (measured in bench.variants; not the default, see docs/RECOGNITION.md): the
+    embedding is the unit vector of the sum of the face's and its mirror image's raw outputs, so
+    it differs from the plain one and a mirrored face gives the same vector."""
+    from recognizer.images import decode_image
+
+    flipped = OnnxFaceModel(tiny, flip=True)
+    assert flipped.flip and not tiny_model.flip and flipped.name == tiny_model.name
+    rgb = decode_image((fixtures / "obama_1.jpg").read_bytes())
+    box = face_model.detect(rgb, 0)[0].box
+    shape = flipped.shape(rgb, box)
+    face = flipped.aligned(rgb, shape)
+    plain = tiny_model.embed_aligned(face)
+    both = flipped.encode(rgb, shape)
+    assert both.dtype == np.float32 and float(np.linalg.norm(both)) == pytest.approx(1.0, abs=1e-5)
+    assert float(np.linalg.norm(both - plain)) > 1e-3  # the mirror was embedded too
+    raw = tiny_model._forward(face) + tiny_model._forward(np.ascontiguousarray(face[:, ::-1]))
+    assert np.allclose(both, raw / np.linalg.norm(raw), atol=1e-5)
+    assert np.allclose(flipped.embed_aligned(np.ascontiguousarray(face[:, ::-1])), both, atol=1e-5)
+
+
 # -- one model per roster: storage, scoring and dimension refusals --------------------------------
 
 
