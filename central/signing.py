@@ -90,5 +90,7 @@ class MessageSigner:
         signer = self.signer()
         if signer is None:
             return canonical
-        sig = json.dumps(signer.signature_for(canonical), separators=(",", ":")).encode()
-        return canonical[:-1] + b',"sig":' + sig + b"}"
+        sig = signer.signature_for(canonical)  # kid hex, alg a word, value base64: no escapes
+        return canonical[:-1] + (
+            f',"sig":{{"kid":"{sig["kid"]}","alg":"{sig["alg"]}","value":"{sig["value"]}"}}}}'
+        ).encode()

@@ -14,7 +14,6 @@ takes the due acks every `ack_interval_s`.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -74,7 +73,7 @@ def ack_canonical(station_id: str, ack_id: str, stored: list[list[int]]) -> byte
         raise ValueError("an ack's ids are plain identifiers")
     if not all(type(n) is int and 0 < n < 2**53 for span in stored for n in span):
         raise ValueError("an ack's seqs are integers of the contract's range")
-    spans = json.dumps(stored, separators=(",", ":"))
+    spans = "[" + ",".join(f"[{first},{last}]" for first, last in stored) + "]"
     return (
         f'{{"id":"{ack_id}","station_id":"{station_id}","stored":{spans},"type":"ack","v":1}}'
     ).encode()
