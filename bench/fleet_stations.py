@@ -44,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from central.ingest import paho_speed
 from contract.signing import PublicKey, SignatureError, verify_message
 
 ACK_TIMEOUT_S = 60.0  # as the real station's default ack_timeout_s
@@ -116,6 +117,7 @@ class Fleet:
         centre_key_b64: str,
         ack_timeout_s: float = ACK_TIMEOUT_S,
     ) -> None:
+        paho_speed.install()  # paho's v5 PUBACK and PUBLISH decoding without per-packet tables
         self.host, self.port = host, port
         self.ack_timeout_s = ack_timeout_s
         self.selector = selectors.DefaultSelector()
@@ -284,8 +286,7 @@ class Fleet:
         sent = time.time()
         mono = time.monotonic()
         payload = (
-            EVENT_TEMPLATE
-            % (sim.station_id, seq, event_id, self.iso(sent), sent, mono, seq % 97, sent)
+            EVENT_TEMPLATE % (sim.station_id, seq, event_id, self.iso(sent), sent, mono, seq % 97, sent)
         ).encode()
         sim.unacked[seq] = payload
         self.waiting.append((mono, sim, seq))

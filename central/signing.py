@@ -91,6 +91,7 @@ class MessageSigner:
         if signer is None:
             return canonical
         sig = signer.signature_for(canonical)  # kid hex, alg a word, value base64: no escapes
-        return canonical[:-1] + (
-            f',"sig":{{"kid":"{sig["kid"]}","alg":"{sig["alg"]}","value":"{sig["value"]}"}}}}'
-        ).encode()
+        return (
+            canonical[:-1]
+            + (f',"sig":{{"kid":"{sig["kid"]}","alg":"{sig["alg"]}","value":"{sig["value"]}"}}}}').encode()
+        )

@@ -115,7 +115,9 @@ def test_a_batch_with_a_hostile_message_stores_the_good_ones_and_pubacks_after_t
     assert duplicates == len(events)
 
 
-def test_a_signed_ack_is_the_canonical_form_the_stations_verify(central_db: CentralDb, tmp_path: Path) -> None:
+def test_a_signed_ack_is_the_canonical_form_the_stations_verify(
+    central_db: CentralDb, tmp_path: Path
+) -> None:
     config = centre_config(central_db.url, tmp_path / "centre", 1)
     prepared = prepare(config, central_db.sessions, [SID])
     side = MqttSide.build(config, central_db.sessions, prepared.data_key, LiveBus(), CentreMetrics())
@@ -194,3 +196,59 @@ def test_the_simulated_stations_events_are_what_the_centre_accepts() -> None:
         assert message.details["bench_sent"] == sent
         seen.add(message.id)
     assert len(seen) == 1999
+
+
+_PROPERTY_SAMPLES = r"""
+import json, sys
+from paho.mqtt import _packet
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+if sys.argv[1] == "fast":
+    from central.ingest import paho_speed
+    assert paho_speed.install()
+out = []
+settings = [
+    (PacketTypes.PUBLISH, {"UserProperty": [("station_id", "st-1"), ("sha256", "ab" * 32)],
+                           "PayloadFormatIndicator": 1, "MessageExpiryInterval": 60,
+                           "ContentType": "image/jpeg", "ResponseTopic": "r/t",
+                           "CorrelationData": b"\x00\x01"}),
+    (PacketTypes.CONNECT, {"SessionExpiryInterval": 600, "ReceiveMaximum": 4000,
+                           "MaximumPacketSize": 1 << 20}),
+    (PacketTypes.PUBLISH, {}),
+]
+for packet_type, values in settings:
+    props = Properties(packet_type)
+    for name, value in values.items():
+        setattr(props, name, value)
+    packed = props.pack()
+    again = Properties(packet_type)
+    again.unpack(packed)
+    again.clear()
+    again.unpack(packed)
+    out.append([packed.hex(), str(again), again.isEmpty(), sorted(again.json())])
+    try:
+        setattr(Properties(PacketTypes.PUBACK), "ReceiveMaximum", 5)
+    except Exception as exc:
+        out.append(type(exc).__name__)
+publish = _packet.decode_publish(0x32, bytes.fromhex("0003612f62000700") + b"payload", 5)
+puback = _packet.decode_puback(0x40, b"\x00\x07", 5)
+out.append([publish.topic.hex(), publish.mid, str(publish.properties), publish.payload.hex(),
+            puback.mid, str(puback.reason), str(puback.properties)])
+print(json.dumps(out))
+"""
+
+
+def test_the_faster_paho_properties_pack_and_unpack_as_paho_does() -> None:
+    import subprocess
+    import sys
+
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _PROPERTY_SAMPLES, mode],
+            capture_output=True, text=True, check=True, timeout=120,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout
+        for mode in ("paho", "fast")
+    ]  # fmt: skip
+    assert json.loads(runs[0]) == json.loads(runs[1])
+    assert "ProtocolError" in runs[0] or "MQTTException" in runs[0]  # the checks still apply

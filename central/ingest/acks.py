@@ -74,9 +74,7 @@ def ack_canonical(station_id: str, ack_id: str, stored: list[list[int]]) -> byte
     if not all(type(n) is int and 0 < n < 2**53 for span in stored for n in span):
         raise ValueError("an ack's seqs are integers of the contract's range")
     spans = "[" + ",".join(f"[{first},{last}]" for first, last in stored) + "]"
-    return (
-        f'{{"id":"{ack_id}","station_id":"{station_id}","stored":{spans},"type":"ack","v":1}}'
-    ).encode()
+    return (f'{{"id":"{ack_id}","station_id":"{station_id}","stored":{spans},"type":"ack","v":1}}').encode()
 
 
 class AckBook:
@@ -87,10 +85,11 @@ class AckBook:
         self.highest: dict[str, int] = {}
 
     def add(self, station_id: str, seqs: Iterable[int]) -> None:
-        bucket = self._pending.setdefault(station_id, set())
-        bucket.update(seqs)
-        if bucket:
-            self.highest[station_id] = max(self.highest.get(station_id, 0), max(bucket))
+        seqs = list(seqs)
+        if not seqs:
+            return
+        self._pending.setdefault(station_id, set()).update(seqs)
+        self.highest[station_id] = max(self.highest.get(station_id, 0), max(seqs))
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._pending.values())
