@@ -39,7 +39,7 @@ def install() -> bool:
     with _lock:
         if _installed:
             return True
-        template = Properties(PacketTypes.PUBLISH)
+        template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         shared = {name: getattr(template, name, None) for name in _TABLES}
         if not (
             isinstance(shared["types"], list)
