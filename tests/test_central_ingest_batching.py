@@ -252,3 +252,27 @@ def test_the_faster_paho_properties_pack_and_unpack_as_paho_does() -> None:
     ]  # fmt: skip
     assert json.loads(runs[0]) == json.loads(runs[1])
     assert "ProtocolError" in runs[0] or "MQTTException" in runs[0]  # the checks still apply
+
+
+def test_a_committed_batch_reaches_the_live_bus_in_order_with_one_call() -> None:
+    bus = LiveBus()
+    events = bus.subscribe({"event"}, maxlen=3)
+    everything = bus.subscribe(maxlen=100)
+    bus.publish_many(
+        [("event", {"n": n}, "st-1", "d1") for n in range(5)] + [("status", {"n": 99}, "st-1", "d1")]
+    )
+    assert [m.data["n"] for m in everything.drain()] == [0, 1, 2, 3, 4, 99]
+    assert [m.data["n"] for m in events.drain()] == [2, 3, 4] and events.dropped == 2
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(events.get(timeout=30).data["n"]))  # type: ignore[union-attr]
+    waiter.start()
+    bus.publish_many([("event", {"n": 7}, None, None)])
+    waiter.join(30)
+    assert got == [7]
+    try:
+        bus.publish_many([("no-such-topic", {}, None, None)])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("an unknown topic was published")
+    assert bus.published == 7

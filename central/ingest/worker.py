@@ -421,8 +421,7 @@ class IngestWorker:
         for (kind, outcome), count in handled.outcomes.items():
             self._metrics.ingest_messages.labels(kind, outcome).inc(count)
         self._processor.refused_after_commit(handled)
-        for topic, data, live_station, district in handled.live:
-            self._live.publish(topic, data, station_id=live_station, district=district)
+        self._live.publish_many(handled.live)
         for requester, request in handled.requests:
             self._on_roster_request(requester, request)
         if handled.roster_written:
