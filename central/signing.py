@@ -86,7 +86,11 @@ class MessageSigner:
     def sign_ack(self, station_id: str, ack_id: str, stored: list[list[int]]) -> bytes:
         """A `down/ack` as published, signed (`central.ingest.acks.ack_canonical` writes its RFC 8785
         form directly: at a few thousand acks a second the generic path was a tenth of ingest's CPU)."""
-        canonical = ack_canonical(station_id, ack_id, stored)
+        try:
+            canonical = ack_canonical(station_id, ack_id, stored)
+        except ValueError:  # not the plain shape (nothing ingest stores): the general way
+            message = {"v": 1, "type": "ack", "id": ack_id, "station_id": station_id, "stored": stored}
+            return self.sign_bytes(message)
         signer = self.signer()
         if signer is None:
             return canonical

@@ -136,6 +136,10 @@ def test_a_signed_ack_is_the_canonical_form_the_stations_verify(
                 published, 1 << 20, lambda d, s=station: verify_message(d, [prepared.signer.public_key], s)
             )
             assert [list(r) for r in ack.stored] == message["stored"]
+    # A station id the short path does not write verbatim still gets a valid, signed ack.
+    odd = json.loads(side.signer.sign_ack('st "quoted"', "a-1", [[1, 3]]))
+    assert odd["stored"] == [[1, 3]]
+    assert verify_message(odd, [prepared.signer.public_key], 'st "quoted"') == prepared.signer.kid
 
 
 def test_ack_canonical_refuses_what_it_cannot_write_verbatim() -> None:

@@ -90,6 +90,8 @@ class _Inbox:
     def put(self, item: Inbound) -> None:
         with self._cond:
             while self._items and self._bytes + item.size > self._max and not self.closed:
+                if self._wanted:
+                    self._cond.notify_all()  # full: the taker should take now, not at its deadline
                 self._putters += 1
                 try:
                     self._cond.wait(0.5)
@@ -112,7 +114,7 @@ class _Inbox:
                 if not self._items:
                     return []
             deadline = time.monotonic() + max_wait_s
-            while len(self._items) < max_items and not self.closed:
+            while len(self._items) < max_items and not self.closed and not self._putters:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
