@@ -14,6 +14,14 @@ one does on the wire (docs/mqtt.md), without a camera or a database:
   arrival time of the one the benchmark watches is recorded (fan-out time);
 - a sample of the acks is checked against the centre's public key (signature, station id).
 
+The simulation is the load generator, not what is measured, and it shares the centre's cores, so
+the per-event path is kept cheap (docs/SCALING.md): an event's JSON is one `%`-format of a template
+made once per station (no dict, no `json.dumps`, no model); its id is UUID-shaped from a random
+per-process prefix and a counter (unique, no `os.urandom` per event); a client's writes are flushed
+once per loop turn instead of registering each socket for writing per publish (two `epoll_ctl`
+calls per message); and the events waiting for an ack sit in one deque in publish order, so the
+re-send check looks only at the expired ones, not at every unacknowledged event every second.
+
 The parent process drives it through a `multiprocessing` pipe: ("events", rate) starts or changes
 the event rate (0 stops it), ("watch", member_id) starts timing a member's arrival, ("report",)
 answers counts, ("ids",) the published event ids, ("stop",) disconnects and ends.
@@ -21,6 +29,8 @@ answers counts, ("ids",) the published event ids, ("stop",) disconnects and ends
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import heapq
 import json
 import selectors
@@ -34,10 +44,50 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from central.ingest import paho_speed
 from contract.signing import PublicKey, SignatureError, verify_message
 
 ACK_TIMEOUT_S = 60.0  # as the real station's default ack_timeout_s
 VERIFY_EVERY = 25  # check one ack in this many against the centre's key
+
+#: An event as `contract.messages.EventMessage` serialises it (docs/mqtt.md), as one format string:
+#: station id, seq, id, ts, ts_wall, ts_mono, member number, bench_sent (the publish time).
+EVENT_TEMPLATE = (
+    '{"v":1,"type":"event","station_id":"%s","seq":%d,"id":"%s","ts":"%s","ts_wall":%r,"ts_mono":%r,'
+    '"kind":"entry","method":"face","member_id":"m-%05d","reason":null,'
+    '"details":{"distance":0.3812,"margin":0.2214,"matcher_reason":"match","encodings":1,'
+    '"timings_ms":{"detect":31.2,"landmarks":0.8,"encode":101.4,"match":0.2},"bench_sent":%r},'
+    '"snapshot":null,"latency_ms":412.7}'
+)
+
+
+class EventIds:
+    """UUID-shaped event ids (the contract's `EventId` pattern): 76 random bits per process, then a
+    counter. Unique across the processes of a run without a random draw per event."""
+
+    def __init__(self) -> None:
+        h = uuid.uuid4().hex
+        self._prefix = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{h[15:19]}-"
+        self._next = 0
+
+    def __call__(self) -> str:
+        self._next += 1
+        return f"{self._prefix}{self._next:012x}"
+
+
+class IsoClock:
+    """`2026-12-08T02:03:04.567+00:00` for a wall time, formatting the date part once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, at: float) -> str:
+        second = int(at)
+        if second != self._second:
+            self._second = second
+            self._text = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._text}.{int((at - second) * 1000):03d}+00:00"
 
 
 @dataclass
@@ -48,12 +98,14 @@ class SimStation:
     applied: int = 0
     connected: bool = False
     built: bool = False
-    unacked: dict[int, tuple[bytes, float]] = field(default_factory=dict)
+    unacked: dict[int, bytes] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
+    base: str = ""
+    event_topic: str = ""
 
-    @property
-    def base(self) -> str:
-        return f"yz/v1/station/{self.station_id}"
+    def __post_init__(self) -> None:
+        self.base = f"yz/v1/station/{self.station_id}"
+        self.event_topic = f"{self.base}/up/event"
 
 
 class Fleet:
@@ -65,6 +117,7 @@ class Fleet:
         centre_key_b64: str,
         ack_timeout_s: float = ACK_TIMEOUT_S,
     ) -> None:
+        paho_speed.install()  # paho's v5 PUBACK and PUBLISH decoding without per-packet tables
         self.host, self.port = host, port
         self.ack_timeout_s = ack_timeout_s
         self.selector = selectors.DefaultSelector()
@@ -73,6 +126,12 @@ class Fleet:
         self.by_client = {id(s.client): s for s in self.stations}
         self.rate = 0.0
         self.schedule: list[tuple[float, int]] = []
+        # (published at, station, seq) in publish order: the re-send check pops only expired ones.
+        self.waiting: collections.deque[tuple[float, SimStation, int]] = collections.deque()
+        self.flush: set[mqtt.Client] = set()  # clients with packets queued since the last loop turn
+        self.writing: set[mqtt.Client] = set()  # clients whose socket is watched for writability
+        self.event_id = EventIds()
+        self.iso = IsoClock()
         self.watch: str | None = None
         self.watch_arrivals: dict[str, float] = {}
         self.counts = {"published": 0, "republished": 0, "acked": 0, "acks": 0, "ack_bad_signature": 0,
@@ -111,16 +170,31 @@ class Fleet:
             pass
 
     def _want_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        try:
-            self.selector.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
-        except KeyError:
-            self.selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
+        # paho has packets to send: flushed at the end of this loop turn (`_flush_writes`), and the
+        # socket watched for writability only if the kernel did not take them all then.
+        self.flush.add(client)
 
     def _no_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        try:
-            self.selector.modify(sock, selectors.EVENT_READ, client)
-        except (KeyError, ValueError):
-            pass
+        if client in self.writing:
+            self.writing.discard(client)
+            try:
+                self.selector.modify(sock, selectors.EVENT_READ, client)
+            except (KeyError, ValueError):
+                pass
+
+    def _flush_writes(self) -> None:
+        pending, self.flush = self.flush, set()
+        for client in pending:
+            client.loop_write()
+            if client.want_write() and client not in self.writing:
+                sock = client.socket()
+                if sock is None:
+                    continue
+                self.writing.add(client)
+                try:
+                    self.selector.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
+                except KeyError:
+                    self.selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
 
     def connect_all(self, per_second: float = 400.0) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -152,8 +226,8 @@ class Fleet:
             "face_model": {"name": "dlib_resnet_v1", "dim": 128},
         }  # fmt: skip
         client.publish(f"{sim.base}/up/roster_request", json.dumps(request), qos=1)
-        for payload, _ in sim.unacked.values():  # after a reconnect: what the centre has not acknowledged
-            client.publish(f"{sim.base}/up/event", payload, qos=1)
+        for payload in sim.unacked.values():  # after a reconnect: what the centre has not acknowledged
+            client.publish(sim.event_topic, payload, qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         sim = self.by_client[id(client)]
@@ -207,22 +281,17 @@ class Fleet:
             heapq.heapify(self.schedule)
 
     def _publish_event(self, sim: SimStation) -> None:
-        sim.seq += 1
-        event_id = str(uuid.uuid4())
+        sim.seq = seq = sim.seq + 1
+        event_id = self.event_id()
         sent = time.time()
-        event = {
-            "v": 1, "type": "event", "station_id": sim.station_id, "seq": sim.seq, "id": event_id,
-            "ts": _iso(sent), "ts_wall": sent, "ts_mono": time.monotonic(), "kind": "entry", "method": "face",
-            "member_id": f"m-{sim.seq % 97:05d}", "reason": None,
-            "details": {"distance": 0.3812, "margin": 0.2214, "matcher_reason": "match", "encodings": 1,
-                        "timings_ms": {"detect": 31.2, "landmarks": 0.8, "encode": 101.4, "match": 0.2},
-                        "bench_sent": sent},
-            "snapshot": None, "latency_ms": 412.7,
-        }  # fmt: skip
-        payload = json.dumps(event, separators=(",", ":")).encode()
-        sim.unacked[sim.seq] = (payload, time.monotonic())
+        mono = time.monotonic()
+        payload = (
+            EVENT_TEMPLATE % (sim.station_id, seq, event_id, self.iso(sent), sent, mono, seq % 97, sent)
+        ).encode()
+        sim.unacked[seq] = payload
+        self.waiting.append((mono, sim, seq))
         sim.ids.append(event_id)
-        sim.client.publish(f"{sim.base}/up/event", payload, qos=1)
+        sim.client.publish(sim.event_topic, payload, qos=1)
         self.counts["published"] += 1
 
     def _due_events(self) -> None:
@@ -235,23 +304,32 @@ class Fleet:
             heapq.heappush(self.schedule, (max(due + 1.0 / self.rate, now - 1.0), index))
 
     def _republish(self) -> None:
+        """Publish again what the centre has not acknowledged within `ack_timeout_s`."""
         now = time.monotonic()
-        for sim in self.stations:
-            for seq, (payload, sent) in list(sim.unacked.items()):
-                if now - sent > self.ack_timeout_s and sim.connected:
-                    sim.unacked[seq] = (payload, now)
-                    sim.client.publish(f"{sim.base}/up/event", payload, qos=1)
-                    self.counts["republished"] += 1
+        waiting = self.waiting
+        again: list[tuple[float, SimStation, int]] = []
+        while waiting and now - waiting[0][0] > self.ack_timeout_s:
+            _, sim, seq = waiting.popleft()
+            payload = sim.unacked.get(seq)
+            if payload is None:
+                continue  # acknowledged meanwhile
+            if sim.connected:
+                sim.client.publish(sim.event_topic, payload, qos=1)
+                self.counts["republished"] += 1
+            again.append((now, sim, seq))  # not connected: its reconnect publishes it again
+        waiting.extend(again)
 
     # -- the loop -------------------------------------------------------------------------------------
 
     def step(self, timeout: float) -> None:
-        for key, mask in self.selector.select(timeout):
+        self._flush_writes()
+        for key, mask in self.selector.select(0.0 if self.flush else timeout):
             client = key.data
             if mask & selectors.EVENT_READ:
                 client.loop_read()
             if mask & selectors.EVENT_WRITE:
                 client.loop_write()
+        self._flush_writes()
 
     def report(self) -> dict[str, Any]:
         return {

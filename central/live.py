@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -68,6 +68,14 @@ class Subscription:
             if len(self._queue) == self._queue.maxlen:
                 self.dropped += 1  # the deque drops the oldest: the consumer re-reads the database
             self._queue.append(message)
+            self._ready.notify()
+
+    def _offer_many(self, messages: list[LiveMessage]) -> None:
+        """A committed batch's notices: one wake-up for all of them, not one per notice."""
+        with self._ready:
+            room = (self._queue.maxlen or 0) - len(self._queue)
+            self.dropped += max(0, len(messages) - room)
+            self._queue.extend(messages)
             self._ready.notify()
 
     def get(self, timeout: float | None = None) -> LiveMessage | None:
@@ -121,6 +129,25 @@ class LiveBus:
             self.published += 1
         for subscription in targets:
             subscription._offer(message)
+
+    def publish_many(self, notices: Iterable[tuple[str, Mapping[str, Any], str | None, str | None]]) -> None:
+        """(topic, data, station_id, district) notices of one commit, in order: each subscriber is
+        woken once for the lot (ingest commits hundreds of events at a time)."""
+        messages = [
+            LiveMessage(topic, data, station_id, district) for topic, data, station_id, district in notices
+        ]
+        for message in messages:
+            if message.topic not in TOPICS:
+                raise ValueError(f"unknown live topic {message.topic!r} (one of {sorted(TOPICS)})")
+        if not messages:
+            return
+        with self._lock:
+            targets = list(self._subscriptions)
+            self.published += len(messages)
+        for subscription in targets:
+            wanted = [m for m in messages if m.topic in subscription.topics]
+            if wanted:
+                subscription._offer_many(wanted)
 
     def subscribe(
         self, topics: frozenset[str] | set[str] = TOPICS, maxlen: int = DEFAULT_QUEUE

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.data_key import DataKey
+from central.ingest.acks import ack_canonical
 from central.store import signing_keys
 from contract.signing import CentreSigner
 
@@ -81,3 +82,20 @@ class MessageSigner:
                 dict(message), ensure_ascii=False, allow_nan=False, separators=(",", ":")
             ).encode()
         return signer.sign_bytes(message)
+
+    def sign_ack(self, station_id: str, ack_id: str, stored: list[list[int]]) -> bytes:
+        """A `down/ack` as published, signed (`central.ingest.acks.ack_canonical` writes its RFC 8785
+        form directly: at a few thousand acks a second the generic path was a tenth of ingest's CPU)."""
+        try:
+            canonical = ack_canonical(station_id, ack_id, stored)
+        except ValueError:  # not the plain shape (nothing ingest stores): the general way
+            message = {"v": 1, "type": "ack", "id": ack_id, "station_id": station_id, "stored": stored}
+            return self.sign_bytes(message)
+        signer = self.signer()
+        if signer is None:
+            return canonical
+        sig = signer.signature_for(canonical)  # kid hex, alg a word, value base64: no escapes
+        return (
+            canonical[:-1]
+            + (f',"sig":{{"kid":"{sig["kid"]}","alg":"{sig["alg"]}","value":"{sig["value"]}"}}}}').encode()
+        )

@@ -13,8 +13,10 @@ takes the due acks every `ack_interval_s`.
 
 from __future__ import annotations
 
+import itertools
+import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from contract.messages import MAX_ACK_RANGES
@@ -31,6 +33,21 @@ def ranges(seqs: Iterable[int]) -> list[list[int]]:
     return out
 
 
+class AckIds:
+    """Ack ids (`a-` + 16 hex, the contract's `MessageId`): a random prefix per process, then a
+    counter, so an ack costs no `os.urandom` (thousands a second) and ids stay unique."""
+
+    def __init__(self) -> None:
+        self._prefix = f"a-{uuid.uuid4().hex[:6]}"
+        self._counter: Iterator[int] = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) % (1 << 40):010x}"
+
+
+_new_ack_id = AckIds()
+
+
 def ack_messages(station_id: str, seqs: Iterable[int]) -> list[dict[str, Any]]:
     """The (unsigned) ack messages covering `seqs`, 1,000 ranges each."""
     spans = ranges(seqs)
@@ -38,12 +55,26 @@ def ack_messages(station_id: str, seqs: Iterable[int]) -> list[dict[str, Any]]:
         {
             "v": 1,
             "type": "ack",
-            "id": f"a-{uuid.uuid4().hex[:16]}",
+            "id": _new_ack_id(),
             "station_id": station_id,
             "stored": spans[start : start + MAX_ACK_RANGES],
         }
         for start in range(0, len(spans), MAX_ACK_RANGES)
     ]
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # ids that JSON writes as they are (no escapes)
+
+
+def ack_canonical(station_id: str, ack_id: str, stored: list[list[int]]) -> bytes:
+    """The RFC 8785 canonical JSON of an ack (keys sorted, no spaces; its ids are plain ASCII and
+    its numbers integers, so this is exactly what `rfc8785.dumps` gives, as a test checks)."""
+    if not (_PLAIN.fullmatch(station_id) and _PLAIN.fullmatch(ack_id)):
+        raise ValueError("an ack's ids are plain identifiers")
+    if not all(type(n) is int and 0 < n < 2**53 for span in stored for n in span):
+        raise ValueError("an ack's seqs are integers of the contract's range")
+    spans = "[" + ",".join(f"[{first},{last}]" for first, last in stored) + "]"
+    return (f'{{"id":"{ack_id}","station_id":"{station_id}","stored":{spans},"type":"ack","v":1}}').encode()
 
 
 class AckBook:
@@ -54,10 +85,11 @@ class AckBook:
         self.highest: dict[str, int] = {}
 
     def add(self, station_id: str, seqs: Iterable[int]) -> None:
-        bucket = self._pending.setdefault(station_id, set())
-        bucket.update(seqs)
-        if bucket:
-            self.highest[station_id] = max(self.highest.get(station_id, 0), max(bucket))
+        seqs = list(seqs)
+        if not seqs:
+            return
+        self._pending.setdefault(station_id, set()).update(seqs)
+        self.highest[station_id] = max(self.highest.get(station_id, 0), max(seqs))
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._pending.values())

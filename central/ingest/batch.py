@@ -80,9 +80,13 @@ class Inbound:
     mid: int
     qos: int
     generation: int
-    received_at: dt.datetime
+    received_wall: float  # time.time() when paho handed it over (a datetime only when one is needed)
     received_mono: float
     properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def received_at(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.received_wall, dt.UTC)
 
 
 @dataclass(slots=True)

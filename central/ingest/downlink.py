@@ -27,7 +27,13 @@ from central.ingest.link import connect, new_client
 
 log = logging.getLogger(__name__)
 
-MAX_INFLIGHT = 1000
+#: No client-side window (0: paho sends each message at once). paho's window re-scans every message
+#: it holds on each PUBACK (`Client._update_inflight`), so with a window of 1,000 and the acks of
+#: 2,000 stations going out each second, the down link's thread spent about half its time in that
+#: scan (bench.fleet, docs/SCALING.md). The broker PUBACKs a QoS 1 publish as soon as it has routed
+#: it (mosquitto's `max_inflight_messages` bounds what it sends, not what it receives), and what
+#: paho holds while connected is bounded by the publishing rate times the round trip.
+MAX_INFLIGHT = 0
 
 
 class DownLink:

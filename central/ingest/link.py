@@ -19,6 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from central.config import MqttConfig
+from central.ingest import paho_speed
 from central.store.database import read_secret_file
 from common.broker_config import ssl_context
 from common.errors import StoreError
@@ -39,6 +40,7 @@ def _secret(path: Path, what: str) -> str:
 
 def new_client(config: MqttConfig, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
     """A configured, unconnected client (credentials and TLS applied; `LinkConfigError` if unusable)."""
+    paho_speed.install()  # v5 properties without rebuilding paho's tables per packet
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,

@@ -26,7 +26,6 @@ for another reason is split until the one message that breaks it is found and re
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import logging
 import threading
 import time
@@ -47,11 +46,12 @@ from central.ingest.messages import RosterRequestIn
 from central.live import LiveBus
 from central.metrics import CentreMetrics
 from central.signing import MessageSigner
-from contract.topics import StationTopics
+from contract.topics import UP_SNAPSHOT, StationTopics
 
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION = "$share/{group}/yz/v1/station/+/up/#"
+_SNAPSHOT_TOPIC = f"/up/{UP_SNAPSHOT}/"
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
 STATS_EVERY_S = 60.0
@@ -72,39 +72,62 @@ def _transient(exc: BaseException) -> bool:
 
 
 class _Inbox:
-    """Received messages waiting for the ingest thread, bounded in bytes (blocking put)."""
+    """Received messages waiting for the ingest thread, bounded in bytes (blocking put).
+
+    The ingest thread is woken when there is something for it to do (the first message of a batch,
+    a full batch, the deadline), not by every message: at thousands of messages a second a wake-up
+    per message is a GIL hand-over per message between paho's thread and the ingest thread."""
 
     def __init__(self, max_bytes: int) -> None:
         self._items: collections.deque[Inbound] = collections.deque()
         self._bytes = 0
         self._max = max_bytes
         self._cond = threading.Condition()
+        self._wanted = 0  # the taker sleeps until this many items are queued (0: nobody waits)
+        self._putters = 0  # producers blocked on a full inbox
         self.closed = False
 
     def put(self, item: Inbound) -> None:
         with self._cond:
             while self._items and self._bytes + item.size > self._max and not self.closed:
-                self._cond.wait(0.5)
+                if self._wanted:
+                    self._cond.notify_all()  # full: the taker should take now, not at its deadline
+                self._putters += 1
+                try:
+                    self._cond.wait(0.5)
+                finally:
+                    self._putters -= 1
             self._items.append(item)
             self._bytes += item.size
-            self._cond.notify_all()
+            if self._wanted and len(self._items) >= self._wanted:
+                self._cond.notify_all()
 
     def take(self, max_items: int, max_wait_s: float, idle_s: float) -> list[Inbound]:
         """Up to `max_items`, waiting at most `max_wait_s` after the first one (or `idle_s` for one)."""
         with self._cond:
             if not self._items:
-                self._cond.wait(idle_s)
+                self._wanted = 1
+                try:
+                    self._cond.wait(idle_s)
+                finally:
+                    self._wanted = 0
                 if not self._items:
                     return []
             deadline = time.monotonic() + max_wait_s
-            while len(self._items) < max_items and not self.closed:
+            while len(self._items) < max_items and not self.closed and not self._putters:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
-            out = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
+                self._wanted = max_items
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._wanted = 0
+            count = min(max_items, len(self._items))
+            out = [self._items.popleft() for _ in range(count)]
             self._bytes -= sum(i.size for i in out)
-            self._cond.notify_all()
+            if self._putters:
+                self._cond.notify_all()
             return out
 
     def push_front(self, items: list[Inbound]) -> None:
@@ -278,18 +301,19 @@ class IngestWorker:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "(not UTF-8)"
-        payload = bytes(message.payload)
+        payload = message.payload
         size = len(payload)
         item = Inbound(
             topic=topic,
-            payload=None if size > self.mqtt.max_payload_bytes else payload,
+            payload=None if size > self.mqtt.max_payload_bytes else bytes(payload),
             size=size,
-            mid=int(message.mid),
-            qos=int(message.qos),
+            mid=message.mid,
+            qos=message.qos,
             generation=self._generation,
-            received_at=dt.datetime.now(dt.UTC),
+            received_wall=time.time(),
             received_mono=time.monotonic(),
-            properties=user_properties(message),
+            # Only a snapshot's properties are read (its metadata); parsing them is per message work.
+            properties=user_properties(message) if _SNAPSHOT_TOPIC in topic else {},
         )
         self._inbox.put(item)
 
@@ -399,8 +423,7 @@ class IngestWorker:
         for (kind, outcome), count in handled.outcomes.items():
             self._metrics.ingest_messages.labels(kind, outcome).inc(count)
         self._processor.refused_after_commit(handled)
-        for topic, data, live_station, district in handled.live:
-            self._live.publish(topic, data, station_id=live_station, district=district)
+        self._live.publish_many(handled.live)
         for requester, request in handled.requests:
             self._on_roster_request(requester, request)
         if handled.roster_written:
@@ -435,7 +458,8 @@ class IngestWorker:
             return
         for station_id, seqs in self._acks.take().items():
             for message in ack_messages(station_id, seqs):
-                info = self._down.publish(StationTopics(station_id).ack, self._signer.sign_bytes(message))
+                payload = self._signer.sign_ack(station_id, message["id"], message["stored"])
+                info = self._down.publish(StationTopics(station_id).ack, payload)
                 if info is None:
                     if not force:
                         self._acks.put_back(station_id, seqs)
