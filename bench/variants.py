@@ -122,12 +122,14 @@ def build(variant: Variant, onnx: Path | None) -> tuple[FaceModel, FaceModel]:
 def evaluate(variant: Variant, root: Path, onnx: Path | None, settings: BenchSettings) -> dict[str, Any]:
     from recognizer import onnx_encoder
 
-    shipped = onnx_encoder.five_points_from_68
-    onnx_encoder.five_points_from_68 = five_points(variant)  # type: ignore[assignment]
+    # The encoder looks the function up at call time: swap it for the variant, restore it after.
+    name = "five_points_from_68"  # imported there from recognizer.alignment, not re-exported
+    shipped = getattr(onnx_encoder, name)
+    setattr(onnx_encoder, name, five_points(variant))
     try:
         return _evaluate(variant, root, onnx, settings)
     finally:
-        onnx_encoder.five_points_from_68 = shipped  # type: ignore[assignment]
+        setattr(onnx_encoder, name, shipped)
 
 
 def _evaluate(variant: Variant, root: Path, onnx: Path | None, settings: BenchSettings) -> dict[str, Any]:
