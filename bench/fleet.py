@@ -571,6 +571,25 @@ def summary(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _capacity_note(result: dict[str, Any]) -> str:
+    """Say whether the centre kept up with the offered load or was the limit, per run: a stored
+    rate equal to the offered one measures the simulation, not the centre's ceiling."""
+    notes = []
+    for r in result["runs"]:
+        offered = float(r.get("published_per_s_offered") or 0.0)
+        stored = float(r["events_per_s"])
+        kept_up = offered > 0 and stored >= 0.95 * offered
+        notes.append(
+            f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}: "
+            + (
+                "kept up with the offered load (the ceiling is higher)"
+                if kept_up
+                else "below the offered load (saturated)"
+            )
+        )
+    return "In this run: " + "; ".join(notes) + "."
+
+
 def markdown(result: dict[str, Any], command: str) -> str:
     rows = []
     for r in result["runs"]:
@@ -597,8 +616,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "measured "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d}. **The box is shared with other engineers' jobs**: its load "
         "average during each window is in the last column (2 cores: at 12 our processes get about a sixth "
-        "of the machine), so the rates measured here are far below what the code does on its own box; the "
-        "CPU each component spent per stored event is the figure that carries over.\n\n"
+        "of the machine, and the rates fall with it); the CPU each component spent per stored event is "
+        f"the figure that carries over. {_capacity_note(result)}\n\n"
         "| ingest workers | offered ev/s | stored ev/s | stored ev/s, backlog, stations quiet "
         "| CPU ms/event: centre (ingest + PostgreSQL + mosquitto) / simulated stations "
         "| 2 cores for the centre alone: ev/s "
@@ -607,8 +626,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "| lost / duplicated | load |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "- *stored ev/s*: rows committed per second during the window while the stations publish "
-        "at the offered rate (above capacity here: the rest waits in the broker). *backlog*: the same "
-        "centre storing that queue after the stations stopped publishing, i.e. without the "
+        "at the offered rate (when that is above capacity, the rest waits in the broker). *backlog*: "
+        "the same centre storing what was queued after the stations stopped publishing (little when "
+        "it kept up), i.e. without the "
         "simulation's CPU competing. *2 cores for the centre alone*: 2,000 ms divided by the centre's CPU "
         "per event (ingest, PostgreSQL and mosquitto processes, measured from /proc over the window).\n"
         f"- *live feed*: from the station's publish to the live bus notice (what the dashboard's feed "
