@@ -11,6 +11,7 @@ Every database test runs on SQLite and PostgreSQL (`central_db`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import threading
@@ -280,3 +281,49 @@ def test_a_committed_batch_reaches_the_live_bus_in_order_with_one_call() -> None
     else:
         raise AssertionError("an unknown topic was published")
     assert bus.published == 7
+
+
+def test_a_batch_locks_all_its_template_ids_at_once_in_order_before_any_message(
+    central_db: CentralDb, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Two workers holding [removal of B, enrolment with A] and [enrolment with A, removal of B]
+    must not each take one template lock and wait for the other: the batch takes every id it
+    names, sorted, before the first message; the messages' own locks come after (held already)."""
+    from central.store import removals as removal_store
+
+    config = centre_config(central_db.url, tmp_path / "centre", 1)
+    prepared = prepare(config, central_db.sessions, [SID])
+    side = MqttSide.build(config, central_db.sessions, prepared.data_key, LiveBus(), CentreMetrics())
+    worker = side.ingest[0]
+    worker._client = RecordingClient(central_db)  # type: ignore[assignment]
+    calls: list[list[str]] = []
+    real = removal_store.lock_templates
+
+    def spy(session: Any, template_ids: Any) -> None:
+        calls.append(sorted(set(template_ids)))
+        real(session, template_ids)
+
+    monkeypatch.setattr(removal_store, "lock_templates", spy)
+    now = dt.datetime.now(dt.UTC).isoformat()
+    a, b = "a" * 32, "b" * 32
+    removal = {
+        "v": 1, "type": "template_removal", "id": "rm-1", "station_id": SID, "seq": 1, "ts": now,
+        "member_id": "m-lock", "template_id": b, "removed_by": "installer:wang",
+    }
+    enrolment = {
+        "v": 1, "type": "enrolment", "id": "en-1", "station_id": SID, "seq": 2, "ts": now,
+        "member": {"member_id": "m-lock", "name": "lock", "consent_face": True,
+                   "consent_cross_station": True, "consent_at": now},
+        "templates": [{"template_id": a, "model": "dlib_resnet_v1", "vector": [0.01] * 128}],
+    }  # fmt: skip
+    base = f"yz/v1/station/{SID}/up/"
+    worker._process(
+        [
+            inbound(json.dumps(removal).encode(), mid=1, topic=base + "template_removal"),
+            inbound(json.dumps(enrolment).encode(), mid=2, topic=base + "enrolment"),
+        ]
+    )
+    assert calls, "no template lock taken"
+    assert calls[0] == [a, b], calls  # every id of the batch, first, in order
+    assert all(set(c) <= {a, b} for c in calls[1:])
+    assert worker._acks.take() == {SID: [1, 2]}  # both handled and acknowledged after the commit

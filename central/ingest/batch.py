@@ -55,6 +55,7 @@ from central.roster.erasure import confirm_applied_many
 from central.roster.removals import RemovalRefused, template_removal_received
 from central.snapshot_files import JPEG_MAGIC, SNAPSHOT_URL, SnapshotFiles
 from central.store import ingest as ingest_store
+from central.store import removals as removal_store
 from central.store import snapshots as snapshot_store
 from central.store.status import apply_status, clock_skew_s
 from central.store.tables import Station
@@ -120,6 +121,17 @@ class Handled:
 
     def ack(self, station_id: str, seq: int) -> None:
         self.stored.setdefault(station_id, []).append(seq)
+
+
+def _template_ids(batch: list[Prepared]) -> list[str]:
+    """The template ids the batch's enrolments and removals name."""
+    ids: list[str] = []
+    for prepared in batch:
+        if isinstance(prepared.message, EnrolmentIn):
+            ids.extend(t.template_id for t in prepared.message.templates)
+        elif isinstance(prepared.message, TemplateRemovalIn):
+            ids.append(prepared.message.template_id)
+    return ids
 
 
 class BatchProcessor:
@@ -200,6 +212,12 @@ class BatchProcessor:
         handled = Handled()
         with self._db.begin() as session:
             self._events(session, [p for p in batch if p.kind == "event"], handled)
+            # Every template id the batch touches, locked at once in sorted order before any of
+            # them: taken message by message, a batch [removal of B, enrolment with A] in one worker
+            # and [enrolment with A, removal of B] in another could each hold one and wait for the
+            # other (PostgreSQL detects it, but the batch then fails and is retried). Re-taking a
+            # held transaction lock later (each message takes its own) does not wait.
+            removal_store.lock_templates(session, _template_ids(batch))
             for prepared in batch:
                 if prepared.kind == "enrolment":
                     self._enrolment(session, prepared, handled)
