@@ -63,15 +63,9 @@ class Subscription:
         self.dropped = 0
         self.closed = False
 
-    def _offer(self, message: LiveMessage) -> None:
-        with self._ready:
-            if len(self._queue) == self._queue.maxlen:
-                self.dropped += 1  # the deque drops the oldest: the consumer re-reads the database
-            self._queue.append(message)
-            self._ready.notify()
-
     def _offer_many(self, messages: list[LiveMessage]) -> None:
-        """A committed batch's notices: one wake-up for all of them, not one per notice."""
+        """A committed batch's notices: one wake-up for all of them, not one per notice. A full
+        queue drops the oldest (the deque does): the consumer re-reads the database."""
         with self._ready:
             room = (self._queue.maxlen or 0) - len(self._queue)
             self.dropped += max(0, len(messages) - room)
@@ -121,14 +115,7 @@ class LiveBus:
         station_id: str | None = None,
         district: str | None = None,
     ) -> None:
-        if topic not in TOPICS:
-            raise ValueError(f"unknown live topic {topic!r} (one of {sorted(TOPICS)})")
-        message = LiveMessage(topic, data, station_id, district)
-        with self._lock:
-            targets = [s for s in self._subscriptions if topic in s.topics]
-            self.published += 1
-        for subscription in targets:
-            subscription._offer(message)
+        self.publish_many([(topic, data, station_id, district)])
 
     def publish_many(self, notices: Iterable[tuple[str, Mapping[str, Any], str | None, str | None]]) -> None:
         """(topic, data, station_id, district) notices of one commit, in order: each subscriber is
