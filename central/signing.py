@@ -20,9 +20,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from central.data_key import DataKey
-from central.ingest.acks import ack_canonical
 from central.store import signing_keys
-from contract.signing import CentreSigner
+from contract.signing import CentreSigner, ack_canonical
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class MessageSigner:
         return signer.sign_bytes(message)
 
     def sign_ack(self, station_id: str, ack_id: str, stored: list[list[int]]) -> bytes:
-        """A `down/ack` as published, signed (`central.ingest.acks.ack_canonical` writes its RFC 8785
+        """A `down/ack` as published, signed (`contract.signing.ack_canonical` writes its RFC 8785
         form directly: at a few thousand acks a second the generic path was a tenth of ingest's CPU)."""
         try:
             canonical = ack_canonical(station_id, ack_id, stored)

@@ -25,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -233,3 +234,19 @@ def verify_message(message: Mapping[str, Any], keys: Iterable[PublicKey], statio
             "wrong_station", f"signed for station {str(message.get('station_id'))[:64]!r}, not {station_id!r}"
         )
     return kid
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # ids that JSON writes as they are (no escapes)
+
+
+def ack_canonical(station_id: str, ack_id: str, stored: list[list[int]]) -> bytes:
+    """The RFC 8785 canonical JSON of a `down/ack` without `sig`, written directly (the centre
+    signs thousands a second). Keys sorted, no spaces; its ids are plain ASCII and its numbers
+    integers, so this is exactly what `rfc8785.dumps` gives (a test checks). Anything else:
+    ValueError, and the caller signs the general way."""
+    if not (_PLAIN.fullmatch(station_id) and _PLAIN.fullmatch(ack_id)):
+        raise ValueError("an ack's ids are plain identifiers")
+    if not all(type(n) is int and 0 < n < 2**53 for span in stored for n in span):
+        raise ValueError("an ack's seqs are integers of the contract's range")
+    spans = "[" + ",".join(f"[{first},{last}]" for first, last in stored) + "]"
+    return (f'{{"id":"{ack_id}","station_id":"{station_id}","stored":{spans},"type":"ack","v":1}}').encode()

@@ -25,7 +25,7 @@ from central_fixtures import CentralDb
 from sqlalchemy import func, select
 
 from bench.fleet_stations import EVENT_TEMPLATE, EventIds, IsoClock
-from central.ingest.acks import ack_canonical, ack_messages
+from central.ingest.acks import ack_messages
 from central.ingest.batch import Inbound
 from central.ingest.messages import EventIn, parse_json_message
 from central.ingest.parts import MqttSide
@@ -34,7 +34,7 @@ from central.live import LiveBus
 from central.metrics import CentreMetrics
 from central.store.tables import Event
 from contract.messages import parse_ack
-from contract.signing import verify_message
+from contract.signing import ack_canonical, verify_message
 from tests.centre_mqtt import centre_config, event_message, prepare
 
 SID = "st-batch"

@@ -14,7 +14,6 @@ takes the due acks every `ack_interval_s`.
 from __future__ import annotations
 
 import itertools
-import re
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -61,20 +60,6 @@ def ack_messages(station_id: str, seqs: Iterable[int]) -> list[dict[str, Any]]:
         }
         for start in range(0, len(spans), MAX_ACK_RANGES)
     ]
-
-
-_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # ids that JSON writes as they are (no escapes)
-
-
-def ack_canonical(station_id: str, ack_id: str, stored: list[list[int]]) -> bytes:
-    """The RFC 8785 canonical JSON of an ack (keys sorted, no spaces; its ids are plain ASCII and
-    its numbers integers, so this is exactly what `rfc8785.dumps` gives, as a test checks)."""
-    if not (_PLAIN.fullmatch(station_id) and _PLAIN.fullmatch(ack_id)):
-        raise ValueError("an ack's ids are plain identifiers")
-    if not all(type(n) is int and 0 < n < 2**53 for span in stored for n in span):
-        raise ValueError("an ack's seqs are integers of the contract's range")
-    spans = "[" + ",".join(f"[{first},{last}]" for first, last in stored) + "]"
-    return (f'{{"id":"{ack_id}","station_id":"{station_id}","stored":{spans},"type":"ack","v":1}}').encode()
 
 
 class AckBook:
